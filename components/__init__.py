@@ -1,0 +1,1 @@
+"""genpipe components: plain PyTorch / pyarrow / MLflow code, importable without Ray running."""

@@ -1,0 +1,189 @@
+"""Typed, validated configuration: one pydantic model per params.yaml section.
+
+Everything is checked before any work starts; an error names the key, the bad value and
+what is allowed (`ConfigError`)."""
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+
+class ConfigError(ValueError):
+    """A params file or override that cannot be used; the message names key, value and rule."""
+
+
+class _Section(BaseModel):
+    # extra="forbid": a misspelt key is an error, never silently ignored.
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+def _check_registered(kind: str, name: str) -> str:
+    from components import registries
+
+    reg = registries.by_kind(kind)
+    if name not in reg:
+        raise ValueError(f"unknown {kind} {name!r}; allowed: {', '.join(reg.names())}")
+    return name
+
+
+class DataConfig(_Section):
+    source: str = "mnist5k"
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="dataset folder name; default: source")
+    path: str | None = Field(None, description="input folder for the imagefolder source")
+    image_size: int | None = Field(None, ge=4, le=1024, description="resize to image_size² (imagefolder); None: native")
+    test_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    rows_per_shard: int = Field(1024, ge=1)
+    row_group_rows: int = Field(256, ge=1, description="unit of per-worker data sharding")
+    prepared_dir: str = "data/prepared"
+
+    @field_validator("source")
+    @classmethod
+    def _source_known(cls, v: str) -> str:
+        return _check_registered("source", v)
+
+    @property
+    def dataset(self) -> str:
+        return self.name or self.source
+
+
+class ModelConfig(_Section):
+    family: str = "dcgan"
+    latent_dim: int = Field(64, ge=1, le=4096)
+    g_channels: int = Field(64, ge=1, le=4096, description="generator width at its last hidden layer")
+    d_channels: int = Field(64, ge=1, le=4096, description="discriminator width at its first layer")
+
+    @field_validator("family")
+    @classmethod
+    def _family_known(cls, v: str) -> str:
+        return _check_registered("model", v)
+
+
+class TrainConfig(_Section):
+    objective: str = "nonsaturating"
+    epochs: int = Field(20, ge=1)
+    max_steps: int | None = Field(None, ge=1, description="stop after this many steps (overrides epochs when smaller)")
+    batch_size: int = Field(64, ge=1, description="per worker; the global batch is batch_size × num_workers")
+    lr_g: float = Field(2e-4, gt=0.0, le=1.0)
+    lr_d: float = Field(2e-4, gt=0.0, le=1.0)
+    beta1: float = Field(0.5, ge=0.0, lt=1.0)
+    beta2: float = Field(0.999, ge=0.0, lt=1.0)
+    log_every: int = Field(50, ge=1, description="steps between MLflow metric points")
+    checkpoint_every: int = Field(500, ge=1, description="steps between checkpoints")
+    keep_checkpoints: int = Field(2, ge=1)
+    sample_grid: int = Field(64, ge=1, le=1024, description="images in the per-epoch sample grid")
+    num_threads: int | None = Field(None, ge=1, description="torch CPU threads per worker; default cpus_per_worker")
+    run_name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="default: derived from config hash")
+    output_dir: str = "data/train"
+
+    @field_validator("objective")
+    @classmethod
+    def _objective_known(cls, v: str) -> str:
+        return _check_registered("objective", v)
+
+
+class ScalingConfig(_Section):
+    num_workers: int = Field(2, ge=1)
+    use_gpu: bool = False
+    cpus_per_worker: int = Field(1, ge=1)
+    storage_path: str | None = Field(None, description="Ray Train storage (shared FS/S3 on a cluster); default data/checkpoints")
+    max_failures: int = Field(0, ge=-1, description="worker-group restarts from the latest checkpoint; -1 = unlimited")
+
+
+class TrackingConfig(_Section):
+    uri: str | None = Field(None, description="default: $MLFLOW_TRACKING_URI, else sqlite:///<repo>/mlflow/mlflow.db")
+    experiment: str | None = Field(None, description="default: <dataset>-<model family>")
+
+
+class Params(_Section):
+    seed: int = Field(0, ge=0, lt=2**31)
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    scaling: ScalingConfig = ScalingConfig()
+    tracking: TrackingConfig = TrackingConfig()
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> "Params":
+        if self.data.source == "imagefolder" and not self.data.path:
+            raise ValueError("data.path is required when data.source is 'imagefolder'")
+        return self
+
+    @property
+    def experiment_name(self) -> str:
+        return self.tracking.experiment or f"{self.data.dataset}-{self.model.family}"
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted keys → values, for MLflow params."""
+        out: dict[str, Any] = {}
+
+        def walk(prefix: str, obj: Any) -> None:
+            if isinstance(obj, dict):
+                for k, v in obj.items():
+                    walk(f"{prefix}.{k}" if prefix else k, v)
+            else:
+                out[prefix] = obj
+
+        walk("", self.model_dump(mode="json"))
+        return out
+
+    def fingerprint(self, *sections: str) -> str:
+        payload = {s: self.model_dump(mode="json")[s] for s in sections}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = [f"invalid configuration in {source}:"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<top level>"
+        if e["type"] == "extra_forbidden":
+            lines.append(f"  {key}: unknown key (value {e['input']!r}); check the spelling against params.yaml")
+            continue
+        msg = e["msg"].removeprefix("Value error, ")
+        lines.append(f"  {key} = {e['input']!r}: {msg}")
+    return "\n".join(lines)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """`section.key=value` strings (value parsed as YAML) applied onto a raw params dict."""
+    raw = json.loads(json.dumps(raw))  # deep copy of plain data
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        key, _, text = item.partition("=")
+        parts = key.strip().split(".")
+        node = raw
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {p!r} is not a section")
+        node[parts[-1]] = yaml.safe_load(text)
+    return raw
+
+
+def load_params(path: str | Path | None = "params.yaml", overrides: Iterable[str] = ()) -> Params:
+    raw: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"params file {str(p)!r} not found")
+        try:
+            raw = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"params file {str(p)!r} is not valid YAML: {e}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"params file {str(p)!r} must hold a mapping of sections, got {type(raw).__name__}")
+        source = str(p)
+    overrides = list(overrides)
+    raw = apply_overrides(raw, overrides)
+    if overrides:
+        source += " with --set " + " ".join(overrides)
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(e, source)) from None

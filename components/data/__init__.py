@@ -1,0 +1,1 @@
+"""Data layer: named image sources (`sources`) and prepared Parquet datasets read per rank (`shards`)."""

@@ -1,0 +1,256 @@
+"""Prepared datasets on disk: Parquet shards per split plus a manifest, written atomically, read per rank.
+
+Layout of `<prepared_dir>/<dataset>/`:
+
+    manifest.json              counts, shape, class names, shard files per split, content hash
+    train/part-00000.parquet   at most rows_per_shard rows, row groups of row_group_rows
+    test/part-00000.parquet
+
+The row group is the unit of data parallelism: of `world_size` workers, rank r reads the row
+groups i (numbered across the split's files in manifest order) with i % world_size == r, so no
+worker reads another worker's rows.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from components.data.sources import DataError, SourceData
+
+if TYPE_CHECKING:
+    from components.config import DataConfig
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+SPLITS = ("train", "test")
+_HINT = "run `genpipe prepare` first"
+_SCHEMA = pa.schema([
+    # "element" is the child name Parquet's spec uses, so tables read back have exactly this schema.
+    ("image", pa.list_(pa.field("element", pa.uint8()))),  # C*H*W bytes, row-major; shape in the columns below and the manifest
+    ("channels", pa.int32()),
+    ("height", pa.int32()),
+    ("width", pa.int32()),
+    ("label", pa.int32()),
+    ("index", pa.int64()),  # row in the source, so any prepared row can be traced back
+])
+
+
+# ---------------------------------------------------------------------------------------------- split
+
+def _test_count(n: int, test_fraction: float) -> int:
+    if n < 2:
+        return 0  # a singleton class cannot be in both splits; it trains
+    return min(max(int(n * test_fraction + 0.5), 1), n - 1)  # ≥ 1 test and ≥ 1 train item
+
+
+def split_indices(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stratified, seeded train/test split of row indices, each sorted ascending."""
+    if not 0.0 < test_fraction < 1.0:
+        raise DataError(f"test_fraction must lie in (0, 1), got {test_fraction!r}")
+    labels = np.asarray(labels)
+    rng = np.random.default_rng(seed)
+    train, test = [np.empty(0, np.int64)], [np.empty(0, np.int64)]
+    for c in np.unique(labels):  # sorted classes: the RNG is consumed in a fixed order
+        idx = rng.permutation(np.flatnonzero(labels == c))
+        k = _test_count(len(idx), test_fraction)
+        test.append(idx[:k])
+        train.append(idx[k:])
+    return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
+
+
+# ---------------------------------------------------------------------------------------------- write
+
+def _table(images: np.ndarray, labels: np.ndarray, index: np.ndarray) -> pa.Table:
+    n, c, h, w = images.shape
+    if n * c * h * w > np.iinfo(np.int32).max:  # list<> uses int32 offsets
+        raise DataError(f"a shard of {n} images of {c}x{h}x{w} exceeds 2 GiB; lower data.rows_per_shard")
+    offsets = pa.array(np.arange(n + 1, dtype=np.int32) * np.int32(c * h * w))
+    values = pa.array(np.ascontiguousarray(images).reshape(-1))
+    image = pa.ListArray.from_arrays(offsets, values, type=_SCHEMA.field("image").type)
+    const = lambda v: pa.array(np.full(n, v, dtype=np.int32))  # noqa: E731
+    columns = [image, const(c), const(h), const(w), pa.array(labels.astype(np.int32)), pa.array(index.astype(np.int64))]
+    return pa.Table.from_arrays(columns, schema=_SCHEMA)
+
+
+def _write_split(root: Path, name: str, images: np.ndarray, labels: np.ndarray, index: np.ndarray,
+                 cfg: DataConfig) -> list[str]:
+    (root / name).mkdir()
+    files = []
+    for part, start in enumerate(range(0, len(labels), cfg.rows_per_shard)):
+        rows = slice(start, start + cfg.rows_per_shard)
+        rel = f"{name}/part-{part:05d}.parquet"
+        # pyarrow stamps no time or host into the file (only "created_by" with its version): same data → same bytes.
+        pq.write_table(_table(images[rows], labels[rows], index[rows]), root / rel,
+                       row_group_size=cfg.row_group_rows, compression="zstd")
+        files.append(rel)
+    return files
+
+
+def _hash_split(h: "hashlib._Hash", name: str, images: np.ndarray, labels: np.ndarray) -> None:
+    # A hash of the data, not of the Parquet encoding: it survives a pyarrow upgrade. The header line
+    # carries the count so split boundaries are unambiguous.
+    n, c, hh, w = images.shape
+    h.update(f"{name} {n} {c}x{hh}x{w}\n".encode())
+    h.update(labels.astype("<i4").tobytes())
+    h.update(np.ascontiguousarray(images))
+
+
+def _replace_dir(new: Path, dest: Path) -> None:
+    """Publish `new` as `dest`. A non-empty folder cannot be replaced by one rename, so the old one is
+    renamed aside first: readers see the old dataset, briefly none, or the new one, never a mix."""
+    if not dest.exists():
+        new.rename(dest)
+        return
+    old = dest.with_name(f".{dest.name}.old-{uuid.uuid4().hex}")
+    dest.rename(old)
+    try:
+        new.rename(dest)
+    except BaseException:
+        old.rename(dest)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def write_prepared(data: SourceData, cfg: DataConfig, seed: int, out_dir: Path) -> dict:
+    """Split `data`, write the shards and manifest.json into `out_dir` atomically; return the manifest."""
+    out_dir = Path(out_dir)
+    idx = dict(zip(SPLITS, split_indices(data.labels, cfg.test_fraction, seed)))
+    for name in SPLITS:
+        if len(idx[name]) == 0:
+            raise DataError(f"dataset {cfg.dataset!r} ({len(data.labels)} images) leaves the {name} split empty; "
+                            "give every class at least 2 images")
+    num_classes = len(data.class_names)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    # Built next to the destination (same filesystem, so the final rename is atomic) under a hidden name.
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
+    try:
+        os.chmod(tmp, 0o755)  # mkdtemp's 0700 would make the published dataset private to this user
+        digest = hashlib.sha256()
+        splits = {}
+        for name in SPLITS:
+            images, labels = data.images[idx[name]], data.labels[idx[name]]
+            splits[name] = {
+                "count": len(labels),
+                "class_counts": np.bincount(labels, minlength=num_classes).tolist(),
+                "files": _write_split(tmp, name, images, labels, idx[name], cfg),
+            }
+            _hash_split(digest, name, images, labels)
+        manifest = {
+            "format_version": FORMAT_VERSION,
+            "dataset": cfg.dataset,
+            "source": cfg.source,
+            "seed": seed,
+            "test_fraction": cfg.test_fraction,
+            "count": len(data.labels),
+            "image_shape": list(data.images.shape[1:]),
+            "class_names": list(data.class_names),
+            "num_classes": num_classes,
+            "splits": splits,
+            "content_hash": digest.hexdigest(),
+        }
+        (tmp / MANIFEST).write_text(json.dumps(manifest, sort_keys=True, indent=2) + "\n")
+        _replace_dir(tmp, out_dir)
+    except BaseException:  # KeyboardInterrupt included: leave nothing half-written behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return manifest
+
+
+# ---------------------------------------------------------------------------------------------- read
+
+def read_manifest(prepared_dir: Path) -> dict:
+    path = Path(prepared_dir) / MANIFEST
+    try:
+        manifest = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"no prepared dataset in {prepared_dir}: {path} is missing; {_HINT}") from None
+    except (OSError, ValueError) as e:
+        raise DataError(f"cannot read {path} ({e}); {_HINT}") from None
+    splits = manifest.get("splits") if isinstance(manifest, dict) else None
+    ok = (
+        isinstance(splits, dict)
+        and manifest.get("format_version") == FORMAT_VERSION
+        and all(k in manifest for k in ("image_shape", "class_names", "content_hash"))
+        and all(isinstance(splits.get(s), dict) and "files" in splits[s] for s in SPLITS)
+    )
+    if not ok:
+        raise DataError(f"{path} is not a genpipe manifest of format_version {FORMAT_VERSION}; {_HINT}")
+    return manifest
+
+
+def _row_groups(prepared_dir: Path, split: str) -> list[tuple[Path, int, int]]:
+    """(file, row group, rows) for every row group of a split, from Parquet footers only."""
+    splits = read_manifest(prepared_dir)["splits"]
+    if split not in splits:
+        raise DataError(f"unknown split {split!r} in {prepared_dir}; available: {', '.join(sorted(splits))}")
+    out = []
+    for rel in splits[split]["files"]:
+        path = Path(prepared_dir) / rel
+        try:
+            meta = pq.read_metadata(path)
+        except (OSError, pa.ArrowException) as e:
+            raise DataError(f"cannot read shard {path} ({e}); {_HINT}") from None
+        out += [(path, i, meta.row_group(i).num_rows) for i in range(meta.num_row_groups)]
+    return out
+
+
+def _check_rank(rank: int, world_size: int) -> None:
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
+
+
+def rank_row_groups(prepared_dir: Path, split: str, rank: int, world_size: int) -> list[tuple[Path, int]]:
+    """The (file, row group index) pairs rank `rank` of `world_size` reads: round-robin over the split."""
+    _check_rank(rank, world_size)
+    return [(p, i) for j, (p, i, _) in enumerate(_row_groups(prepared_dir, split)) if j % world_size == rank]
+
+
+def rank_row_counts(prepared_dir: Path, split: str, world_size: int) -> list[int]:
+    """Rows each rank gets (from Parquet metadata, no data read); ranks may differ by a row group."""
+    _check_rank(0, world_size)
+    counts = [0] * world_size
+    for j, (_, _, rows) in enumerate(_row_groups(prepared_dir, split)):
+        counts[j % world_size] += rows
+    return counts
+
+
+def read_rank_table(prepared_dir: Path, split: str, rank: int = 0, world_size: int = 1,
+                    columns: list[str] | None = None) -> pa.Table:
+    """The Arrow table of one rank's row groups (all columns, or `columns`), reading nothing else."""
+    tables = []
+    for path, group in itertools.groupby(rank_row_groups(prepared_dir, split, rank, world_size), key=lambda g: g[0]):
+        with pq.ParquetFile(path) as f:
+            tables.append(f.read_row_groups([i for _, i in group], columns=columns))
+    if not tables:  # more ranks than row groups: this rank gets nothing
+        empty = _SCHEMA.empty_table()
+        return empty.select(columns) if columns else empty
+    return pa.concat_tables(tables)
+
+
+def load_rank_share(prepared_dir: Path, split: str, rank: int = 0, world_size: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """One rank's images, uint8 (n, C, H, W), and labels, int64 (n,)."""
+    c, h, w = read_manifest(prepared_dir)["image_shape"]
+    table = read_rank_table(prepared_dir, split, rank, world_size, columns=["image", "label"])
+    n = table.num_rows
+    # flatten() honours list offsets (unlike .values on a sliced array); writable=True copies once so
+    # torch.from_numpy gets a writable buffer (Arrow memory is immutable).
+    flat = table.column("image").combine_chunks().flatten().to_numpy(zero_copy_only=False, writable=True)
+    if flat.size != n * c * h * w:
+        raise DataError(f"{prepared_dir} {split}: image bytes do not match the manifest shape {c}x{h}x{w}; {_HINT}")
+    return flat.reshape(n, c, h, w), table.column("label").to_numpy().astype(np.int64)
+
+
+def load_split(prepared_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """A whole split (images uint8 (N, C, H, W), labels int64)."""
+    return load_rank_share(prepared_dir, split, 0, 1)

@@ -1,0 +1,1 @@
+"""MLflow: tracking URI, experiments, runs, sample images, logged generator models."""

@@ -1,0 +1,142 @@
+"""Training state as tensors and plain data only, so every load is `weights_only=True`."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+STATE_FILE = "state.pt"
+FORMAT_VERSION = 1
+
+
+def _unwrap(m: torch.nn.Module) -> torch.nn.Module:
+    return getattr(m, "module", m)  # DistributedDataParallel keeps the model in .module
+
+
+def capture(*, step: int, epoch: int, g, d, opt_g, opt_d, meta: dict) -> dict:
+    np_state = np.random.get_state()
+    return {
+        "format_version": FORMAT_VERSION,
+        "step": step,
+        "epoch": epoch,
+        "generator": _unwrap(g).state_dict(),
+        "discriminator": _unwrap(d).state_dict(),
+        "opt_g": opt_g.state_dict(),
+        "opt_d": opt_d.state_dict(),
+        "rng": {
+            "torch": torch.get_rng_state(),
+            "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(float, np_state[2:])],
+            "python": json.dumps(random.getstate()),
+        },
+        "meta": meta,
+    }
+
+
+def restore(state: dict, *, g, d, opt_g, opt_d) -> None:
+    _unwrap(g).load_state_dict(state["generator"])
+    _unwrap(d).load_state_dict(state["discriminator"])
+    opt_g.load_state_dict(state["opt_g"])
+    opt_d.load_state_dict(state["opt_d"])
+    rng = state["rng"]
+    torch.set_rng_state(rng["torch"])
+    kind, keys, pos, has_gauss, cached = rng["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), int(pos), int(has_gauss), float(cached)))
+    py = json.loads(rng["python"])
+    random.setstate((py[0], tuple(py[1]), py[2]))
+
+
+def save(state: dict, directory: str | Path) -> Path:
+    path = Path(directory) / STATE_FILE
+    torch.save(state, path)
+    return path
+
+
+def load(directory: str | Path) -> dict:
+    path = Path(directory) / STATE_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint state at {path}")
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def atomic_dir(target: Path):
+    """Context manager yielding a temp dir that replaces `target` only if the block succeeds."""
+    return _AtomicDir(Path(target))
+
+
+class _AtomicDir:
+    def __init__(self, target: Path):
+        self.target = target
+
+    def __enter__(self) -> Path:
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(dir=self.target.parent, prefix=f".{self.target.name}.tmp-"))
+        return self.tmp
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        old = None
+        if self.target.exists():
+            old = self.target.with_name(f".{self.target.name}.old-{os.getpid()}")
+            os.replace(self.target, old)
+        os.replace(self.tmp, self.target)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+class LocalCheckpoints:
+    """Checkpoints of a run without Ray: `<root>/checkpoint_<step>/state.pt`, newest `keep` kept."""
+
+    def __init__(self, root: str | Path, keep: int):
+        self.root = Path(root)
+        self.keep = keep
+
+    def _all(self) -> list[Path]:
+        return sorted(self.root.glob("checkpoint_*")) if self.root.is_dir() else []
+
+    def latest(self) -> Path | None:
+        found = self._all()
+        return found[-1] if found else None
+
+    def save(self, state: dict) -> Path:
+        target = self.root / f"checkpoint_{state['step']:09d}"
+        with atomic_dir(target) as tmp:
+            save(state, tmp)
+        for stale in self._all()[: -self.keep]:
+            shutil.rmtree(stale, ignore_errors=True)
+        return target
+
+
+GENERATOR_WEIGHTS = "generator.safetensors"
+GENERATOR_SPEC = "generator.json"
+
+
+def write_generator(state: dict, out_dir: str | Path) -> Path:
+    """Final generator as safetensors + a JSON spec (model config, image shape) — enough to rebuild it.
+    Writes into `out_dir` as is: wrap in `atomic_dir` for an all-or-nothing output."""
+    out_dir = Path(out_dir)
+    weights = {k: v.contiguous() for k, v in state["generator"].items()}
+    save_file(weights, str(out_dir / GENERATOR_WEIGHTS))
+    spec = {"step": state["step"], "epoch": state["epoch"], **state["meta"]}
+    (out_dir / GENERATOR_SPEC).write_text(json.dumps(spec, indent=2, sort_keys=True))
+    return out_dir
+
+
+def load_generator(model_dir: str | Path):
+    """Rebuild the exported generator (eval mode) from its folder; no pickle involved."""
+    from components.config import ModelConfig
+    from components.models import build_gan
+
+    model_dir = Path(model_dir)
+    spec = json.loads((model_dir / GENERATOR_SPEC).read_text())
+    g, _ = build_gan(ModelConfig(**spec["model"]), spec["image_shape"])
+    g.load_state_dict(load_file(str(model_dir / GENERATOR_WEIGHTS)))
+    return g.eval(), spec

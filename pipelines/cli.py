@@ -1,0 +1,53 @@
+"""`genpipe <stage>`: one subcommand per DVC stage. Each reads params.yaml (+ --set overrides),
+validates it into typed config before any work, then calls its stage module."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+STAGES = {
+    "prepare": "turn the configured source into Parquet shards + manifest (data/prepared/<dataset>)",
+    "train": "train the configured GAN with Ray Train (or --no-ray), log to MLflow, export the generator",
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="genpipe", description="Reproducible generative-model pipeline stages.")
+    sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    for name, help_text in STAGES.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+        p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                       help="override one param (repeatable), value parsed as YAML")
+        if name == "train":
+            p.add_argument("--no-ray", action="store_true", help="run the training core in this process (1 worker)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from components.config import ConfigError, load_params
+
+    try:
+        params = load_params(args.params, args.overrides)
+        repo_root = Path.cwd()
+        if args.stage == "prepare":
+            from pipelines import prepare
+
+            prepare.run(params)
+        elif args.stage == "train":
+            from pipelines import train
+
+            train.run(params, repo_root, use_ray=not args.no_ray)
+    except ConfigError as e:
+        print(f"genpipe {args.stage}: {e}", file=sys.stderr)
+        return 2
+    except (ValueError, RuntimeError, FileNotFoundError) as e:
+        print(f"genpipe {args.stage}: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,26 @@
+"""`genpipe prepare`: a named source → Parquet shards + manifest in `<data.prepared_dir>/<dataset>/`."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from components.config import Params
+from components.data.shards import SPLITS, write_prepared
+from components.data.sources import SOURCES
+
+
+def summary(manifest: dict, out_dir: Path) -> str:
+    c, h, w = manifest["image_shape"]
+    counts = ", ".join(f"{s} {manifest['splits'][s]['count']}" for s in SPLITS)
+    return (f"prepared {manifest['dataset']} (source {manifest['source']}, seed {manifest['seed']}): "
+            f"{manifest['count']} images of {c}x{h}x{w} in {manifest['num_classes']} classes; {counts}; "
+            f"content hash {manifest['content_hash']}; written to {out_dir}")
+
+
+def run(params: Params) -> Path:
+    cfg = params.data
+    # Absolute: later stages (and Ray workers, which run in their own working directory) read it.
+    out_dir = Path(cfg.prepared_dir).absolute() / cfg.dataset
+    data = SOURCES.get(cfg.source)(cfg)
+    manifest = write_prepared(data, cfg, params.seed, out_dir)
+    print(summary(manifest, out_dir))
+    return out_dir

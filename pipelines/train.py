@@ -1,0 +1,207 @@
+"""Stage `train`: launch the GAN training core on Ray Train (or in this process with --no-ray),
+track it in MLflow, export the final generator to `train.output_dir`."""
+from __future__ import annotations
+
+import json
+import re
+import tempfile
+import time
+from pathlib import Path
+
+import mlflow
+from mlflow.tracking import MlflowClient
+
+from components.config import Params
+from components.data.shards import read_manifest
+from components.tracking import mlflow_store
+from components.tracking.logged_model import log_generator
+from components.training import checkpoint as ckpt
+from components.training.gan_loop import NonFiniteLossError, Worker, plan, train_gan
+
+SUMMARY_FILE = "train_summary.json"
+# knobs that change the trained weights; logging/checkpoint cadence does not
+_BOOKKEEPING = {"log_every", "checkpoint_every", "keep_checkpoints", "sample_grid", "run_name", "output_dir", "num_threads"}
+
+
+class TrainError(RuntimeError):
+    pass
+
+
+def run_name_for(params: Params, manifest: dict) -> str:
+    if params.train.run_name:
+        return params.train.run_name
+    import hashlib
+
+    train = {k: v for k, v in params.train.model_dump(mode="json").items() if k not in _BOOKKEEPING}
+    key = {"seed": params.seed, "model": params.model.model_dump(mode="json"), "train": train,
+           "num_workers": params.scaling.num_workers, "data": manifest["content_hash"]}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
+    return f"{params.model.family}-{manifest['dataset']}-{digest}"
+
+
+class _Callbacks:
+    """Shared by both launchers: rank 0 logs to MLflow; checkpoints are the launcher's business."""
+
+    def __init__(self, logger: mlflow_store.RunLogger | None, save_checkpoint):
+        self.logger = logger
+        self.save_checkpoint = save_checkpoint
+
+    def log(self, step, metrics):
+        if self.logger:
+            self.logger.log_metrics(step, metrics)
+        print(f"step {step}: " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
+
+    def samples(self, step, epoch, image):
+        if self.logger:
+            self.logger.log_image(image, f"samples/epoch_{epoch:04d}_step_{step:08d}.png")
+
+    def checkpoint(self, step, state, metrics):
+        self.save_checkpoint(step, state, metrics)
+
+
+def _ray_worker(config: dict) -> None:
+    """train_loop_per_worker: runs on every Ray Train worker (in a temp cwd: paths are absolute)."""
+    import ray.train
+    import ray.train.torch
+
+    ctx = ray.train.get_context()
+    worker = Worker(ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device())
+    params = Params.model_validate(config["params"])
+    resume = None
+    if (found := ray.train.get_checkpoint()) is not None:
+        with found.as_directory() as d:
+            resume = ckpt.load(d)
+    logger = mlflow_store.RunLogger(config["tracking_uri"], config["run_id"]) if worker.rank == 0 else None
+
+    def report(step, state, metrics):
+        metrics = {**metrics, "step": step}
+        if state is None:
+            ray.train.report(metrics)  # every rank reports the same number of times
+            return
+        with tempfile.TemporaryDirectory() as d:
+            ckpt.save(state, d)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+
+    if resume is not None and worker.rank == 0:
+        print(f"resuming from checkpoint at step {resume['step']}", flush=True)
+    train_gan(params, Path(config["prepared_dir"]), worker, _Callbacks(logger, report), resume)
+
+
+def _check_resources(params: Params) -> None:
+    import ray
+
+    total = ray.cluster_resources()
+    s = params.scaling
+    need_cpu = s.num_workers * s.cpus_per_worker
+    if need_cpu > total.get("CPU", 0):
+        raise TrainError(
+            f"scaling.num_workers = {s.num_workers} × scaling.cpus_per_worker = {s.cpus_per_worker} needs {need_cpu} CPUs; "
+            f"the Ray cluster has {total.get('CPU', 0):g}"
+        )
+    if s.use_gpu and s.num_workers > total.get("GPU", 0):
+        raise TrainError(f"scaling.num_workers = {s.num_workers} with scaling.use_gpu needs {s.num_workers} GPUs; "
+                         f"the Ray cluster has {total.get('GPU', 0):g}")
+
+
+def _fit_with_ray(params: Params, prepared_dir: Path, storage: Path, run_name: str, uri: str, run_id: str) -> dict:
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+
+    started = time.perf_counter()
+    if not ray.is_initialized():
+        # RAY_ADDRESS (if set) connects to a cluster; otherwise a local one starts here.
+        # No dashboard (slow to start on small machines); Ray's own INFO chatter is hidden so
+        # the stage log shows training progress. Our prints reach the driver unpatched.
+        ray.init(include_dashboard=False, logging_config=ray.LoggingConfig(log_level="ERROR"),
+                 runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}})
+    _check_resources(params)
+    s = params.scaling
+    trainer = TorchTrainer(
+        _ray_worker,
+        train_loop_config={"params": params.model_dump(mode="json"), "prepared_dir": str(prepared_dir),
+                           "tracking_uri": uri, "run_id": run_id},
+        scaling_config=ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu,
+                                     resources_per_worker={"CPU": s.cpus_per_worker}),
+        run_config=RunConfig(
+            name=run_name,
+            storage_path=str(storage),  # same name + storage → resume from its latest checkpoint
+            checkpoint_config=CheckpointConfig(num_to_keep=params.train.keep_checkpoints),
+            failure_config=FailureConfig(max_failures=s.max_failures),
+        ),
+    )
+    result = trainer.fit()
+    if result.checkpoint is None:
+        raise TrainError("Ray Train finished without a checkpoint")
+    with result.checkpoint.as_directory() as d:
+        state = ckpt.load(d)
+    print(f"Ray Train wall time (incl. start-up): {time.perf_counter() - started:.1f}s", flush=True)
+    return state
+
+
+def _fit_in_process(params: Params, prepared_dir: Path, storage: Path, run_name: str, uri: str, run_id: str) -> dict:
+    store = ckpt.LocalCheckpoints(storage / run_name, keep=params.train.keep_checkpoints)
+    latest = store.latest()
+    resume = ckpt.load(latest) if latest else None
+    if resume is not None:
+        print(f"resuming from checkpoint at step {resume['step']}", flush=True)
+    saved: dict = {}
+
+    def save(step, state, metrics):
+        store.save(state)
+        saved["state"] = state
+
+    train_gan(params, prepared_dir, Worker(), _Callbacks(mlflow_store.RunLogger(uri, run_id), save), resume)
+    return saved.get("state") or resume
+
+
+def _unwrap_failure(exc: BaseException) -> str:
+    """Ray wraps worker exceptions; surface the NaN step (or the root message) plainly."""
+    text = str(exc)
+    m = re.search(r"non-finite loss at step \d+[^\n]*", text)
+    return m.group(0) if m else text.strip().splitlines()[-1] if text.strip() else type(exc).__name__
+
+
+def run(params: Params, repo_root: Path, use_ray: bool = True) -> dict:
+    prepared_dir = (repo_root / params.data.prepared_dir / params.data.dataset).resolve()
+    manifest = read_manifest(prepared_dir)
+    plan(params, prepared_dir, params.scaling.num_workers if use_ray else 1)  # batch-size errors before start-up
+    run_name = run_name_for(params, manifest) + ("" if use_ray else "-noray")
+    storage = Path(params.scaling.storage_path or repo_root / "data" / "checkpoints").resolve()
+    storage.mkdir(parents=True, exist_ok=True)
+
+    uri = mlflow_store.resolve_uri(params.tracking.uri, repo_root)
+    client = MlflowClient(uri)
+    exp_id = mlflow_store.experiment_id(client, params.experiment_name, mlflow_store.artifact_root_for(uri, repo_root))
+    previous = mlflow_store.find_run(client, exp_id, run_name)
+    if previous is not None:
+        run_id = previous.info.run_id
+        client.update_run(run_id, status="RUNNING")
+    else:
+        run = client.create_run(exp_id, run_name=run_name, tags={mlflow_store.RUN_NAME_TAG: run_name,
+                                                                  "genpipe.launcher": "ray" if use_ray else "process"})
+        run_id = run.info.run_id
+        client.log_batch(run_id, params=[mlflow.entities.Param(k, str(v)) for k, v in params.flat().items()])
+    print(f"run {run_name}: MLflow run {run_id} in experiment {params.experiment_name!r} at {uri}", flush=True)
+
+    fit = _fit_with_ray if use_ray else _fit_in_process
+    try:
+        state = fit(params, prepared_dir, storage, run_name, uri, run_id)
+    except BaseException as exc:  # includes KeyboardInterrupt: the run must not stay RUNNING
+        client.set_terminated(run_id, status="FAILED" if not isinstance(exc, KeyboardInterrupt) else "KILLED")
+        if isinstance(exc, (NonFiniteLossError, TrainError)) or "non-finite loss" in str(exc):
+            raise TrainError(f"training failed: {_unwrap_failure(exc)}") from exc
+        raise
+
+    out_dir = (repo_root / params.train.output_dir).resolve()
+    with ckpt.atomic_dir(out_dir) as tmp:  # generator + summary appear together or not at all
+        ckpt.write_generator(state, tmp)
+        mlflow.set_tracking_uri(uri)
+        with mlflow.start_run(run_id=run_id):  # ends the run FINISHED once the model is logged
+            info = log_generator(tmp)
+        summary = {"run_name": run_name, "mlflow_run_id": run_id, "experiment": params.experiment_name,
+                   "tracking_uri": uri, "model_uri": info.model_uri, "steps": state["step"], "epochs": state["epoch"],
+                   "launcher": "ray" if use_ray else "process"}
+        (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True))
+    print(f"trained {state['step']} steps; generator in {out_dir}; logged model {info.model_uri}", flush=True)
+    return summary
