@@ -54,8 +54,8 @@ class DataConfig(_Section):
 class ModelConfig(_Section):
     family: str = "dcgan"
     latent_dim: int = Field(64, ge=1, le=4096)
-    g_channels: int = Field(64, ge=1, le=4096, description="generator width at its last hidden layer")
-    d_channels: int = Field(64, ge=1, le=4096, description="discriminator width at its first layer")
+    g_channels: int = Field(32, ge=1, le=4096, description="generator width at its last hidden layer")
+    d_channels: int = Field(32, ge=1, le=4096, description="discriminator width at its first layer")
 
     @field_validator("family")
     @classmethod
@@ -65,15 +65,15 @@ class ModelConfig(_Section):
 
 class TrainConfig(_Section):
     objective: str = "nonsaturating"
-    epochs: int = Field(20, ge=1)
+    epochs: int = Field(50, ge=1)
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps (overrides epochs when smaller)")
-    batch_size: int = Field(64, ge=1, description="per worker; the global batch is batch_size × num_workers")
+    batch_size: int = Field(32, ge=1, description="per worker; the global batch is batch_size × num_workers")
     lr_g: float = Field(2e-4, gt=0.0, le=1.0)
     lr_d: float = Field(2e-4, gt=0.0, le=1.0)
     beta1: float = Field(0.5, ge=0.0, lt=1.0)
     beta2: float = Field(0.999, ge=0.0, lt=1.0)
-    log_every: int = Field(50, ge=1, description="steps between MLflow metric points")
-    checkpoint_every: int = Field(500, ge=1, description="steps between checkpoints")
+    log_every: int = Field(25, ge=1, description="steps between MLflow metric points")
+    checkpoint_every: int = Field(200, ge=1, description="steps between checkpoints")
     keep_checkpoints: int = Field(2, ge=1)
     sample_grid: int = Field(64, ge=1, le=1024, description="images in the per-epoch sample grid")
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads per worker; default cpus_per_worker")
@@ -112,6 +112,10 @@ class Params(_Section):
         if self.data.source == "imagefolder" and not self.data.path:
             raise ValueError("data.path is required when data.source is 'imagefolder'")
         return self
+
+    def prepared_path(self, repo_root: Path) -> Path:
+        """Absolute: later stages and Ray workers (which run in their own working directory) read it."""
+        return (Path(repo_root) / self.data.prepared_dir / self.data.dataset).resolve()
 
     @property
     def experiment_name(self) -> str:

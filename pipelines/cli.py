@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.stage == "prepare":
             from pipelines import prepare
 
-            prepare.run(params)
+            prepare.run(params, repo_root)
         elif args.stage == "train":
             from pipelines import train
 

@@ -16,10 +16,9 @@ def summary(manifest: dict, out_dir: Path) -> str:
             f"content hash {manifest['content_hash']}; written to {out_dir}")
 
 
-def run(params: Params) -> Path:
+def run(params: Params, repo_root: Path | str = ".") -> Path:
     cfg = params.data
-    # Absolute: later stages (and Ray workers, which run in their own working directory) read it.
-    out_dir = Path(cfg.prepared_dir).absolute() / cfg.dataset
+    out_dir = params.prepared_path(Path(repo_root))
     data = SOURCES.get(cfg.source)(cfg)
     manifest = write_prepared(data, cfg, params.seed, out_dir)
     print(summary(manifest, out_dir))

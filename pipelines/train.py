@@ -3,6 +3,7 @@ track it in MLflow, export the final generator to `train.output_dir`."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import tempfile
 import time
@@ -110,10 +111,13 @@ def _fit_with_ray(params: Params, prepared_dir: Path, storage: Path, run_name: s
 
     started = time.perf_counter()
     if not ray.is_initialized():
-        # RAY_ADDRESS (if set) connects to a cluster; otherwise a local one starts here.
-        # No dashboard (slow to start on small machines); Ray's own INFO chatter is hidden so
-        # the stage log shows training progress. Our prints reach the driver unpatched.
-        ray.init(include_dashboard=False, logging_config=ray.LoggingConfig(log_level="ERROR"),
+        # RAY_ADDRESS=ray://… or host:port joins a cluster; unset, a private local Ray starts
+        # ("local" rather than auto-discovery, which is ambiguous when other local Rays run),
+        # without the dashboard (slow to start on small machines). Ray's INFO chatter is hidden
+        # so the stage log shows training progress; our prints reach the driver unpatched.
+        address = os.environ.get("RAY_ADDRESS") or "local"
+        ray.init(address=address, **({"include_dashboard": False} if address == "local" else {}),
+                 logging_config=ray.LoggingConfig(log_level="ERROR"),
                  runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}})
     _check_resources(params)
     s = params.scaling
@@ -163,7 +167,7 @@ def _unwrap_failure(exc: BaseException) -> str:
 
 
 def run(params: Params, repo_root: Path, use_ray: bool = True) -> dict:
-    prepared_dir = (repo_root / params.data.prepared_dir / params.data.dataset).resolve()
+    prepared_dir = params.prepared_path(repo_root)
     manifest = read_manifest(prepared_dir)
     plan(params, prepared_dir, params.scaling.num_workers if use_ray else 1)  # batch-size errors before start-up
     run_name = run_name_for(params, manifest) + ("" if use_ray else "-noray")

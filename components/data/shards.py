@@ -15,10 +15,6 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import os
-import shutil
-import tempfile
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from components.atomic import atomic_dir
 from components.data.sources import DataError, SourceData
 
 if TYPE_CHECKING:
@@ -106,22 +103,6 @@ def _hash_split(h: "hashlib._Hash", name: str, images: np.ndarray, labels: np.nd
     h.update(np.ascontiguousarray(images))
 
 
-def _replace_dir(new: Path, dest: Path) -> None:
-    """Publish `new` as `dest`. A non-empty folder cannot be replaced by one rename, so the old one is
-    renamed aside first: readers see the old dataset, briefly none, or the new one, never a mix."""
-    if not dest.exists():
-        new.rename(dest)
-        return
-    old = dest.with_name(f".{dest.name}.old-{uuid.uuid4().hex}")
-    dest.rename(old)
-    try:
-        new.rename(dest)
-    except BaseException:
-        old.rename(dest)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def write_prepared(data: SourceData, cfg: DataConfig, seed: int, out_dir: Path) -> dict:
     """Split `data`, write the shards and manifest.json into `out_dir` atomically; return the manifest."""
     out_dir = Path(out_dir)
@@ -131,11 +112,7 @@ def write_prepared(data: SourceData, cfg: DataConfig, seed: int, out_dir: Path) 
             raise DataError(f"dataset {cfg.dataset!r} ({len(data.labels)} images) leaves the {name} split empty; "
                             "give every class at least 2 images")
     num_classes = len(data.class_names)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    # Built next to the destination (same filesystem, so the final rename is atomic) under a hidden name.
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
-    try:
-        os.chmod(tmp, 0o755)  # mkdtemp's 0700 would make the published dataset private to this user
+    with atomic_dir(out_dir) as tmp:
         digest = hashlib.sha256()
         splits = {}
         for name in SPLITS:
@@ -160,10 +137,6 @@ def write_prepared(data: SourceData, cfg: DataConfig, seed: int, out_dir: Path) 
             "content_hash": digest.hexdigest(),
         }
         (tmp / MANIFEST).write_text(json.dumps(manifest, sort_keys=True, indent=2) + "\n")
-        _replace_dir(tmp, out_dir)
-    except BaseException:  # KeyboardInterrupt included: leave nothing half-written behind
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return manifest
 
 

@@ -2,15 +2,15 @@
 from __future__ import annotations
 
 import json
-import os
 import random
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
+
+from components.atomic import atomic_dir
 
 STATE_FILE = "state.pt"
 FORMAT_VERSION = 1
@@ -63,33 +63,6 @@ def load(directory: str | Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"no checkpoint state at {path}")
     return torch.load(path, map_location="cpu", weights_only=True)
-
-
-def atomic_dir(target: Path):
-    """Context manager yielding a temp dir that replaces `target` only if the block succeeds."""
-    return _AtomicDir(Path(target))
-
-
-class _AtomicDir:
-    def __init__(self, target: Path):
-        self.target = target
-
-    def __enter__(self) -> Path:
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(dir=self.target.parent, prefix=f".{self.target.name}.tmp-"))
-        return self.tmp
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        old = None
-        if self.target.exists():
-            old = self.target.with_name(f".{self.target.name}.old-{os.getpid()}")
-            os.replace(self.target, old)
-        os.replace(self.tmp, self.target)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
 
 
 class LocalCheckpoints:

@@ -1,0 +1,88 @@
+"""Steady-state training throughput: the plain in-process loop vs Ray Train with one worker, on the
+same model, batch and thread count; plus Ray's start-up overhead. Not part of the test suite.
+
+    python benchmarks/train_throughput.py [--steps 400] [--out reports/benchmarks/train_throughput.json]
+
+images/s comes from the loop's own per-window meter (`images_per_s` in MLflow; windows of
+`--log-every` steps that exclude logging, sampling and checkpoint time); the first windows are warm-up
+and dropped. Ray overhead = (ray.init time) + (Ray run wall) - (plain run wall)."""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from components.config import load_params  # noqa: E402
+from pipelines import prepare, train  # noqa: E402
+
+
+def _steady_images_per_s(uri: str, run_id: str, warmup_windows: int) -> tuple[float, list[float]]:
+    hist = sorted(MlflowClient(uri).get_metric_history(run_id, "images_per_s"), key=lambda m: m.step)
+    values = [m.value for m in hist][warmup_windows:]
+    return statistics.median(values), values
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=400)
+    ap.add_argument("--log-every", type=int, default=20)
+    ap.add_argument("--warmup-windows", type=int, default=2)
+    ap.add_argument("--set", dest="overrides", action="append", default=[], help="extra params overrides")
+    ap.add_argument("--out", default=str(REPO / "reports" / "benchmarks" / "train_throughput.json"))
+    args = ap.parse_args()
+
+    import ray
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        params = load_params(REPO / "params.yaml", [
+            f"data.prepared_dir={root / 'prepared'}", f"train.output_dir={root / 'train'}",
+            f"scaling.storage_path={root / 'checkpoints'}", f"tracking.uri=sqlite:///{root / 'mlflow.db'}",
+            "scaling.num_workers=1", "train.num_threads=1", "train.epochs=1000", f"train.max_steps={args.steps}",
+            f"train.log_every={args.log_every}", f"train.checkpoint_every={10 * args.steps}", *args.overrides])
+        prepare.run(params, root)
+
+        t0 = time.perf_counter()
+        plain = train.run(params, root, use_ray=False)
+        plain_wall = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        ray.init(address="local", include_dashboard=False, logging_config=ray.LoggingConfig(log_level="ERROR"))
+        init_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        with_ray = train.run(params, root, use_ray=True)
+        ray_wall = time.perf_counter() - t0
+        ray.shutdown()
+
+        uri = params.tracking.uri
+        plain_ips, plain_windows = _steady_images_per_s(uri, plain["mlflow_run_id"], args.warmup_windows)
+        ray_ips, ray_windows = _steady_images_per_s(uri, with_ray["mlflow_run_id"], args.warmup_windows)
+
+    result = {
+        "steps": args.steps, "batch_size": params.train.batch_size, "threads": 1,
+        "model": params.model.model_dump(), "dataset": params.data.dataset,
+        "plain_images_per_s": plain_ips, "ray_1_worker_images_per_s": ray_ips, "ray_over_plain": ray_ips / plain_ips,
+        "plain_wall_s": plain_wall, "ray_wall_s": ray_wall, "ray_init_s": init_s,
+        "ray_startup_overhead_s": init_s + ray_wall - plain_wall,
+        "windows": {"plain": plain_windows, "ray": ray_windows},
+    }
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(json.dumps({k: v for k, v in result.items() if k != "windows"}, indent=2))
+    print(f"Ray Train (1 worker) / plain loop = {result['ray_over_plain']:.3f} "
+          f"({'meets' if result['ray_over_plain'] >= 0.95 else 'MISSES'} the 0.95 target); "
+          f"Ray start-up overhead {result['ray_startup_overhead_s']:.1f} s; written to {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,85 @@
+"""Config errors name the key, the bad value and what is allowed — before any work."""
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from components.config import ConfigError, Params, load_params
+from conftest import REPO
+from pipelines import cli
+
+
+def _write(tmp_path, raw) -> str:
+    p = tmp_path / "params.yaml"
+    p.write_text(yaml.safe_dump(raw))
+    return str(p)
+
+
+def test_repo_params_are_valid_and_match_the_typed_defaults():
+    # params.yaml documents every knob; it must validate and equal the code defaults.
+    assert load_params(REPO / "params.yaml") == Params()
+
+
+def test_unknown_key_is_named(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_params(_write(tmp_path, {"train": {"batchsize": 32}}))
+    assert "train.batchsize" in str(e.value) and "unknown key" in str(e.value)
+
+
+def test_wrong_type_names_key_and_value(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_params(_write(tmp_path, {"train": {"epochs": "many"}}))
+    msg = str(e.value)
+    assert "train.epochs" in msg and "'many'" in msg and "integer" in msg
+
+
+def test_out_of_range_names_the_limit(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_params(_write(tmp_path, {"train": {"batch_size": 0}}))
+    msg = str(e.value)
+    assert "train.batch_size" in msg and "= 0" in msg and "greater than or equal to 1" in msg
+
+
+def test_unknown_registry_name_lists_the_allowed(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_params(_write(tmp_path, {"data": {"source": "cifar"}}))
+    msg = str(e.value)
+    assert "data.source" in msg and "'cifar'" in msg and "mnist5k" in msg and "imagefolder" in msg
+
+
+def test_imagefolder_needs_a_path(tmp_path):
+    with pytest.raises(ConfigError, match="data.path is required"):
+        load_params(_write(tmp_path, {"data": {"source": "imagefolder"}}))
+
+
+def test_set_overrides_parse_yaml_values(tmp_path):
+    p = load_params(_write(tmp_path, {}), ["train.epochs=3", "scaling.use_gpu=true", "train.lr_g=1e-3", "data.name=x"])
+    assert (p.train.epochs, p.scaling.use_gpu, p.train.lr_g, p.data.name) == (3, True, 1e-3, "x")
+
+
+def test_set_override_errors_name_the_override(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        load_params(_write(tmp_path, {}), ["train.epochs=-1"])
+    assert "--set train.epochs=-1" in str(e.value) and "train.epochs" in str(e.value)
+    with pytest.raises(ConfigError, match="section.key=value"):
+        load_params(_write(tmp_path, {}), ["train.epochs"])
+
+
+def test_cli_reports_config_errors_before_any_work(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    rc = cli.main(["train", "--params", _write(tmp_path, {"scaling": {"num_workers": 0}})])
+    err = capsys.readouterr().err
+    assert rc == 2 and "scaling.num_workers" in err
+    assert not (tmp_path / "mlflow").exists() and not (tmp_path / "data").exists()  # nothing started
+
+
+def test_missing_params_file_is_named(tmp_path):
+    with pytest.raises(ConfigError, match="nope.yaml"):
+        load_params(tmp_path / "nope.yaml")
+
+
+def test_cli_help_lists_every_stage(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    out = capsys.readouterr().out
+    assert "prepare" in out and "train" in out
