@@ -7,7 +7,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -99,6 +99,47 @@ class TrackingConfig(_Section):
     experiment: str | None = Field(None, description="default: <dataset>-<model family>")
 
 
+class EvaluatorConfig(_Section):
+    kind: Literal["classifier", "inception"] = "classifier"
+    inception_weights: str | None = Field(None, description="local pt_inception-2015-12-05 weights file; never downloaded")
+    epochs: int = Field(8, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(1e-3, gt=0.0, le=1.0)
+    output_dir: str = "data/evaluator"
+
+
+class EvaluateConfig(_Section):
+    num_samples: int = Field(2000, ge=2)
+    seed: int = Field(0, ge=0, lt=2**31, description="sampling seed, fixed so candidates see the same latents")
+    prdc_k: int = Field(5, ge=1)
+    kid_subset_size: int = Field(1000, ge=2)
+    report: str = "reports/metrics.json"
+    grid: str = "reports/samples.png"
+
+
+# metric name -> True when larger is better
+PROMOTION_METRICS = {"fid": False, "kid_mean": False, "is_mean": True, "precision": True, "recall": True,
+                     "density": True, "coverage": True, "class_kl": False}
+
+
+class PromoteConfig(_Section):
+    model_name: str | None = Field(None, description="registered model; default <dataset>-<family>")
+    metric: str = "fid"
+    alias: str = Field("champion", pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
+    report: str = "reports/promotion.json"
+
+    @field_validator("metric")
+    @classmethod
+    def _metric_known(cls, v: str) -> str:
+        if v not in PROMOTION_METRICS:
+            raise ValueError(f"unknown metric {v!r}; allowed: {', '.join(PROMOTION_METRICS)}")
+        return v
+
+    @property
+    def greater_is_better(self) -> bool:
+        return PROMOTION_METRICS[self.metric]
+
+
 class Params(_Section):
     seed: int = Field(0, ge=0, lt=2**31)
     data: DataConfig = DataConfig()
@@ -106,16 +147,26 @@ class Params(_Section):
     train: TrainConfig = TrainConfig()
     scaling: ScalingConfig = ScalingConfig()
     tracking: TrackingConfig = TrackingConfig()
+    evaluator: EvaluatorConfig = EvaluatorConfig()
+    evaluate: EvaluateConfig = EvaluateConfig()
+    promote: PromoteConfig = PromoteConfig()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Params":
         if self.data.source == "imagefolder" and not self.data.path:
             raise ValueError("data.path is required when data.source is 'imagefolder'")
+        if self.evaluator.kind == "inception" and not self.evaluator.inception_weights:
+            raise ValueError("evaluator.inception_weights (a local weights file) is required when evaluator.kind is "
+                             "'inception'; weights are never downloaded")
         return self
 
     def prepared_path(self, repo_root: Path) -> Path:
         """Absolute: later stages and Ray workers (which run in their own working directory) read it."""
         return (Path(repo_root) / self.data.prepared_dir / self.data.dataset).resolve()
+
+    @property
+    def registered_model_name(self) -> str:
+        return self.promote.model_name or f"{self.data.dataset}-{self.model.family}"
 
     @property
     def experiment_name(self) -> str:

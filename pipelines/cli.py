@@ -8,7 +8,11 @@ from pathlib import Path
 
 STAGES = {
     "prepare": "turn the configured source into Parquet shards + manifest (data/prepared/<dataset>)",
+    "evaluator": "train (or load) the feature network every metric uses (data/evaluator)",
     "train": "train the configured GAN with Ray Train (or --no-ray), log to MLflow, export the generator",
+    "evaluate": "score the trained generator: FID, KID, IS, precision/recall/density/coverage, class KL",
+    "promote": "register the candidate in the MLflow Model Registry; move the champion alias if it is better",
+    "sample": "draw images from a logged/registered model into a PNG grid",
 }
 
 
@@ -22,6 +26,11 @@ def _parser() -> argparse.ArgumentParser:
                        help="override one param (repeatable), value parsed as YAML")
         if name == "train":
             p.add_argument("--no-ray", action="store_true", help="run the training core in this process (1 worker)")
+        if name == "sample":
+            p.add_argument("--model", required=True, help="MLflow model URI, e.g. models:/mnist5k-dcgan@champion")
+            p.add_argument("--n", type=int, default=64, help="number of images (default 64)")
+            p.add_argument("--seed", type=int, default=0)
+            p.add_argument("--out", default="samples.png", help="PNG file to write")
     return parser
 
 
@@ -32,14 +41,18 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params = load_params(args.params, args.overrides)
         repo_root = Path.cwd()
-        if args.stage == "prepare":
-            from pipelines import prepare
-
-            prepare.run(params, repo_root)
-        elif args.stage == "train":
+        if args.stage == "train":
             from pipelines import train
 
             train.run(params, repo_root, use_ray=not args.no_ray)
+        elif args.stage == "sample":
+            from pipelines import sample
+
+            sample.run(params, repo_root, args.model, args.n, args.seed, Path(args.out))
+        else:
+            import importlib
+
+            importlib.import_module(f"pipelines.{args.stage}").run(params, repo_root)
     except ConfigError as e:
         print(f"genpipe {args.stage}: {e}", file=sys.stderr)
         return 2

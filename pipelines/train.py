@@ -176,7 +176,7 @@ def run(params: Params, repo_root: Path, use_ray: bool = True) -> dict:
 
     uri = mlflow_store.resolve_uri(params.tracking.uri, repo_root)
     client = MlflowClient(uri)
-    exp_id = mlflow_store.experiment_id(client, params.experiment_name, mlflow_store.artifact_root_for(uri, repo_root))
+    exp_id = mlflow_store.experiment_id(client, params.experiment_name, mlflow_store.artifact_root_for(uri))
     previous = mlflow_store.find_run(client, exp_id, run_name)
     if previous is not None:
         run_id = previous.info.run_id

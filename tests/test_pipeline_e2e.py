@@ -1,7 +1,8 @@
 """`dvc repro` in a temporary git repo on tiny params: every stage runs, a second repro runs none,
-and changing a train param reruns train only."""
+and changing a train param reruns train and what follows it, not prepare or the evaluator."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -20,6 +21,8 @@ TINY = {
     "model": {"latent_dim": 16, "g_channels": 16, "d_channels": 16},
     "train": {"epochs": 1, "max_steps": 4, "batch_size": 32, "log_every": 2, "checkpoint_every": 2},
     "scaling": {"num_workers": 2},
+    "evaluator": {"epochs": 1},
+    "evaluate": {"num_samples": 200},
 }
 
 
@@ -53,12 +56,19 @@ def repo(tmp_path_factory) -> Path:
 
 def test_repro_runs_all_stages_then_nothing_then_only_what_changed(repo):
     first = _sh(["dvc", "repro"], repo)
-    assert "Running stage 'prepare'" in first and "Running stage 'train'" in first
+    for stage in ("prepare", "evaluator", "train", "evaluate", "promote"):
+        assert f"Running stage '{stage}'" in first
     assert (repo / "data/prepared/digits/manifest.json").is_file()
     assert (repo / "data/train/generator.safetensors").is_file()
     assert (repo / "mlflow/mlflow.db").is_file()  # the embedded tracking store, inside the repo
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
-    assert set(lock["stages"]) == {"prepare", "train"}
+    assert set(lock["stages"]) == {"prepare", "evaluator", "train", "evaluate", "promote"}
+    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    assert metrics["fid"] > 0 and 0 <= metrics["precision"] <= 1
+    promotion = json.loads((repo / "reports/promotion.json").read_text())
+    assert promotion["promoted"] and promotion["version"] == 1
+    shown = _sh(["dvc", "metrics", "show", "--json"], repo)
+    assert "fid" in shown and "promoted" in shown
 
     again = _sh(["dvc", "repro"], repo)
     assert "Running stage" not in again and "up to date" in again
@@ -67,6 +77,7 @@ def test_repro_runs_all_stages_then_nothing_then_only_what_changed(repo):
     _sh(["git", "add", "-A"], repo)
     _sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "first run"], repo)
     out = _sh(["dvc", "exp", "run", "-S", "train.max_steps=6"], repo)
-    assert "Running stage 'train'" in out and "Running stage 'prepare'" not in out
+    assert "Running stage 'train'" in out and "Running stage 'evaluate'" in out
+    assert "Running stage 'prepare'" not in out and "Running stage 'evaluator'" not in out
     spec = yaml.safe_load((repo / "data/train/generator.json").read_text())
     assert spec["step"] == 6

@@ -5,6 +5,7 @@ Default store: SQLite at <repo>/mlflow/mlflow.db with artifacts under <repo>/mlf
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,10 +27,11 @@ def resolve_uri(configured: str | None, repo_root: Path) -> str:
     return uri
 
 
-def artifact_root_for(uri: str, repo_root: Path) -> str | None:
-    """Embedded store keeps artifacts beside the db; a server chooses its own."""
-    if uri == default_uri(repo_root):
-        return (repo_root / "mlflow" / "artifacts").resolve().as_uri()
+def artifact_root_for(uri: str) -> str | None:
+    """A SQLite store keeps artifacts beside its db (MLflow would otherwise use ./mlruns of whatever
+    directory the process runs in); a server chooses its own."""
+    if uri.startswith("sqlite:///"):
+        return (Path(uri.removeprefix("sqlite:///")).parent / "artifacts").resolve().as_uri()
     return None
 
 
@@ -56,7 +58,7 @@ class RunLogger:
         self.run_id = run_id
 
     def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
-        ts = int(__import__("time").time() * 1000)
+        ts = int(time.time() * 1000)
         self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), ts, step) for k, v in metrics.items()])
 
     def log_image(self, image: np.ndarray, artifact_file: str) -> None:

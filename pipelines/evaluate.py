@@ -1,0 +1,114 @@
+"""Stage `evaluate`: sample the candidate generator with a fixed seed and score it against the
+held-out split under the evaluator: FID, KID, IS, precision/recall/density/coverage, class
+histogram KL, and the real-vs-real floor (train split vs test split)."""
+from __future__ import annotations
+
+import io
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from mlflow.entities import Metric, RunTag
+from mlflow.tracking import MlflowClient
+from PIL import Image
+
+from components.atomic import atomic_write
+from components.config import Params
+from components.data.shards import load_split, read_manifest
+from components.metrics import scores
+from components.training.checkpoint import load_generator
+from components.training.images import grid
+from pipelines.evaluator import open_evaluator
+from pipelines.train import SUMMARY_FILE
+
+EVALUATOR_HASH_TAG = "genpipe.evaluator_hash"
+
+
+class EvaluateError(ValueError):
+    pass
+
+
+def read_train_summary(params: Params, repo_root: Path) -> dict:
+    path = (Path(repo_root) / params.train.output_dir / SUMMARY_FILE).resolve()
+    if not path.is_file():
+        raise EvaluateError(f"no trained candidate: {path} is missing; run `genpipe train` first")
+    return json.loads(path.read_text())
+
+
+def load_candidate(params: Params, repo_root: Path) -> tuple[torch.nn.Module, dict]:
+    model_dir = (Path(repo_root) / params.train.output_dir).resolve()
+    spec = json.loads((model_dir / "generator.json").read_text())
+    configured = params.model.model_dump(mode="json")
+    if spec["model"] != configured:
+        raise EvaluateError(f"the generator in {model_dir} was trained with model {spec['model']}, "
+                            f"but params.yaml configures model {configured}; retrain or fix the model section")
+    try:
+        return load_generator(model_dir)
+    except RuntimeError as e:  # state dict does not fit the architecture
+        raise EvaluateError(f"the weights in {model_dir} do not match model {configured}: {e}") from None
+
+
+@torch.no_grad()
+def draw_samples(g: torch.nn.Module, latent_dim: int, n: int, seed: int, batch: int = 500) -> torch.Tensor:
+    z = torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(seed))
+    return torch.cat([g(z[i : i + batch]) for i in range(0, n, batch)]).clamp_(-1, 1)
+
+
+def _to_float(images_u8: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images_u8).float().div_(127.5).sub_(1.0)
+
+
+def score(extractor, real_test: torch.Tensor, real_train: torch.Tensor, fake: torch.Tensor, params: Params) -> dict:
+    """Every metric of one candidate (features extracted once per image set), plus the real-vs-real
+    floor: the train split scored as if it were a generator, the best any model can do here."""
+    ev = params.evaluate
+    test = extractor.features_and_logits(real_test)
+    out = scores.all_scores(test, extractor.features_and_logits(fake), prdc_k=ev.prdc_k,
+                            kid_subset_size=ev.kid_subset_size, seed=ev.seed)
+    floor = scores.fid_kid(test[0], extractor.features(real_train), kid_subset_size=ev.kid_subset_size, seed=ev.seed)
+    out.update(fid_floor=floor["fid"], kid_floor=floor["kid_mean"], fid_over_floor=out["fid"] / max(floor["fid"], 1e-12))
+    return out
+
+
+def run(params: Params, repo_root: Path) -> dict:
+    repo_root = Path(repo_root)
+    started = time.perf_counter()
+    summary = read_train_summary(params, repo_root)
+    g, spec = load_candidate(params, repo_root)
+    extractor, info = open_evaluator(params, repo_root)
+    prepared = params.prepared_path(repo_root)
+    manifest = read_manifest(prepared)
+    if spec["data_hash"] != manifest["content_hash"]:
+        raise EvaluateError(f"the candidate was trained on data {spec['data_hash'][:12]} but {prepared} holds "
+                            f"{manifest['content_hash'][:12]}; rerun the pipeline")
+    scores.check_sample_size(params.evaluate.num_samples, extractor.feature_dim, "generated samples")
+    fake = draw_samples(g, spec["model"]["latent_dim"], params.evaluate.num_samples, params.evaluate.seed)
+    test_x, _ = load_split(prepared, "test")
+    train_x, _ = load_split(prepared, "train")
+    metrics = score(extractor, _to_float(test_x), _to_float(train_x), fake, params)
+    report = {**metrics, "evaluator_hash": info["hash"], "evaluator_kind": params.evaluator.kind,
+              "num_samples": params.evaluate.num_samples, "seed": params.evaluate.seed,
+              "model_uri": summary["model_uri"], "mlflow_run_id": summary["mlflow_run_id"],
+              "eval_seconds": time.perf_counter() - started}
+
+    report_path = (repo_root / params.evaluate.report).resolve()
+    grid_path = (repo_root / params.evaluate.grid).resolve()
+    png = io.BytesIO()
+    Image.fromarray(grid(fake[:64])).save(png, format="PNG")
+    atomic_write(grid_path, png.getvalue())
+    atomic_write(report_path, json.dumps(report, indent=2, sort_keys=True) + "\n")
+
+    client = MlflowClient(summary["tracking_uri"])
+    run_id = summary["mlflow_run_id"]
+    ts = int(time.time() * 1000)
+    client.log_batch(run_id, metrics=[Metric(f"eval/{k}", float(v), ts, 0) for k, v in metrics.items()
+                                      if isinstance(v, (int, float))],
+                     tags=[RunTag(EVALUATOR_HASH_TAG, info["hash"])])
+    client.log_artifact(run_id, str(report_path), "evaluation")
+    client.log_artifact(run_id, str(grid_path), "evaluation")
+    print("evaluate: " + ", ".join(f"{k}={report[k]:.4g}" for k in
+          ("fid", "fid_floor", "fid_over_floor", "kid_mean", "is_mean", "precision", "recall", "density", "coverage",
+           "class_kl", "eval_seconds")))
+    return report

@@ -1,0 +1,39 @@
+"""Stage `evaluator`: the feature network every metric is computed with. Metrics are comparable
+only under the same evaluator, so its content hash travels with every metric written anywhere."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from components.config import Params
+from components.data.shards import load_split, read_manifest
+from components.metrics import feature_nets
+
+
+def run(params: Params, repo_root: Path) -> dict:
+    cfg = params.evaluator
+    out_dir = (Path(repo_root) / cfg.output_dir).resolve()
+    prepared = params.prepared_path(repo_root)
+    manifest = read_manifest(prepared)
+    meta = {"dataset": manifest["dataset"], "content_hash": manifest["content_hash"],
+            "class_names": manifest["class_names"], "seed": params.seed}
+    if cfg.kind == "inception":
+        # Referenced by path and pinned by the file's hash; checked on this dataset's test split.
+        model, _ = feature_nets.load_inception(cfg.inception_weights)
+        report = {}
+    else:
+        train_x, train_y = load_split(prepared, "train")
+        test_x, test_y = load_split(prepared, "test")
+        model, report = feature_nets.train_classifier(
+            train_x, train_y, test_x, test_y, seed=params.seed, epochs=cfg.epochs, batch_size=cfg.batch_size,
+            lr=cfg.lr, num_threads=params.scaling.num_workers * params.scaling.cpus_per_worker,
+            num_classes=manifest["num_classes"])
+    info = feature_nets.save_evaluator(model, report, meta, out_dir)
+    acc = info.get("test_accuracy")
+    print(f"evaluator: {cfg.kind}" + (f", test accuracy {acc:.4f} on {manifest['splits']['test']['count']} held-out "
+          f"images" if acc is not None else "") + f"; hash {info['hash'][:12]}; written to {out_dir}")
+    return info
+
+
+def open_evaluator(params: Params, repo_root: Path):
+    """The evaluator the `evaluator` stage wrote, as (FeatureExtractor, info) — what `evaluate` scores with."""
+    return feature_nets.load_evaluator((Path(repo_root) / params.evaluator.output_dir).resolve())

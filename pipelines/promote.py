@@ -1,0 +1,98 @@
+"""Stage `promote`: register the evaluated candidate as a model version and move the champion
+alias to it only when it beats the current champion under the same evaluator.
+
+The registry is only touched once everything is checked: a candidate without a matching
+evaluation raises before anything is registered."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import mlflow
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from components.atomic import atomic_write
+from components.config import Params
+from pipelines.evaluate import EVALUATOR_HASH_TAG, read_train_summary
+
+MODEL_URI_TAG = "genpipe.model_uri"
+
+
+class PromoteError(ValueError):
+    pass
+
+
+def _read_evaluation(params: Params, repo_root: Path, summary: dict) -> dict:
+    path = (repo_root / params.evaluate.report).resolve()
+    if not path.is_file():
+        raise PromoteError(f"the candidate {summary['model_uri']} has no evaluation ({path} is missing); "
+                           "run `genpipe evaluate` first — an unevaluated model is never registered")
+    report = json.loads(path.read_text())
+    if report.get("model_uri") != summary["model_uri"]:
+        raise PromoteError(f"{path} evaluates {report.get('model_uri')}, not the candidate {summary['model_uri']}; "
+                           "run `genpipe evaluate` again")
+    if params.promote.metric not in report:
+        raise PromoteError(f"promote.metric = {params.promote.metric!r} is not in {path}")
+    return report
+
+
+def _version_for(client: MlflowClient, name: str, model_uri: str):
+    """The version already registered for this candidate (a rerun must not register it twice)."""
+    for mv in client.search_model_versions(f"name = '{name}'"):
+        if mv.tags.get(MODEL_URI_TAG) == model_uri:
+            return mv
+    return None
+
+
+def _champion(client: MlflowClient, name: str, alias: str):
+    try:
+        return client.get_model_version_by_alias(name, alias)
+    except MlflowException:
+        return None
+
+
+def decide(value: float, report: dict, champion, metric: str, greater_is_better: bool) -> tuple[bool, float | None, str]:
+    """(promote?, champion's value, reason) for a candidate against the current champion version."""
+    if champion is None:
+        return True, None, "no current champion"
+    if champion.tags.get(EVALUATOR_HASH_TAG) != report["evaluator_hash"]:
+        return False, None, "the champion was evaluated under a different evaluator; metrics are not comparable"
+    raw = champion.tags.get(f"metric.{metric}")
+    if raw is None:
+        return False, None, f"the champion has no {metric} to compare with"
+    best = float(raw)
+    better = value > best if greater_is_better else value < best
+    return better, best, f"candidate {metric} {value:.6g} {'beats' if better else 'does not beat'} champion {best:.6g}"
+
+
+def run(params: Params, repo_root: Path) -> dict:
+    repo_root = Path(repo_root)
+    summary = read_train_summary(params, repo_root)
+    report = _read_evaluation(params, repo_root, summary)
+    metric, alias, name = params.promote.metric, params.promote.alias, params.registered_model_name
+    value = float(report[metric])
+    client = MlflowClient(summary["tracking_uri"])
+
+    champion = _champion(client, name, alias)
+    promoted, champion_value, reason = decide(value, report, champion, metric, params.promote.greater_is_better)
+
+    mv = _version_for(client, name, summary["model_uri"])
+    if mv is None:
+        tags = {MODEL_URI_TAG: summary["model_uri"], EVALUATOR_HASH_TAG: report["evaluator_hash"],
+                "mlflow_run_id": summary["mlflow_run_id"],
+                **{f"metric.{k}": str(v) for k, v in report.items() if isinstance(v, (int, float)) and k != "seed"}}
+        mlflow.set_tracking_uri(summary["tracking_uri"])
+        mv = mlflow.register_model(summary["model_uri"], name, tags=tags)
+    if champion is not None and champion.version == mv.version:
+        promoted, reason = True, "already the champion"
+    elif promoted:
+        client.set_registered_model_alias(name, alias, mv.version)
+
+    result = {"model_name": name, "version": int(mv.version), "promoted": promoted,
+              "champion_version": int(mv.version) if promoted else (int(champion.version) if champion else None),
+              "metric": metric, "candidate_value": value, "champion_value": champion_value, "reason": reason,
+              "evaluator_hash": report["evaluator_hash"]}
+    atomic_write(repo_root / params.promote.report, json.dumps(result, indent=2, sort_keys=True) + "\n")
+    print(f"promote: {name} version {mv.version} {'is now' if promoted else 'is not'} {alias!r} — {reason}")
+    return result

@@ -1,0 +1,145 @@
+"""evaluate → promote against a real SQLite MLflow registry; the champion loads by alias in a fresh
+process and is served over HTTP by `mlflow models serve`."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+from mlflow.tracking import MlflowClient
+
+from conftest import tiny_params
+from pipelines import evaluate, evaluator, promote, train
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory, digits_root):
+    root = tmp_path_factory.mktemp("registry")
+    (root / "prepared").symlink_to(digits_root / "prepared")
+    evaluator.run(_params(root), root)
+    return root
+
+
+def _params(root, **train_overrides):
+    return tiny_params(root, train=train_overrides or {},
+                       evaluator={"epochs": 6, "output_dir": str(root / "evaluator")},
+                       evaluate={"num_samples": 300, "report": str(root / "reports/metrics.json"),
+                                 "grid": str(root / "reports/samples.png")},
+                       promote={"report": str(root / "reports/promotion.json")})
+
+
+def _candidate(root, seed: int, steps: int) -> tuple[dict, dict]:
+    """Train, evaluate and promote one candidate; return (evaluation, promotion)."""
+    params = _params(root, max_steps=steps).model_copy(update={"seed": seed})
+    train.run(params, root, use_ray=False)
+    return evaluate.run(params, root), promote.run(params, root)
+
+
+@pytest.fixture(scope="module")
+def history(root):
+    """An untrained champion, a trained challenger that beats it, then an untrained one that does not."""
+    return [_candidate(root, 0, 1), _candidate(root, 1, 300), _candidate(root, 2, 1)]
+
+
+def test_first_candidate_becomes_champion(history):
+    ev, pr = history[0]
+    assert pr["promoted"] and pr["version"] == 1 and pr["champion_version"] == 1
+    assert pr["reason"] == "no current champion" and pr["candidate_value"] == ev["fid"]
+
+
+def test_better_candidate_takes_the_alias_and_worse_one_is_refused(history, root):
+    (ev0, _), (ev1, pr1), (ev2, pr2) = history
+    assert ev1["fid"] < ev0["fid"]  # 300 steps beat 1 step
+    assert pr1["promoted"] and pr1["champion_value"] == ev0["fid"] and pr1["champion_version"] == 2
+    assert ev2["fid"] > ev1["fid"]
+    assert not pr2["promoted"] and pr2["version"] == 3 and pr2["champion_version"] == 2
+    assert "does not beat" in pr2["reason"]
+    on_disk = json.loads((root / "reports/promotion.json").read_text())
+    assert on_disk == pr2 and set(on_disk) >= {"model_name", "version", "promoted", "champion_version", "metric",
+                                               "candidate_value", "champion_value", "reason"}
+    client = MlflowClient(_params(root).tracking.uri)
+    name = pr2["model_name"]
+    assert int(client.get_model_version_by_alias(name, "champion").version) == 2
+    v3 = client.get_model_version(name, "3")
+    assert float(v3.tags["metric.fid"]) == ev2["fid"] and v3.tags[evaluate.EVALUATOR_HASH_TAG] == ev2["evaluator_hash"]
+
+
+def test_unevaluated_or_foreign_evaluated_candidate_is_never_promoted(history, root):
+    params = _params(root, max_steps=2)
+    client = MlflowClient(params.tracking.uri)
+    name = params.registered_model_name
+    before = len(client.search_model_versions(f"name = '{name}'"))
+    train.run(params, root, use_ray=False)  # new candidate; metrics.json still describes the previous one
+    with pytest.raises(promote.PromoteError, match="run `genpipe evaluate` again"):
+        promote.run(params, root)
+    assert len(client.search_model_versions(f"name = '{name}'")) == before  # nothing registered
+
+    report = evaluate.run(params, root)
+    path = root / "reports/metrics.json"
+    path.write_text(json.dumps({**report, "evaluator_hash": "another-evaluator", "fid": 0.0}))
+    result = promote.run(params, root)
+    assert not result["promoted"] and "different evaluator" in result["reason"]
+    assert int(client.get_model_version_by_alias(name, "champion").version) == 2
+
+
+def test_evaluation_is_logged_to_the_candidate_run(history, root):
+    ev, _ = history[1]
+    run = MlflowClient(_params(root).tracking.uri).get_run(ev["mlflow_run_id"])
+    assert run.data.metrics["eval/fid"] == pytest.approx(ev["fid"])
+    assert run.data.tags[evaluate.EVALUATOR_HASH_TAG] == ev["evaluator_hash"]
+
+
+def _env(root) -> dict:
+    # The server execs `uvicorn` from PATH: the venv's bin must be on it, as in an activated venv.
+    path = f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"
+    return {**os.environ, "PATH": path, "MLFLOW_TRACKING_URI": _params(root).tracking.uri}
+
+
+def test_champion_loads_by_alias_in_a_fresh_process(history, root):
+    name = history[0][1]["model_name"]
+    code = ("import mlflow, json; m = mlflow.pyfunc.load_model('models:/%s@champion'); "
+            "x = m.predict({'num_samples': 3, 'seed': 7}); print(json.dumps([list(x.shape), float(x.min()), float(x.max()), str(x.dtype)]))" % name)
+    out = subprocess.run([sys.executable, "-c", code], env=_env(root), capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    shape, lo, hi, dtype = json.loads(out.stdout.strip().splitlines()[-1])
+    assert shape == [3, 1, 8, 8] and -1.0 <= lo <= hi <= 1.0 and dtype == "float32"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_served_champion_answers_http(history, root):
+    name = history[0][1]["model_name"]
+    port = _free_port()
+    mlflow_cli = os.path.join(os.path.dirname(sys.executable), "mlflow")
+    server = subprocess.Popen([mlflow_cli, "models", "serve", "-m", f"models:/{name}@champion", "--env-manager", "local",
+                               "-h", "127.0.0.1", "-p", str(port)], env=_env(root), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, start_new_session=True)
+    try:
+        deadline = time.time() + 180
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
+                break
+            except OSError:
+                assert server.poll() is None, server.stderr.read().decode()[-3000:]
+                assert time.time() < deadline, "server did not come up in 180 s"
+                time.sleep(1)
+        body = json.dumps({"dataframe_records": [{"num_samples": 2, "seed": 0}]}).encode()
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=60) as resp:
+            images = np.asarray(json.load(resp)["predictions"], dtype=np.float32)
+        assert images.shape == (2, 1, 8, 8) and images.min() >= -1 and images.max() <= 1
+    finally:
+        os.killpg(server.pid, 9)
+        server.wait()
