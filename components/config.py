@@ -102,9 +102,9 @@ class TrackingConfig(_Section):
 class EvaluatorConfig(_Section):
     kind: Literal["classifier", "inception"] = "classifier"
     inception_weights: str | None = Field(None, description="local pt_inception-2015-12-05 weights file; never downloaded")
-    epochs: int = Field(8, ge=1)
+    epochs: int = Field(20, ge=1)
     batch_size: int = Field(128, ge=1)
-    lr: float = Field(1e-3, gt=0.0, le=1.0)
+    lr: float = Field(4e-3, gt=0.0, le=1.0)
     output_dir: str = "data/evaluator"
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import shutil
 
 import numpy as np
@@ -20,10 +19,10 @@ from components.metrics.feature_nets import (
 )
 from conftest import REPO, tiny_params
 
-# What train_classifier reaches on the digits test split (360 images) with DIGITS_TRAINING: measured 0.9xx
-# over seeds 0-4; the bound leaves a margin for thread-count / platform float differences.
+# train_classifier with DIGITS_TRAINING on the digits test split (179 images): measured 0.983-0.994 over
+# seeds 0-4, ~4 s on 2 threads. The bound leaves ~4 images of margin for thread-count / platform floats.
 DIGITS_TRAINING = dict(epochs=12, batch_size=64, lr=4e-3, num_threads=2)
-DIGITS_MIN_ACCURACY = 0.95
+DIGITS_MIN_ACCURACY = 0.96
 
 
 @pytest.fixture(scope="module")
@@ -88,26 +87,15 @@ def test_features_are_batched_in_eval_mode(evaluator, digits):
     assert not whole_f.requires_grad
 
 
-def test_classifier_refuses_tiny_images():
+def test_classifier_refuses_tiny_images_and_other_shapes(evaluator):
     with pytest.raises(ValueError, match="at least 8"):
         ClassifierNet((1, 4, 4), 10)
+    with pytest.raises(ValueError, match="1×8×8 images, got 1×16×16"):  # a generator of the wrong size
+        evaluator[0].features(torch.zeros(2, 1, 16, 16))
 
 
 def test_registry_names_both_networks():
     assert FEATURE_NETS.names() == ["classifier", "inception"]
-
-
-@pytest.mark.skipif(not os.environ.get("GENPIPE_SLOW_TESTS"), reason="~50-75 s; set GENPIPE_SLOW_TESTS=1")
-def test_mnist5k_evaluator_reaches_98_percent(tmp_path):
-    from pipelines import prepare
-    from components.config import Params
-
-    prepared = REPO / "data" / "prepared" / "mnist5k"
-    if not (prepared / "manifest.json").is_file():
-        prepared = prepare.run(Params.model_validate({"data": {"prepared_dir": str(tmp_path)}}))
-    (xtr, ytr), (xte, yte) = load_split(prepared, "train"), load_split(prepared, "test")
-    _, report = train_classifier(xtr, ytr, xte, yte, seed=0, epochs=20, batch_size=128, lr=4e-3, num_threads=2)
-    assert report["test_accuracy"] >= 0.98 and report["train_seconds"] < 90, report
 
 
 # --------------------------------------------------------------------------------------- FID / KID
@@ -133,7 +121,8 @@ def test_copy_of_test_set_scores_at_the_floor(feats):
     floor = scores.fid_kid(test_f, train_f, kid_subset_size=300)  # real vs real: held-out vs train split
     copied = scores.fid_kid(test_f, test_f.clone(), kid_subset_size=300)
     assert copied["fid"] == pytest.approx(0.0, abs=1e-6 * float(test_f.var(0).sum()))
-    assert copied["fid"] <= floor["fid"] and abs(copied["kid_mean"]) <= abs(floor["kid_mean"]) + 1e-3
+    # The unbiased KID of a set against itself is negative (k(x, x) is left out of the within-set terms only).
+    assert copied["fid"] <= floor["fid"] and copied["kid_mean"] <= max(floor["kid_mean"], 0.0) + 1e-3
     same = scores.prdc_scores(test_f, test_f.clone(), k=5)
     assert same["precision"] == same["recall"] == same["coverage"] == 1.0
     near = scores.prdc_scores(test_f, train_f, k=5)  # another draw of real digits: close to 1 as well
@@ -160,7 +149,7 @@ def test_kid_is_seeded():
 
 
 def test_too_few_samples_for_the_feature_dimension_is_refused(feats):
-    test_f = feats["test"][0]  # 360 × 128
+    test_f = feats["test"][0]  # 179 × 128
     with pytest.raises(ValueError, match=r"100 samples for 128-dimensional.*evaluate\.num_samples"):
         scores.fid_kid(test_f, test_f[:100], kid_subset_size=50)
     with pytest.raises(ValueError, match=r"128 samples for 128-dimensional.*data\.test_fraction"):
@@ -180,13 +169,13 @@ def test_kl_to_uniform_bounds():
 
 def test_class_collapse_and_balance(evaluator, digits):
     net, _ = evaluator
-    _, (xtr, ytr), (xte, _) = digits
+    _, (xtr, ytr), _ = digits
     threes = net.logits(xtr[ytr == 3])  # "generator" that only draws 3s (from the data)
-    balanced = net.logits(xte)  # the stratified test split: every class equally
+    balanced = net.logits(xtr)  # the stratified train split: every class about equally (IS splits of ~160)
     collapsed_kl = scores.kl_to_uniform(scores.class_histogram(threes, 10))
     assert collapsed_kl == pytest.approx(math.log(10), abs=0.05)
     assert scores.kl_to_uniform(scores.class_histogram(balanced, 10)) < 0.05
-    assert scores.inception_score(balanced)["is_mean"] > 7  # confident and diverse
+    assert scores.inception_score(balanced)["is_mean"] > 8  # confident and diverse: at most 10
     assert scores.inception_score(threes)["is_mean"] < 1.5  # confident, one class
 
 

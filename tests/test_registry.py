@@ -143,3 +143,20 @@ def test_served_champion_answers_http(history, root):
     finally:
         os.killpg(server.pid, 9)
         server.wait()
+
+
+def test_too_few_samples_is_a_clear_error_not_a_nan(history, root):
+    params = _params(root, max_steps=2)
+    params = params.model_copy(update={"evaluate": params.evaluate.model_copy(update={"num_samples": 100})})
+    before = (root / "reports/metrics.json").read_bytes()
+    with pytest.raises(ValueError, match=r"100 samples for 128-dimensional .* evaluate.num_samples"):
+        evaluate.run(params, root)
+    assert (root / "reports/metrics.json").read_bytes() == before  # the previous report is untouched
+
+
+def test_generator_that_does_not_match_the_model_config_names_both(history, root):
+    params = _params(root, max_steps=2)
+    params = params.model_copy(update={"model": params.model.model_copy(update={"g_channels": 24})})
+    with pytest.raises(evaluate.EvaluateError) as e:
+        evaluate.run(params, root)
+    assert "'g_channels': 16" in str(e.value) and "'g_channels': 24" in str(e.value) and str(root / "train") in str(e.value)

@@ -62,9 +62,14 @@ class FeatureExtractor(nn.Module):
         x = to_unit_range(images)
         if x.dim() != 4:
             raise ValueError(f"expected images N×C×H×W, got shape {tuple(x.shape)}")
-        feats, logits = zip(*(self.embed(chunk) for chunk in x.split(self.batch_size))) if len(x) else ((), ())
-        cat = lambda parts, d: torch.cat(parts) if parts else torch.empty(0, d)  # noqa: E731
-        return cat(feats, self.feature_dim), cat(logits, self.num_classes)
+        if self.image_shape and tuple(x.shape[1:]) != tuple(self.image_shape):
+            # Global pooling would accept other sizes and return features from a distribution never trained on.
+            want, got = ("×".join(map(str, s)) for s in (self.image_shape, x.shape[1:]))
+            raise ValueError(f"this {self.kind} evaluator was built for {want} images, got {got}")
+        parts = [self.embed(chunk) for chunk in x.split(self.batch_size)]
+        if not parts:
+            return torch.empty(0, self.feature_dim), torch.empty(0, self.num_classes)
+        return torch.cat([f for f, _ in parts]), torch.cat([logit for _, logit in parts])
 
     def features(self, images: Tensor | np.ndarray) -> Tensor:
         return self.features_and_logits(images)[0]
