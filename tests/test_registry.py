@@ -26,25 +26,27 @@ def root(tmp_path_factory, digits_root):
     return root
 
 
-def _params(root, **train_overrides):
-    return tiny_params(root, train=train_overrides or {},
+def _params(root, tag: str = "", **train_overrides):
+    """Params whose candidate outputs (generator, metrics report) live under `tag`."""
+    return tiny_params(root, train={"output_dir": str(root / f"train{tag}"), **train_overrides},
                        evaluator={"epochs": 6, "output_dir": str(root / "evaluator")},
-                       evaluate={"num_samples": 300, "report": str(root / "reports/metrics.json"),
-                                 "grid": str(root / "reports/samples.png")},
+                       evaluate={"num_samples": 300, "report": str(root / f"reports/metrics{tag}.json"),
+                                 "grid": str(root / f"reports/samples{tag}.png")},
                        promote={"report": str(root / "reports/promotion.json")})
-
-
-def _candidate(root, seed: int, steps: int) -> tuple[dict, dict]:
-    """Train, evaluate and promote one candidate; return (evaluation, promotion)."""
-    params = _params(root, max_steps=steps).model_copy(update={"seed": seed})
-    train.run(params, root, use_ray=False)
-    return evaluate.run(params, root), promote.run(params, root)
 
 
 @pytest.fixture(scope="module")
 def history(root):
-    """An untrained champion, a trained challenger that beats it, then an untrained one that does not."""
-    return [_candidate(root, 0, 1), _candidate(root, 1, 300), _candidate(root, 2, 1)]
+    """Three real candidates, trained and evaluated first, then promoted worst → best → middle, so the
+    test controls the order of quality (which training length wins is not this test's business)."""
+    evaluated = []
+    for seed, steps in ((0, 1), (1, 60), (2, 300)):
+        params = _params(root, f"-{seed}", max_steps=steps).model_copy(update={"seed": seed})
+        train.run(params, root, use_ray=False)
+        evaluated.append((params, evaluate.run(params, root)))
+    evaluated.sort(key=lambda pe: -pe[1]["fid"])
+    worst, middle, best = evaluated
+    return [(ev, promote.run(params, root)) for params, ev in (worst, best, middle)]
 
 
 def test_first_candidate_becomes_champion(history):
@@ -55,11 +57,11 @@ def test_first_candidate_becomes_champion(history):
 
 def test_better_candidate_takes_the_alias_and_worse_one_is_refused(history, root):
     (ev0, _), (ev1, pr1), (ev2, pr2) = history
-    assert ev1["fid"] < ev0["fid"]  # 300 steps beat 1 step
+    assert ev0["fid"] > ev2["fid"] > ev1["fid"]  # promoted worst, best, middle
     assert pr1["promoted"] and pr1["champion_value"] == ev0["fid"] and pr1["champion_version"] == 2
-    assert ev2["fid"] > ev1["fid"]
+    assert "beats" in pr1["reason"]
     assert not pr2["promoted"] and pr2["version"] == 3 and pr2["champion_version"] == 2
-    assert "does not beat" in pr2["reason"]
+    assert pr2["champion_value"] == ev1["fid"] and "does not beat" in pr2["reason"]
     on_disk = json.loads((root / "reports/promotion.json").read_text())
     assert on_disk == pr2 and set(on_disk) >= {"model_name", "version", "promoted", "champion_version", "metric",
                                                "candidate_value", "champion_value", "reason"}
@@ -71,17 +73,17 @@ def test_better_candidate_takes_the_alias_and_worse_one_is_refused(history, root
 
 
 def test_unevaluated_or_foreign_evaluated_candidate_is_never_promoted(history, root):
-    params = _params(root, max_steps=2)
+    params = _params(root, "-0", max_steps=2)  # its report path still holds another candidate's evaluation
     client = MlflowClient(params.tracking.uri)
     name = params.registered_model_name
     before = len(client.search_model_versions(f"name = '{name}'"))
-    train.run(params, root, use_ray=False)  # new candidate; metrics.json still describes the previous one
+    train.run(params, root, use_ray=False)
     with pytest.raises(promote.PromoteError, match="run `genpipe evaluate` again"):
         promote.run(params, root)
     assert len(client.search_model_versions(f"name = '{name}'")) == before  # nothing registered
 
     report = evaluate.run(params, root)
-    path = root / "reports/metrics.json"
+    path = root / "reports/metrics-0.json"
     path.write_text(json.dumps({**report, "evaluator_hash": "another-evaluator", "fid": 0.0}))
     result = promote.run(params, root)
     assert not result["promoted"] and "different evaluator" in result["reason"]
@@ -146,17 +148,17 @@ def test_served_champion_answers_http(history, root):
 
 
 def test_too_few_samples_is_a_clear_error_not_a_nan(history, root):
-    params = _params(root, max_steps=2)
+    params = _params(root, "-2", max_steps=300).model_copy(update={"seed": 2})
     params = params.model_copy(update={"evaluate": params.evaluate.model_copy(update={"num_samples": 100})})
-    before = (root / "reports/metrics.json").read_bytes()
+    before = (root / "reports/metrics-2.json").read_bytes()
     with pytest.raises(ValueError, match=r"100 samples for 128-dimensional .* evaluate.num_samples"):
         evaluate.run(params, root)
-    assert (root / "reports/metrics.json").read_bytes() == before  # the previous report is untouched
+    assert (root / "reports/metrics-2.json").read_bytes() == before  # the previous report is untouched
 
 
 def test_generator_that_does_not_match_the_model_config_names_both(history, root):
-    params = _params(root, max_steps=2)
+    params = _params(root, "-2", max_steps=300).model_copy(update={"seed": 2})
     params = params.model_copy(update={"model": params.model.model_copy(update={"g_channels": 24})})
     with pytest.raises(evaluate.EvaluateError) as e:
         evaluate.run(params, root)
-    assert "'g_channels': 16" in str(e.value) and "'g_channels': 24" in str(e.value) and str(root / "train") in str(e.value)
+    assert "'g_channels': 16" in str(e.value) and "'g_channels': 24" in str(e.value) and str(root / "train-2") in str(e.value)
