@@ -4,7 +4,6 @@ Everything is checked before any work starts; an error names the key, the bad va
 what is allowed (`ConfigError`)."""
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any, Iterable, Literal
@@ -185,10 +184,6 @@ class Params(_Section):
 
         walk("", self.model_dump(mode="json"))
         return out
-
-    def fingerprint(self, *sections: str) -> str:
-        payload = {s: self.model_dump(mode="json")[s] for s in sections}
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
 def _format_errors(err: ValidationError, source: str) -> str:

@@ -2,6 +2,7 @@
 track it in MLflow, export the final generator to `train.output_dir`."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -31,8 +32,6 @@ class TrainError(RuntimeError):
 def run_name_for(params: Params, manifest: dict) -> str:
     if params.train.run_name:
         return params.train.run_name
-    import hashlib
-
     train = {k: v for k, v in params.train.model_dump(mode="json").items() if k not in _BOOKKEEPING}
     key = {"seed": params.seed, "model": params.model.model_dump(mode="json"), "train": train,
            "num_workers": params.scaling.num_workers, "data": manifest["content_hash"]}
