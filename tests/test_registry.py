@@ -162,3 +162,20 @@ def test_generator_that_does_not_match_the_model_config_names_both(history, root
     with pytest.raises(evaluate.EvaluateError) as e:
         evaluate.run(params, root)
     assert "'g_channels': 16" in str(e.value) and "'g_channels': 24" in str(e.value) and str(root / "train-2") in str(e.value)
+
+
+def test_genpipe_sample_writes_a_grid_from_the_champion(history, root, monkeypatch):
+    from PIL import Image
+
+    from pipelines import cli
+
+    name = history[0][1]["model_name"]
+    monkeypatch.chdir(root)
+    params_file = root / "sample-params.yaml"
+    params_file.write_text(json.dumps(_params(root).model_dump(mode="json")))  # JSON is YAML
+    out = root / "grid.png"
+    rc = cli.main(["sample", "--params", str(params_file), "--model", f"models:/{name}@champion", "--n", "9",
+                   "--out", str(out)])
+    assert rc == 0
+    grid = np.asarray(Image.open(out))
+    assert grid.shape == (3 * (8 + 2) + 2, 3 * (8 + 2) + 2) and grid.std() > 0  # 3×3 tiles of 8×8, 2 px padding
