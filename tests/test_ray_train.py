@@ -78,7 +78,10 @@ def test_killed_run_resumes_from_its_latest_checkpoint(run_root):
     proc = subprocess.Popen(cmd, cwd=run_root, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         deadline = time.time() + 240
-        while len(_ray_checkpoints(storage, "killme")) < 2:
+        # Ray counts a checkpoint once its controller has recorded it in the run's snapshot; a kill
+        # between the upload and that record loses it (by design), so wait for the snapshot too.
+        snapshot = storage / "killme" / "checkpoint_manager_snapshot.json"
+        while len(_ray_checkpoints(storage, "killme")) < 2 or not snapshot.exists():
             assert proc.poll() is None, "training exited before it could be killed"
             assert time.time() < deadline, "no checkpoints within 240 s"
             time.sleep(0.5)
