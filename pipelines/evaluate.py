@@ -3,7 +3,6 @@ held-out split under the evaluator: FID, KID, IS, precision/recall/density/cover
 histogram KL, and the real-vs-real floor (train split vs test split)."""
 from __future__ import annotations
 
-import io
 import json
 import time
 from pathlib import Path
@@ -12,14 +11,13 @@ import numpy as np
 import torch
 from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
-from PIL import Image
 
 from components.atomic import atomic_write
 from components.config import Params
 from components.data.shards import load_split, read_manifest
 from components.metrics import scores
 from components.training.checkpoint import load_generator
-from components.training.images import grid
+from components.training.images import grid_png
 from pipelines.evaluator import open_evaluator
 from pipelines.train import SUMMARY_FILE
 
@@ -95,9 +93,7 @@ def run(params: Params, repo_root: Path) -> dict:
 
     report_path = (repo_root / params.evaluate.report).resolve()
     grid_path = (repo_root / params.evaluate.grid).resolve()
-    png = io.BytesIO()
-    Image.fromarray(grid(fake[:64])).save(png, format="PNG")
-    atomic_write(grid_path, png.getvalue())
+    atomic_write(grid_path, grid_png(fake[:64]))
     atomic_write(report_path, json.dumps(report, indent=2, sort_keys=True) + "\n")
 
     client = MlflowClient(summary["tracking_uri"])

@@ -1,17 +1,15 @@
 """`genpipe sample`: images from any MLflow model URI (runs:/, models:/name@alias, models:/m-…)."""
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import mlflow
 import torch
-from PIL import Image
 
 from components.atomic import atomic_write
 from components.config import Params
 from components.tracking import mlflow_store
-from components.training.images import grid
+from components.training.images import grid_png
 
 
 def run(params: Params, repo_root: Path, model_uri: str, n: int, seed: int, out: Path) -> Path:
@@ -20,8 +18,6 @@ def run(params: Params, repo_root: Path, model_uri: str, n: int, seed: int, out:
     mlflow.set_tracking_uri(mlflow_store.resolve_uri(params.tracking.uri, Path(repo_root)))
     model = mlflow.pyfunc.load_model(model_uri)
     images = model.predict({"num_samples": n, "seed": seed})
-    buf = io.BytesIO()
-    Image.fromarray(grid(torch.from_numpy(images))).save(buf, format="PNG")
-    atomic_write(out, buf.getvalue())
+    atomic_write(out, grid_png(torch.from_numpy(images)))
     print(f"sample: {n} images from {model_uri} (seed {seed}) → {out}")
     return out

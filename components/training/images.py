@@ -19,3 +19,14 @@ def grid(images: torch.Tensor, pad: int = 2) -> np.ndarray:
         y0, x0 = pad + r * (h + pad), pad + q * (w + pad)
         out[y0 : y0 + h, x0 : x0 + w] = x[i].transpose(1, 2, 0)
     return out[..., 0] if c == 1 else out
+
+
+def grid_png(images: torch.Tensor) -> bytes:
+    """`grid` encoded as PNG bytes (for atomic writes and artifacts)."""
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(grid(images)).save(buf, format="PNG")
+    return buf.getvalue()
