@@ -53,8 +53,9 @@ class DataConfig(_Section):
 class ModelConfig(_Section):
     family: str = "dcgan"
     latent_dim: int = Field(64, ge=1, le=4096)
-    g_channels: int = Field(32, ge=1, le=4096, description="generator width at its last hidden layer")
-    d_channels: int = Field(32, ge=1, le=4096, description="discriminator width at its first layer")
+    g_channels: int = Field(32, ge=1, le=4096, description="generator width at its last hidden layer (mlp: every layer)")
+    d_channels: int = Field(32, ge=1, le=4096, description="discriminator width at its first layer (mlp: every layer)")
+    hidden_layers: int = Field(3, ge=1, le=64, description="mlp only: hidden layers of G and of D")
 
     @field_validator("family")
     @classmethod
@@ -78,11 +79,54 @@ class TrainConfig(_Section):
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads per worker; default cpus_per_worker")
     run_name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="default: derived from config hash")
     output_dir: str = "data/train"
+    # --- the GAN game: step ratio, smoothing, regularisers (components/objectives/), EMA, PacGAN, noise
+    d_steps_per_g_step: int = Field(1, ge=1, le=100, description="D updates (each on a fresh batch) per G update")
+    g_steps_per_d_step: int = Field(1, ge=1, le=100, description="G updates per D update")
+    label_smoothing: float = Field(0.0, ge=0.0, lt=0.5, description="one-sided: real target 1 - ε")
+    spectral_norm: bool = Field(False, description="spectral norm on every Linear/Conv of D")
+    gradient_penalty: float = Field(0.0, ge=0.0, description="WGAN-GP λ on real/fake interpolates; 0 = off")
+    r1: float = Field(0.0, ge=0.0, description="R1 γ on real data; 0 = off")
+    weight_clip: float | None = Field(None, gt=0.0, description="clamp D parameters to [-c, c] (WGAN); null = off")
+    ema_decay: float = Field(0.0, ge=0.0, lt=1.0, description="EMA of G weights (e.g. 0.999); 0 = off. "
+                             "Samples, export and evaluation use the EMA weights when on")
+    pack: int = Field(1, ge=1, le=64, description="PacGAN: D judges `pack` samples at once")
+    instance_noise: float = Field(0.0, ge=0.0, description="std of Gaussian noise on D's inputs (data units), "
+                                  "decaying linearly to 0 over the run; 0 = off")
 
     @field_validator("objective")
     @classmethod
     def _objective_known(cls, v: str) -> str:
         return _check_registered("objective", v)
+
+    @model_validator(mode="after")
+    def _game_is_coherent(self) -> "TrainConfig":
+        """Refuse combinations that make no sense, with the reason (names as in params.yaml)."""
+        from components.objectives import OBJECTIVES
+
+        obj = OBJECTIVES.get(self.objective)
+        if self.label_smoothing and not obj.has_targets:
+            raise ValueError(f"label_smoothing = {self.label_smoothing} cannot be used with objective = "
+                             f"{self.objective!r}: one-sided smoothing moves the real *target* to 1 - ε, and "
+                             f"{self.objective} has no targets (hinge, wasserstein and the f-GANs score D's raw "
+                             "output); use minimax, nonsaturating or lsgan, or set label_smoothing: 0")
+        if self.d_steps_per_g_step > 1 and self.g_steps_per_d_step > 1:
+            raise ValueError(f"d_steps_per_g_step = {self.d_steps_per_g_step} and g_steps_per_d_step = "
+                             f"{self.g_steps_per_d_step}: set at most one of them above 1 (a ratio, one way)")
+        if self.weight_clip is not None and (self.gradient_penalty or self.spectral_norm):
+            other = "gradient_penalty" if self.gradient_penalty else "spectral_norm"
+            raise ValueError(f"weight_clip = {self.weight_clip} with {other}: both impose D's Lipschitz constraint, "
+                             f"and clipping distorts the gradient norms {other} controls; choose one")
+        if obj.critic and self.weight_clip is None and not self.gradient_penalty and not self.spectral_norm:
+            raise ValueError(f"objective = {self.objective!r} needs a Lipschitz constraint on its critic, or its "
+                             "output grows without bound: set weight_clip (WGAN), gradient_penalty (WGAN-GP) or "
+                             "spectral_norm")
+        if self.pack > self.batch_size:
+            raise ValueError(f"pack = {self.pack} is larger than batch_size = {self.batch_size}: D would not see "
+                             "one packed sample per step")
+        if self.batch_size % self.pack:
+            raise ValueError(f"pack = {self.pack} must divide batch_size = {self.batch_size} "
+                             "(D judges batch_size / pack packed samples)")
+        return self
 
 
 class ScalingConfig(_Section):
@@ -194,6 +238,9 @@ def _format_errors(err: ValidationError, source: str) -> str:
             lines.append(f"  {key}: unknown key (value {e['input']!r}); check the spelling against params.yaml")
             continue
         msg = e["msg"].removeprefix("Value error, ")
+        if isinstance(e["input"], dict):  # a cross-check of a whole section: its message names the keys
+            lines.append(f"  {key}: {msg}")
+            continue
         lines.append(f"  {key} = {e['input']!r}: {msg}")
     return "\n".join(lines)
 

@@ -79,9 +79,11 @@ def init_weights(m: nn.Module) -> None:
 
 
 @MODELS.register("dcgan")
-def build(model_cfg, image_shape: tuple[int, int, int]) -> tuple[nn.Module, nn.Module]:
+def build(model_cfg, image_shape: tuple[int, int, int], d_shape: tuple[int, int, int]) -> tuple[nn.Module, nn.Module]:
+    if len(image_shape) != 3:
+        raise ValueError(f"dcgan needs images (C, H, W), got samples of shape {image_shape}; use family mlp for points")
     g = Generator(model_cfg.latent_dim, model_cfg.g_channels, image_shape)
-    d = Discriminator(model_cfg.d_channels, image_shape)
+    d = Discriminator(model_cfg.d_channels, d_shape)
     g.apply(init_weights)
     d.apply(init_weights)
     return g, d

@@ -1,11 +1,14 @@
-"""GAN objectives by name (`train.objective`). Each maps discriminator logits to the D and G losses."""
+"""GAN objectives by name (`train.objective`): each maps discriminator outputs to the D and G losses.
+
+One registry (`OBJECTIVES`). Classic objectives live in `classic.py`, the f-GAN family (Nowozin et
+al. 2016) in `fgan.py`; Lipschitz/gradient regularisers, which combine with any objective, in
+`regularizers.py`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Callable
 
 import torch
-import torch.nn.functional as F
 
 from components.registry import Registry
 
@@ -14,20 +17,29 @@ Tensor = torch.Tensor
 
 @dataclass(frozen=True)
 class Objective:
-    d_loss: Callable[[Tensor, Tensor], Tensor]  # (logits on real, logits on fake) -> scalar
-    g_loss: Callable[[Tensor], Tensor]  # logits on fake -> scalar
-    # Maps a logit to "D's belief the input is real" for the D(x)/D(G(z)) diagnostics.
+    # (D outputs on real, D outputs on fake, real target) -> scalar loss D minimises; objectives
+    # without targets ignore the third argument. Call `discriminator_loss`, which checks smoothing.
+    d_loss: Callable[[Tensor, Tensor, float], Tensor]
+    # D outputs on fake -> scalar loss G minimises
+    g_loss: Callable[[Tensor], Tensor]
+    # Maps a raw D output to the "D(x)" diagnostic logged as d_real / d_fake (a probability for
+    # classifier objectives, the critic value itself otherwise).
     belief: Callable[[Tensor], Tensor] = torch.sigmoid
+    # True when D regresses towards real/fake targets, so one-sided label smoothing is defined.
+    has_targets: bool = False
+    # True when D is an unbounded critic whose objective is only meaningful under a Lipschitz
+    # constraint (weight clipping, gradient penalty or spectral norm).
+    critic: bool = False
+    summary: str = ""
+
+    def discriminator_loss(self, real: Tensor, fake: Tensor, smoothing: float = 0.0) -> Tensor:
+        """D's loss with one-sided label smoothing ε: the real target becomes 1 - ε."""
+        if smoothing and not self.has_targets:
+            raise ValueError(f"label smoothing is not defined for {self.summary}: it has no real/fake targets")
+        return self.d_loss(real, fake, 1.0 - smoothing)
 
 
 OBJECTIVES: Registry[Objective] = Registry("objective")
 
-
-# Goodfellow et al. 2014, the non-saturating variant: D maximises log D(x) + log(1 - D(G(z))),
-# G maximises log D(G(z)). softplus(-l) = -log sigmoid(l), numerically stable.
-OBJECTIVES.register("nonsaturating")(
-    Objective(
-        d_loss=lambda real, fake: F.softplus(-real).mean() + F.softplus(fake).mean(),
-        g_loss=lambda fake: F.softplus(-fake).mean(),
-    )
-)
+from components.objectives import classic as _classic  # noqa: E402,F401  (registers its objectives)
+from components.objectives import fgan as _fgan  # noqa: E402,F401

@@ -20,9 +20,10 @@ def _unwrap(m: torch.nn.Module) -> torch.nn.Module:
     return getattr(m, "module", m)  # DistributedDataParallel keeps the model in .module
 
 
-def capture(*, step: int, epoch: int, g, d, opt_g, opt_d, meta: dict) -> dict:
+def capture(*, step: int, epoch: int, g, d, opt_g, opt_d, meta: dict, ema=None) -> dict:
     np_state = np.random.get_state()
-    return {
+    extra = {"generator_ema": ema.model.state_dict()} if ema is not None else {}
+    return {**extra,
         "format_version": FORMAT_VERSION,
         "step": step,
         "epoch": epoch,
@@ -39,8 +40,13 @@ def capture(*, step: int, epoch: int, g, d, opt_g, opt_d, meta: dict) -> dict:
     }
 
 
-def restore(state: dict, *, g, d, opt_g, opt_d) -> None:
+def restore(state: dict, *, g, d, opt_g, opt_d, ema=None) -> None:
+    if (ema is not None) != ("generator_ema" in state):
+        raise ValueError("the checkpoint " + ("has no" if ema is not None else "has an") + " EMA generator but "
+                         f"train.ema_decay is {'on' if ema is not None else 'off'}; resume with the same train.ema_decay")
     _unwrap(g).load_state_dict(state["generator"])
+    if ema is not None:
+        ema.model.load_state_dict(state["generator_ema"])
     _unwrap(d).load_state_dict(state["discriminator"])
     opt_g.load_state_dict(state["opt_g"])
     opt_d.load_state_dict(state["opt_d"])
@@ -94,9 +100,10 @@ GENERATOR_SPEC = "generator.json"
 
 def write_generator(state: dict, out_dir: str | Path) -> Path:
     """Final generator as safetensors + a JSON spec (model config, image shape) — enough to rebuild it.
+    The EMA weights when the run kept them (what samples and evaluation should use).
     Writes into `out_dir` as is: wrap in `atomic_dir` for an all-or-nothing output."""
     out_dir = Path(out_dir)
-    weights = {k: v.contiguous() for k, v in state["generator"].items()}
+    weights = {k: v.contiguous() for k, v in state.get("generator_ema", state["generator"]).items()}
     save_file(weights, str(out_dir / GENERATOR_WEIGHTS))
     spec = {"step": state["step"], "epoch": state["epoch"], **state["meta"]}
     (out_dir / GENERATOR_SPEC).write_text(json.dumps(spec, indent=2, sort_keys=True))

@@ -1,10 +1,12 @@
-"""Image grids for sample logging."""
+"""Previews of generated samples for logging: an image grid, or a scatter plot for 2D points."""
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
 import torch
+from PIL import Image
 
 
 def grid(images: torch.Tensor, pad: int = 2) -> np.ndarray:
@@ -21,12 +23,28 @@ def grid(images: torch.Tensor, pad: int = 2) -> np.ndarray:
     return out[..., 0] if c == 1 else out
 
 
-def grid_png(images: torch.Tensor) -> bytes:
-    """`grid` encoded as PNG bytes (for atomic writes and artifacts)."""
-    import io
+def scatter(points: torch.Tensor, size: int = 256) -> np.ndarray:
+    """N×D points (first two coordinates) as dark dots on a white size×size canvas, axes centred,
+    scaled to the largest coordinate (at least ±1) plus a 10% margin."""
+    xy = points[:, :2].detach().float().cpu().numpy()
+    lim = 1.1 * max(1.0, float(np.abs(xy).max()) if len(xy) else 1.0)
+    canvas = np.full((size, size), 255, dtype=np.uint8)
+    canvas[size // 2, :] = canvas[:, size // 2] = 210  # axes
+    cols = np.clip(((xy[:, 0] / lim + 1) * (size - 1) / 2).round().astype(int), 1, size - 2)
+    rows = np.clip(((1 - xy[:, 1] / lim) * (size - 1) / 2).round().astype(int), 1, size - 2)
+    for dr in (-1, 0, 1):
+        for dc in (-1, 0, 1):
+            canvas[rows + dr, cols + dc] = 0
+    return canvas
 
-    from PIL import Image
 
+def preview(samples: torch.Tensor) -> np.ndarray:
+    """Images (N, C, H, W) → grid; points (N, D) → scatter."""
+    return grid(samples) if samples.dim() == 4 else scatter(samples)
+
+
+def preview_png(samples: torch.Tensor) -> bytes:
+    """`preview` encoded as PNG bytes (for atomic writes and artifacts)."""
     buf = io.BytesIO()
-    Image.fromarray(grid(images)).save(buf, format="PNG")
+    Image.fromarray(preview(samples)).save(buf, format="PNG")
     return buf.getvalue()
