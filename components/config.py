@@ -162,7 +162,9 @@ class EvaluateConfig(_Section):
 
 # metric name -> True when larger is better
 PROMOTION_METRICS = {"fid": False, "kid_mean": False, "is_mean": True, "precision": True, "recall": True,
-                     "density": True, "coverage": True, "class_kl": False}
+                     "density": True, "coverage": True, "class_kl": False,
+                     # 2D mixtures (components/metrics/modes.py)
+                     "modes": True, "high_quality": True, "reverse_kl": False}
 
 
 class PromoteConfig(_Section):
@@ -183,8 +185,42 @@ class PromoteConfig(_Section):
         return PROMOTION_METRICS[self.metric]
 
 
+PRESETS_DIR = Path(__file__).parent / "presets"
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+class ModesConfig(_Section):
+    """`genpipe modes`: the mode-collapse benchmark on the 2D mixtures (pipelines/modes.py)."""
+    seeds: int = Field(3, ge=1, le=100, description="seeds per configuration of the objective table")
+    preset_seeds: int = Field(10, ge=1, le=100, description="seeds for the dataset's preset (best configuration)")
+    objectives: list[str] | None = Field(None, description="objectives in the table; null = every registered one")
+    label_smoothing: float = Field(0.1, gt=0.0, lt=0.5, description="ε of the 'with label smoothing' rows")
+    d_steps: list[int] = Field([1, 5], min_length=1, description="D:G ratios of the table (d_steps_per_g_step)")
+    critic_gradient_penalty: float = Field(10.0, gt=0.0, description="critic objectives run as WGAN-GP with this λ")
+    num_samples: int = Field(2500, ge=1, description="generated points scored per run (2,500 in VEEGAN/PacGAN)")
+    workers: int = Field(2, ge=1, le=64, description="runs in parallel, one CPU thread each")
+    report_dir: str = "reports/modes"
+
+    @field_validator("objectives")
+    @classmethod
+    def _objectives_known(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else [_check_registered("objective", o) for o in v]
+
+    @field_validator("d_steps")
+    @classmethod
+    def _ratios_positive(cls, v: list[int]) -> list[int]:
+        if any(k < 1 for k in v):
+            raise ValueError(f"every D:G ratio must be ≥ 1, got {v}")
+        return v
+
+
 class Params(_Section):
     seed: int = Field(0, ge=0, lt=2**31)
+    preset: str | None = Field(None, description="named partial params (components/presets/<name>.yaml) "
+                               "applied over the params file, under --set overrides")
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
@@ -193,6 +229,7 @@ class Params(_Section):
     evaluator: EvaluatorConfig = EvaluatorConfig()
     evaluate: EvaluateConfig = EvaluateConfig()
     promote: PromoteConfig = PromoteConfig()
+    modes: ModesConfig = ModesConfig()
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "Params":
@@ -262,6 +299,25 @@ def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, 
     return raw
 
 
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _with_preset(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """file → preset → --set: a preset overrides the params file; explicit overrides win over both."""
+    name = apply_overrides(raw, overrides).get("preset")
+    if name is None:
+        return raw
+    if not isinstance(name, str) or name not in preset_names():
+        raise ConfigError(f"preset = {name!r}: unknown preset; available: {', '.join(preset_names())} "
+                          f"(files in {PRESETS_DIR})")
+    preset = yaml.safe_load((PRESETS_DIR / f"{name}.yaml").read_text()) or {}
+    return _deep_merge(raw, {**preset, "preset": name})
+
+
 def load_params(path: str | Path | None = "params.yaml", overrides: Iterable[str] = ()) -> Params:
     raw: dict[str, Any] = {}
     source = "defaults"
@@ -277,7 +333,7 @@ def load_params(path: str | Path | None = "params.yaml", overrides: Iterable[str
             raise ConfigError(f"params file {str(p)!r} must hold a mapping of sections, got {type(raw).__name__}")
         source = str(p)
     overrides = list(overrides)
-    raw = apply_overrides(raw, overrides)
+    raw = apply_overrides(_with_preset(raw, overrides), overrides)
     if overrides:
         source += " with --set " + " ".join(overrides)
     try:

@@ -13,6 +13,7 @@ STAGES = {
     "evaluate": "score the trained generator: FID, KID, IS, precision/recall/density/coverage, class KL",
     "promote": "register the candidate in the MLflow Model Registry; move the champion alias if it is better",
     "sample": "draw images from a logged/registered model into a PNG grid",
+    "modes": "the mode-collapse benchmark on a 2D mixture: objectives × label smoothing × D:G ratios × seeds",
 }
 
 
@@ -31,6 +32,8 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--n", type=int, default=64, help="number of images (default 64)")
             p.add_argument("--seed", type=int, default=0)
             p.add_argument("--out", default="samples.png", help="PNG file to write")
+        if name == "modes":
+            p.add_argument("--dataset", required=True, choices=["ring8", "grid25"], help="2D mixture to benchmark")
     return parser
 
 
@@ -49,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
             from pipelines import sample
 
             sample.run(params, repo_root, args.model, args.n, args.seed, Path(args.out))
+        elif args.stage == "modes":
+            from pipelines import modes
+
+            modes.run(params, repo_root, args.dataset, args.params, args.overrides)
         else:
             import importlib
 

@@ -1,6 +1,7 @@
 """Stage `evaluate`: sample the candidate generator with a fixed seed and score it against the
 held-out split under the evaluator: FID, KID, IS, precision/recall/density/coverage, class
-histogram KL, and the real-vs-real floor (train split vs test split)."""
+histogram KL, and the real-vs-real floor (train split vs test split). For 2D mixtures: modes
+captured, % high quality and reverse KL (components/metrics/modes.py), the test split as floor."""
 from __future__ import annotations
 
 import json
@@ -15,9 +16,9 @@ from mlflow.tracking import MlflowClient
 from components.atomic import atomic_write
 from components.config import Params
 from components.data.shards import load_split, read_manifest
-from components.metrics import scores
+from components.metrics import modes, scores
 from components.training.checkpoint import load_generator
-from components.training.images import grid_png
+from components.training.images import preview_png
 from pipelines.evaluator import open_evaluator
 from pipelines.train import SUMMARY_FILE
 
@@ -51,7 +52,8 @@ def load_candidate(params: Params, repo_root: Path) -> tuple[torch.nn.Module, di
 @torch.no_grad()
 def draw_samples(g: torch.nn.Module, latent_dim: int, n: int, seed: int, batch: int = 500) -> torch.Tensor:
     z = torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(seed))
-    return torch.cat([g(z[i : i + batch]) for i in range(0, n, batch)]).clamp_(-1, 1)
+    out = torch.cat([g(z[i : i + batch]) for i in range(0, n, batch)])
+    return out.clamp_(-1, 1) if out.dim() == 4 else out  # images live in [-1, 1]; points are unbounded
 
 
 def _to_float(images_u8: np.ndarray) -> torch.Tensor:
@@ -70,6 +72,19 @@ def score(extractor, real_test: torch.Tensor, real_train: torch.Tensor, fake: to
     return out
 
 
+def score_points(info: dict, real_test: np.ndarray, fake: torch.Tensor) -> dict:
+    """Mode metrics of the candidate, and of the held-out real points as the floor."""
+    out = modes.mode_scores(fake.numpy(), info["centers"], info["sigma"], info["hq_sigmas"])
+    floor = modes.mode_scores(real_test, info["centers"], info["sigma"], info["hq_sigmas"])
+    out.update(floor_high_quality=floor["high_quality"], floor_reverse_kl=floor["reverse_kl"])
+    return out
+
+
+_PRINTED = {"image": ("fid", "fid_floor", "fid_over_floor", "kid_mean", "is_mean", "precision", "recall", "density",
+                      "coverage", "class_kl", "eval_seconds"),
+            "points": ("modes", "high_quality", "reverse_kl", "floor_high_quality", "eval_seconds")}
+
+
 def run(params: Params, repo_root: Path) -> dict:
     repo_root = Path(repo_root)
     started = time.perf_counter()
@@ -81,19 +96,24 @@ def run(params: Params, repo_root: Path) -> dict:
     if spec["data_hash"] != manifest["content_hash"]:
         raise EvaluateError(f"the candidate was trained on data {spec['data_hash'][:12]} but {prepared} holds "
                             f"{manifest['content_hash'][:12]}; rerun the pipeline")
-    scores.check_sample_size(params.evaluate.num_samples, extractor.feature_dim, "generated samples")
+    kind = manifest.get("kind", "image")
+    if extractor is not None:
+        scores.check_sample_size(params.evaluate.num_samples, extractor.feature_dim, "generated samples")
     fake = draw_samples(g, spec["model"]["latent_dim"], params.evaluate.num_samples, params.evaluate.seed)
     test_x, _ = load_split(prepared, "test")
-    train_x, _ = load_split(prepared, "train")
-    metrics = score(extractor, _to_float(test_x), _to_float(train_x), fake, params)
-    report = {**metrics, "evaluator_hash": info["hash"], "evaluator_kind": params.evaluator.kind,
+    if kind == "points":
+        metrics = score_points(info, test_x, fake)
+    else:
+        train_x, _ = load_split(prepared, "train")
+        metrics = score(extractor, _to_float(test_x), _to_float(train_x), fake, params)
+    report = {**metrics, "evaluator_hash": info["hash"], "evaluator_kind": info["kind"],
               "num_samples": params.evaluate.num_samples, "seed": params.evaluate.seed,
               "model_uri": summary["model_uri"], "mlflow_run_id": summary["mlflow_run_id"],
               "eval_seconds": time.perf_counter() - started}
 
     report_path = (repo_root / params.evaluate.report).resolve()
     grid_path = (repo_root / params.evaluate.grid).resolve()
-    atomic_write(grid_path, grid_png(fake[:64]))
+    atomic_write(grid_path, preview_png(fake[:64] if fake.dim() == 4 else fake))  # every point of a scatter
     atomic_write(report_path, json.dumps(report, indent=2, sort_keys=True) + "\n")
 
     client = MlflowClient(summary["tracking_uri"])
@@ -104,7 +124,5 @@ def run(params: Params, repo_root: Path) -> dict:
                      tags=[RunTag(EVALUATOR_HASH_TAG, info["hash"])])
     client.log_artifact(run_id, str(report_path), "evaluation")
     client.log_artifact(run_id, str(grid_path), "evaluation")
-    print("evaluate: " + ", ".join(f"{k}={report[k]:.4g}" for k in
-          ("fid", "fid_floor", "fid_over_floor", "kid_mean", "is_mean", "precision", "recall", "density", "coverage",
-           "class_kl", "eval_seconds")))
+    print("evaluate: " + ", ".join(f"{k}={report[k]:.4g}" for k in _PRINTED[kind]))
     return report

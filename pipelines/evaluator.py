@@ -2,11 +2,14 @@
 only under the same evaluator, so its content hash travels with every metric written anywhere."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+from components.atomic import atomic_dir
 from components.config import Params
 from components.data.shards import load_split, read_manifest
 from components.metrics import feature_nets
+from components.metrics.modes import mode_counter_info
 
 
 def run(params: Params, repo_root: Path) -> dict:
@@ -16,6 +19,14 @@ def run(params: Params, repo_root: Path) -> dict:
     manifest = read_manifest(prepared)
     meta = {"dataset": manifest["dataset"], "content_hash": manifest["content_hash"],
             "class_names": manifest["class_names"], "seed": params.seed}
+    if manifest.get("kind") == "points":
+        # 2D mixtures are scored by counting modes against the known mixture: no network to train.
+        info = {**meta, **mode_counter_info(manifest["mixture"])}
+        with atomic_dir(out_dir) as tmp:
+            (tmp / feature_nets.INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+        print(f"evaluator: mode counter for {manifest['dataset']} ({len(info['centers'])} modes, σ = {info['sigma']}); "
+              f"hash {info['hash'][:12]}; written to {out_dir}")
+        return info
     if cfg.kind == "inception":
         # Referenced by path and pinned by the file's hash; checked on this dataset's test split.
         model, _ = feature_nets.load_inception(cfg.inception_weights)
@@ -35,5 +46,10 @@ def run(params: Params, repo_root: Path) -> dict:
 
 
 def open_evaluator(params: Params, repo_root: Path):
-    """The evaluator the `evaluator` stage wrote, as (FeatureExtractor, info) — what `evaluate` scores with."""
-    return feature_nets.load_evaluator((Path(repo_root) / params.evaluator.output_dir).resolve())
+    """The evaluator the `evaluator` stage wrote, as (FeatureExtractor, info) — what `evaluate` scores with.
+    For a points dataset the extractor is None and info is the mode counter's."""
+    out_dir = (Path(repo_root) / params.evaluator.output_dir).resolve()
+    path = out_dir / feature_nets.INFO
+    if path.is_file() and json.loads(path.read_text()).get("kind") == "modes":
+        return None, json.loads(path.read_text())
+    return feature_nets.load_evaluator(out_dir)

@@ -9,10 +9,11 @@ from components.data.sources import SOURCES
 
 
 def summary(manifest: dict, out_dir: Path) -> str:
-    c, h, w = manifest["image_shape"]
+    shape = "x".join(map(str, manifest["image_shape"]))
+    what = "points" if manifest.get("kind") == "points" else "images"
     counts = ", ".join(f"{s} {manifest['splits'][s]['count']}" for s in SPLITS)
     return (f"prepared {manifest['dataset']} (source {manifest['source']}, seed {manifest['seed']}): "
-            f"{manifest['count']} images of {c}x{h}x{w} in {manifest['num_classes']} classes; {counts}; "
+            f"{manifest['count']} {what} of {shape} in {manifest['num_classes']} classes; {counts}; "
             f"content hash {manifest['content_hash']}; written to {out_dir}")
 
 

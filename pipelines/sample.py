@@ -9,7 +9,7 @@ import torch
 from components.atomic import atomic_write
 from components.config import Params
 from components.tracking import mlflow_store
-from components.training.images import grid_png
+from components.training.images import preview_png
 
 
 def run(params: Params, repo_root: Path, model_uri: str, n: int, seed: int, out: Path) -> Path:
@@ -18,6 +18,6 @@ def run(params: Params, repo_root: Path, model_uri: str, n: int, seed: int, out:
     mlflow.set_tracking_uri(mlflow_store.resolve_uri(params.tracking.uri, Path(repo_root)))
     model = mlflow.pyfunc.load_model(model_uri)
     images = model.predict({"num_samples": n, "seed": seed})
-    atomic_write(out, grid_png(torch.from_numpy(images)))
+    atomic_write(out, preview_png(torch.from_numpy(images)))
     print(f"sample: {n} images from {model_uri} (seed {seed}) → {out}")
     return out

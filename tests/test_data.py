@@ -70,13 +70,13 @@ def test_prepare_is_deterministic(mnist: Path, tmp_path):
 
 def test_digits_source():
     data = SOURCES.get("digits")(DataConfig(source="digits"))
-    assert data.images.shape == (1797, 1, 8, 8) and data.images.dtype == np.uint8
-    assert data.images.max() == 255 and len(data.class_names) == 10
+    assert data.samples.shape == (1797, 1, 8, 8) and data.samples.dtype == np.uint8
+    assert data.samples.max() == 255 and len(data.class_names) == 10
 
 
 def test_builtin_source_resizes():
     data = SOURCES.get("digits")(DataConfig(source="digits", image_size=16))
-    assert data.images.shape == (1797, 1, 16, 16)
+    assert data.samples.shape == (1797, 1, 16, 16)
 
 
 # ------------------------------------------------------------------------------------------ imagefolder
@@ -143,7 +143,7 @@ def test_imagefolder_mixed_modes(tmp_path):
 
 def test_imagefolder_grayscale_and_unsupported_mode(tmp_path):
     gray = _image_folder(tmp_path / "gray", mode="L")
-    assert SOURCES.get("imagefolder")(DataConfig(source="imagefolder", path=str(gray))).images.shape == (6, 1, 12, 10)
+    assert SOURCES.get("imagefolder")(DataConfig(source="imagefolder", path=str(gray))).samples.shape == (6, 1, 12, 10)
     rgba = tmp_path / "rgba"
     (rgba / "a").mkdir(parents=True)
     Image.new("RGBA", (4, 4)).save(rgba / "a" / "x.png")
@@ -208,7 +208,7 @@ def test_rank_shares_partition_the_split(mnist: Path, world_size: int):
         images, labels = shards.load_rank_share(mnist, "train", rank, world_size)
         index = shards.read_rank_table(mnist, "train", rank, world_size, columns=["index"]).column("index").to_numpy()
         assert len(images) == len(labels) == len(index) == counts[rank]
-        assert np.array_equal(images, source.images[index]) and np.array_equal(labels, source.labels[index])
+        assert np.array_equal(images, source.samples[index]) and np.array_equal(labels, source.labels[index])
         seen.append(set(index.tolist()))
     assert sum(counts) == len(all_labels) == 4500
     assert sum(len(s) for s in seen) == 4500 and len(set().union(*seen)) == 4500  # disjoint, complete

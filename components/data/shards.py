@@ -41,6 +41,12 @@ _SCHEMA = pa.schema([
     ("label", pa.int32()),
     ("index", pa.int64()),  # row in the source, so any prepared row can be traced back
 ])
+_POINT_SCHEMA = pa.schema([
+    ("point", pa.list_(pa.field("element", pa.float32()))),  # D coordinates
+    ("label", pa.int32()),  # mixture component
+    ("index", pa.int64()),
+])
+_SAMPLE_COLUMN = {"image": "image", "points": "point"}  # manifest kind -> column holding the samples
 
 
 # ---------------------------------------------------------------------------------------------- split
@@ -68,15 +74,23 @@ def split_indices(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[
 
 # ---------------------------------------------------------------------------------------------- write
 
-def _table(images: np.ndarray, labels: np.ndarray, index: np.ndarray) -> pa.Table:
-    n, c, h, w = images.shape
-    if n * c * h * w > np.iinfo(np.int32).max:  # list<> uses int32 offsets
-        raise DataError(f"a shard of {n} images of {c}x{h}x{w} exceeds 2 GiB; lower data.rows_per_shard")
-    offsets = pa.array(np.arange(n + 1, dtype=np.int32) * np.int32(c * h * w))
-    values = pa.array(np.ascontiguousarray(images).reshape(-1))
-    image = pa.ListArray.from_arrays(offsets, values, type=_SCHEMA.field("image").type)
+def _list_column(samples: np.ndarray, schema: pa.Schema) -> pa.ListArray:
+    n, width = len(samples), int(np.prod(samples.shape[1:]))
+    if n * width > np.iinfo(np.int32).max:  # list<> uses int32 offsets
+        raise DataError(f"a shard of {n} samples of shape {samples.shape[1:]} exceeds 2**31 values; "
+                        "lower data.rows_per_shard")
+    offsets = pa.array(np.arange(n + 1, dtype=np.int32) * np.int32(width))
+    values = pa.array(np.ascontiguousarray(samples).reshape(-1))
+    return pa.ListArray.from_arrays(offsets, values, type=schema.field(0).type)
+
+
+def _table(samples: np.ndarray, labels: np.ndarray, index: np.ndarray) -> pa.Table:
+    tail = [pa.array(labels.astype(np.int32)), pa.array(index.astype(np.int64))]
+    if samples.ndim == 2:  # points
+        return pa.Table.from_arrays([_list_column(samples, _POINT_SCHEMA), *tail], schema=_POINT_SCHEMA)
+    n, c, h, w = samples.shape
     const = lambda v: pa.array(np.full(n, v, dtype=np.int32))  # noqa: E731
-    columns = [image, const(c), const(h), const(w), pa.array(labels.astype(np.int32)), pa.array(index.astype(np.int64))]
+    columns = [_list_column(samples, _SCHEMA), const(c), const(h), const(w), *tail]
     return pa.Table.from_arrays(columns, schema=_SCHEMA)
 
 
@@ -97,8 +111,9 @@ def _write_split(root: Path, name: str, images: np.ndarray, labels: np.ndarray, 
 def _hash_split(h: "hashlib._Hash", name: str, images: np.ndarray, labels: np.ndarray) -> None:
     # A hash of the data, not of the Parquet encoding: it survives a pyarrow upgrade. The header line
     # carries the count so split boundaries are unambiguous.
-    n, c, hh, w = images.shape
-    h.update(f"{name} {n} {c}x{hh}x{w}\n".encode())
+    n, *shape = images.shape
+    dtype = "" if images.dtype == np.uint8 else f" {images.dtype}"  # images hash as before
+    h.update(f"{name} {n} {'x'.join(map(str, shape))}{dtype}\n".encode())
     h.update(labels.astype("<i4").tobytes())
     h.update(np.ascontiguousarray(images))
 
@@ -116,7 +131,7 @@ def write_prepared(data: SourceData, cfg: DataConfig, seed: int, out_dir: Path) 
         digest = hashlib.sha256()
         splits = {}
         for name in SPLITS:
-            images, labels = data.images[idx[name]], data.labels[idx[name]]
+            images, labels = data.samples[idx[name]], data.labels[idx[name]]
             splits[name] = {
                 "count": len(labels),
                 "class_counts": np.bincount(labels, minlength=num_classes).tolist(),
@@ -130,12 +145,15 @@ def write_prepared(data: SourceData, cfg: DataConfig, seed: int, out_dir: Path) 
             "seed": seed,
             "test_fraction": cfg.test_fraction,
             "count": len(data.labels),
-            "image_shape": list(data.images.shape[1:]),
+            "kind": data.kind,
+            "image_shape": list(data.samples.shape[1:]),  # shape of one sample: (C, H, W) or (D,) for points
             "class_names": list(data.class_names),
             "num_classes": num_classes,
             "splits": splits,
             "content_hash": digest.hexdigest(),
         }
+        if data.mixture is not None:
+            manifest["mixture"] = data.mixture
         (tmp / MANIFEST).write_text(json.dumps(manifest, sort_keys=True, indent=2) + "\n")
     return manifest
 
@@ -206,24 +224,32 @@ def read_rank_table(prepared_dir: Path, split: str, rank: int = 0, world_size: i
         with pq.ParquetFile(path) as f:
             tables.append(f.read_row_groups([i for _, i in group], columns=columns))
     if not tables:  # more ranks than row groups: this rank gets nothing
-        empty = _SCHEMA.empty_table()
+        empty = (_POINT_SCHEMA if sample_kind(prepared_dir) == "points" else _SCHEMA).empty_table()
         return empty.select(columns) if columns else empty
     return pa.concat_tables(tables)
 
 
+def sample_kind(prepared_dir: Path) -> str:
+    """'image' or 'points' (manifests written before points existed hold images)."""
+    return read_manifest(prepared_dir).get("kind", "image")
+
+
 def load_rank_share(prepared_dir: Path, split: str, rank: int = 0, world_size: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """One rank's images, uint8 (n, C, H, W), and labels, int64 (n,)."""
-    c, h, w = read_manifest(prepared_dir)["image_shape"]
-    table = read_rank_table(prepared_dir, split, rank, world_size, columns=["image", "label"])
+    """One rank's samples — images uint8 (n, C, H, W) or points float32 (n, D) — and labels, int64 (n,)."""
+    manifest = read_manifest(prepared_dir)
+    shape = manifest["image_shape"]
+    column = _SAMPLE_COLUMN[manifest.get("kind", "image")]
+    table = read_rank_table(prepared_dir, split, rank, world_size, columns=[column, "label"])
     n = table.num_rows
     # flatten() honours list offsets (unlike .values on a sliced array); writable=True copies once so
     # torch.from_numpy gets a writable buffer (Arrow memory is immutable).
-    flat = table.column("image").combine_chunks().flatten().to_numpy(zero_copy_only=False, writable=True)
-    if flat.size != n * c * h * w:
-        raise DataError(f"{prepared_dir} {split}: image bytes do not match the manifest shape {c}x{h}x{w}; {_HINT}")
-    return flat.reshape(n, c, h, w), table.column("label").to_numpy().astype(np.int64)
+    flat = table.column(column).combine_chunks().flatten().to_numpy(zero_copy_only=False, writable=True)
+    if flat.size != n * int(np.prod(shape)):
+        raise DataError(f"{prepared_dir} {split}: sample values do not match the manifest shape "
+                        f"{'x'.join(map(str, shape))}; {_HINT}")
+    return flat.reshape(n, *shape), table.column("label").to_numpy().astype(np.int64)
 
 
 def load_split(prepared_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """A whole split (images uint8 (N, C, H, W), labels int64)."""
+    """A whole split: samples (images uint8 (N, C, H, W) or points float32 (N, D)) and labels int64."""
     return load_rank_share(prepared_dir, split, 0, 1)

@@ -1,4 +1,5 @@
-"""Named image sources: each turns a `DataConfig` into uint8 NCHW images, int64 labels and class names.
+"""Named data sources: each turns a `DataConfig` into samples (uint8 NCHW images, or float32 points
+for the 2D mixtures in `mixtures.py`), int64 labels and class names.
 
 Adding a source is one function decorated with `@SOURCES.register("name")`; config validation
 (`DataConfig.source`) and error messages read the same registry. Sources only read local files or
@@ -29,15 +30,24 @@ _EXTENSIONS = (".jpeg", ".jpg", ".png")
 
 @dataclass(frozen=True)
 class SourceData:
-    images: np.ndarray  # uint8, shape (N, C, H, W)
+    samples: np.ndarray  # images: uint8 (N, C, H, W); points: float32 (N, D)
     labels: np.ndarray  # int64, shape (N,)
     class_names: list[str]
+    # points only: the mixture the points come from, {"centers": [[x, y], …], "sigma": σ}, for mode metrics
+    mixture: dict | None = None
+
+    @property
+    def kind(self) -> str:
+        return "points" if self.samples.ndim == 2 else "image"
 
     def __post_init__(self) -> None:
         # Checked once here so the writer and the content hash can rely on the layout.
-        im, lb = self.images, self.labels
-        if im.dtype != np.uint8 or im.ndim != 4 or im.shape[1] not in _CHANNELS.values():
-            raise DataError(f"images must be uint8 (N, C, H, W) with C in 1 or 3, got {im.dtype} {im.shape}")
+        im, lb = self.samples, self.labels
+        is_image = im.dtype == np.uint8 and im.ndim == 4 and im.shape[1] in _CHANNELS.values()
+        is_points = im.dtype == np.float32 and im.ndim == 2 and im.shape[1] >= 1
+        if not (is_image or is_points):
+            raise DataError("samples must be uint8 images (N, C, H, W) with C in 1 or 3, or float32 points (N, D); "
+                            f"got {im.dtype} {im.shape}")
         if lb.dtype != np.int64 or lb.shape != im.shape[:1]:
             raise DataError(f"labels must be int64 of shape ({len(im)},), got {lb.dtype} {lb.shape}")
         names = self.class_names
@@ -156,3 +166,6 @@ def imagefolder(cfg: DataConfig) -> SourceData:
                             f"(the size of {first}); set data.image_size to resize")
         arrays.append(_to_chw(im))
     return SourceData(np.stack(arrays), np.asarray(labels, dtype=np.int64), class_names)
+
+
+from components.data import mixtures as _mixtures  # noqa: E402,F401  (registers the 2D mixture sources)

@@ -110,13 +110,22 @@ def write_generator(state: dict, out_dir: str | Path) -> Path:
     return out_dir
 
 
-def load_generator(model_dir: str | Path):
-    """Rebuild the exported generator (eval mode) from its folder; no pickle involved."""
+def _build_generator(spec: dict, weights: dict) -> torch.nn.Module:
     from components.config import ModelConfig
     from components.models import build_gan
 
+    g, _ = build_gan(ModelConfig(**spec["model"]), spec["image_shape"])
+    g.load_state_dict(weights)
+    return g.eval()
+
+
+def generator_from_state(state: dict) -> torch.nn.Module:
+    """The generator of an in-memory training state (eval mode): EMA weights when kept, as exported."""
+    return _build_generator(state["meta"], state.get("generator_ema", state["generator"]))
+
+
+def load_generator(model_dir: str | Path):
+    """Rebuild the exported generator (eval mode) from its folder; no pickle involved."""
     model_dir = Path(model_dir)
     spec = json.loads((model_dir / GENERATOR_SPEC).read_text())
-    g, _ = build_gan(ModelConfig(**spec["model"]), spec["image_shape"])
-    g.load_state_dict(load_file(str(model_dir / GENERATOR_WEIGHTS)))
-    return g.eval(), spec
+    return _build_generator(spec, load_file(str(model_dir / GENERATOR_WEIGHTS))), spec
