@@ -21,7 +21,7 @@ from components.data.shards import load_rank_share, rank_row_counts, read_manife
 from components.models import build_gan
 from components.training import checkpoint as ckpt
 from components.training.ema import EMA
-from components.training.gan_step import STATS, GanGame
+from components.training.gan_step import STATS, GanGame, instance_noise_std
 from components.training.images import preview
 
 
@@ -145,7 +145,7 @@ def train_gan(params: Params, prepared_dir: Path, worker: Worker, callbacks: Cal
         epoch, k = divmod(step, steps.steps_per_epoch)
         if order is None or k == 0:
             order = torch.randperm(len(data), generator=torch.Generator().manual_seed(_stream_seed(params.seed, 1, worker.rank, epoch)))
-        noise_std = tc.instance_noise * max(0.0, 1.0 - step / steps.total_steps)  # linear decay to 0
+        noise_std = instance_noise_std(tc, step, steps.total_steps)
         g.train(), d.train()
         d_stats = torch.zeros(4)
         for i in range(k_d):

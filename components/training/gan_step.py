@@ -17,6 +17,11 @@ Tensor = torch.Tensor
 STATS = ("d_loss", "g_loss", "d_real", "d_fake", "d_penalty")
 
 
+def instance_noise_std(cfg: TrainConfig, step: int, total_steps: int) -> float:
+    """Instance noise (Sønderby et al. 2017) decays linearly from train.instance_noise to 0 at the end."""
+    return cfg.instance_noise * max(0.0, 1.0 - step / total_steps)
+
+
 @dataclass
 class GanGame:
     g: nn.Module  # possibly DDP-wrapped
