@@ -72,6 +72,8 @@ class TrainConfig(_Section):
     lr_d: float = Field(2e-4, gt=0.0, le=1.0)
     beta1: float = Field(0.5, ge=0.0, lt=1.0)
     beta2: float = Field(0.999, ge=0.0, lt=1.0)
+    lr_schedule: Literal["constant", "linear"] = Field("constant", description="linear: both learning rates "
+                                                        "decay linearly to 0 at the last step")
     log_every: int = Field(25, ge=1, description="steps between MLflow metric points")
     checkpoint_every: int = Field(200, ge=1, description="steps between checkpoints")
     keep_checkpoints: int = Field(2, ge=1)

@@ -116,3 +116,15 @@ def test_instance_noise_decays_linearly_to_zero_and_reaches_d():
     out, _ = game._judge(identity, x, 0.2, torch.Generator().manual_seed(0))
     assert out.std().item() == pytest.approx(0.2, rel=0.05)
     assert torch.equal(game._judge(identity, x, 0.0, torch.Generator())[0], x)
+
+
+def test_linear_lr_schedule_decays_both_learning_rates_to_zero():
+    from components.config import TrainConfig
+    from components.training.gan_step import set_learning_rates
+
+    cfg = TrainConfig(lr_g=1e-3, lr_d=4e-3, lr_schedule="linear")
+    opt_g = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=9.0)
+    opt_d = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=9.0)
+    for step, (g, d) in {0: (1e-3, 4e-3), 75: (2.5e-4, 1e-3), 99: (1e-5, 4e-5)}.items():
+        set_learning_rates(cfg, step, 100, opt_g, opt_d)
+        assert (opt_g.param_groups[0]["lr"], opt_d.param_groups[0]["lr"]) == pytest.approx((g, d))

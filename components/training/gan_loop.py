@@ -21,7 +21,7 @@ from components.data.shards import load_rank_share, rank_row_counts, read_manife
 from components.models import build_gan
 from components.training import checkpoint as ckpt
 from components.training.ema import EMA
-from components.training.gan_step import STATS, GanGame, instance_noise_std
+from components.training.gan_step import STATS, GanGame, instance_noise_std, set_learning_rates
 from components.training.images import preview
 
 
@@ -146,6 +146,7 @@ def train_gan(params: Params, prepared_dir: Path, worker: Worker, callbacks: Cal
         if order is None or k == 0:
             order = torch.randperm(len(data), generator=torch.Generator().manual_seed(_stream_seed(params.seed, 1, worker.rank, epoch)))
         noise_std = instance_noise_std(tc, step, steps.total_steps)
+        set_learning_rates(tc, step, steps.total_steps, opt_g, opt_d)
         g.train(), d.train()
         d_stats = torch.zeros(4)
         for i in range(k_d):
