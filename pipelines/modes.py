@@ -3,6 +3,8 @@
 Trains the dataset's preset (components/presets/<dataset>.yaml) with every objective, with and
 without one-sided label smoothing (where the objective has targets), at each D:G ratio of
 `modes.d_steps`, over `modes.seeds` seeds, plus the preset itself over `modes.preset_seeds` seeds.
+Every table run gets the same number of D updates (`modes.d_updates`), so a k:1 run makes 1/k as
+many G steps and costs about as much as a 1:1 run: the table compares settings at equal compute.
 Each run is the plain training core (no Ray, no MLflow: hundreds of short runs) on the dataset
 prepared as Parquet like any source; runs go `modes.workers` at a time, one thread each.
 
@@ -51,6 +53,9 @@ def configurations(params: Params, preset: Params) -> list[Configuration]:
 
     m, base = params.modes, preset.train
     out = [Configuration("preset", base.objective, base.label_smoothing, base.d_steps_per_g_step, ())]
+    if base.max_steps is None:
+        raise ModesError(f"preset {preset.preset!r} must set train.max_steps: the table's budget is counted in steps")
+    d_updates = m.d_updates or base.max_steps * base.d_steps_per_g_step
     for name in m.objectives or OBJECTIVES.names():
         obj = OBJECTIVES.get(name)
         # A critic needs a Lipschitz constraint: wasserstein runs as WGAN-GP (R1 off, the penalty replaces it).
@@ -58,8 +63,9 @@ def configurations(params: Params, preset: Params) -> list[Configuration]:
         for k in m.d_steps:
             for eps in ((0.0, m.label_smoothing) if obj.has_targets else (0.0,)):
                 key = f"{name}{'-gp' if obj.critic else ''}{f'-ls{eps:g}' if eps else ''}-d{k}"
-                out.append(Configuration(key, name, eps, k, (f"train.objective={name}", f"train.label_smoothing={eps}",
-                                                              f"train.d_steps_per_g_step={k}", *extra)))
+                out.append(Configuration(key, name, eps, k, (
+                    f"train.objective={name}", f"train.label_smoothing={eps}", f"train.d_steps_per_g_step={k}",
+                    f"train.max_steps={max(1, d_updates // k)}", *extra)))
     return out
 
 

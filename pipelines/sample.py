@@ -1,4 +1,5 @@
-"""`genpipe sample`: images from any MLflow model URI (runs:/, models:/name@alias, models:/m-…)."""
+"""`genpipe sample`: samples from any MLflow model URI (runs:/, models:/name@alias, models:/m-…) as a
+PNG: an image grid, or a scatter plot for a 2D points model."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -86,19 +86,38 @@ def test_stage_chain_on_ring8_reports_mode_metrics_and_promotes_on_reverse_kl(tm
     assert decision["metric"] == "reverse_kl" and decision["promoted"] is True
 
 
+def test_sweep_configurations_cover_every_objective_at_equal_d_updates():
+    from components.objectives import OBJECTIVES
+
+    params = load_params(None, ["modes.d_updates=1000"])
+    configs = modes.configurations(params, load_params(None, ["preset=ring8"]))
+    assert configs[0].key == "preset" and configs[0].overrides == ()
+    names = [n for n in OBJECTIVES.names() if not n.startswith("test_")]
+    assert {c.objective for c in configs[1:]} == set(names)
+    # objectives with targets get a label-smoothing twin; every objective runs at 1:1 and 5:1
+    with_targets = [n for n in names if OBJECTIVES.get(n).has_targets]
+    assert len(configs) == 1 + 2 * len(names) + 2 * len(with_targets)
+    by_key = {c.key: c for c in configs}
+    assert "train.max_steps=200" in by_key["hinge-d5"].overrides and "train.max_steps=1000" in by_key["hinge-d1"].overrides
+    assert "train.gradient_penalty=10.0" in by_key["wasserstein-gp-d1"].overrides
+    assert "train.label_smoothing=0.1" in by_key["lsgan-ls0.1-d5"].overrides
+    for c in configs[1:]:  # every configuration is valid config
+        load_params(None, ["preset=ring8", *c.overrides])
+
+
 def test_modes_sweep_writes_runs_samples_and_table(tmp_path):
-    overrides = ["modes.seeds=1", "modes.preset_seeds=2", "modes.objectives=[nonsaturating,hinge,wasserstein]",
+    overrides = ["modes.seeds=1", "modes.preset_seeds=2", "modes.objectives=[nonsaturating,wasserstein]",
                  "modes.d_steps=[1,2]", "train.max_steps=40", f"modes.report_dir={tmp_path / 'modes'}"]
     params = load_params(None, overrides)
     report = modes.run(params, tmp_path, "ring8", None, overrides)
     keys = [r["config"] for r in report["summary"]]
     assert keys == ["preset", "nonsaturating-d1", "nonsaturating-ls0.1-d1", "nonsaturating-d2",
-                    "nonsaturating-ls0.1-d2", "hinge-d1", "hinge-d2", "wasserstein-gp-d1", "wasserstein-gp-d2"]
-    assert len(report["runs"]) == 2 + 8 and report["summary"][0]["runs"] == 2
+                    "nonsaturating-ls0.1-d2", "wasserstein-gp-d1", "wasserstein-gp-d2"]
+    assert len(report["runs"]) == 2 + 6 and report["summary"][0]["runs"] == 2
     on_disk = json.loads((tmp_path / "modes" / "ring8.json").read_text())
     assert on_disk["summary"] == report["summary"]
     for r in report["runs"]:
-        assert r["status"] == "ok" and r["steps"] == 40 and r["wall_seconds"] > 0
+        assert r["status"] == "ok" and r["steps"] == 40 // r["d_steps_per_g_step"] and r["wall_seconds"] > 0
         pts = np.load(tmp_path / r["samples"])
         assert pts.shape == (2500, 2)
         assert mode_scores(pts, RING, 0.01)["modes"] == r["modes"]  # the saved samples are the scored ones

@@ -5,7 +5,8 @@ loading it rebuilds the network from code and reads tensors — nothing is unpic
 
 predict(model_input) with model_input a dict or one-row DataFrame:
   num_samples (int, default 16), seed (int, default 0)
-returns float32 images N×C×H×W in [-1, 1]."""
+returns float32 images N×C×H×W in [-1, 1], or points N×D for a points model (e.g. the 2D mixtures);
+the weights are the EMA generator's when the run kept one."""
 from __future__ import annotations
 
 from pathlib import Path
