@@ -201,7 +201,7 @@ class ModesConfig(_Section):
     objectives: list[str] | None = Field(None, description="objectives in the table; null = every registered one")
     label_smoothing: float = Field(0.1, gt=0.0, lt=0.5, description="ε of the 'with label smoothing' rows")
     d_steps: list[int] = Field([1, 5], min_length=1, description="D:G ratios of the table (d_steps_per_g_step)")
-    d_updates: int | None = Field(None, ge=1, description="D updates per table run (a k:1 run makes d_updates / k "
+    d_updates: int | None = Field(2000, ge=1, description="D updates per table run (a k:1 run makes d_updates / k "
                                   "G steps, so every run of the table costs about the same); null: the preset's "
                                   "max_steps")
     critic_gradient_penalty: float = Field(10.0, gt=0.0, description="critic objectives run as WGAN-GP with this λ")
