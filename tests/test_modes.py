@@ -84,6 +84,13 @@ def test_stage_chain_on_ring8_reports_mode_metrics_and_promotes_on_reverse_kl(tm
     assert report["modes"] >= 4, report  # 300 steps of the preset already spread over the ring
     decision = promote.run(params, tmp_path)
     assert decision["metric"] == "reverse_kl" and decision["promoted"] is True
+    # the registered pyfunc serves points: N×2, the EMA generator's (same latents → the evaluated samples)
+    import mlflow
+
+    mlflow.set_tracking_uri(params.tracking.uri)
+    model = mlflow.pyfunc.load_model(f"models:/{params.registered_model_name}@champion")
+    pts = model.predict({"num_samples": 2500, "seed": params.evaluate.seed})
+    assert pts.shape == (2500, 2) and mode_scores(pts, RING, 0.01)["modes"] == report["modes"]
 
 
 def test_sweep_configurations_cover_every_objective_at_equal_d_updates():
