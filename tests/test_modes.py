@@ -96,10 +96,10 @@ def test_stage_chain_on_ring8_reports_mode_metrics_and_promotes_on_reverse_kl(tm
 def test_sweep_configurations_cover_every_objective_at_equal_d_updates():
     from components.objectives import OBJECTIVES
 
-    params = load_params(None, ["modes.d_updates=1000"])
+    names = [n for n in OBJECTIVES.names() if not n.startswith("test_")]  # other test modules register test_*
+    params = load_params(None, ["modes.d_updates=1000", f"modes.objectives=[{','.join(names)}]"])
     configs = modes.configurations(params, load_params(None, ["preset=ring8"]))
     assert configs[0].key == "preset" and configs[0].overrides == ()
-    names = [n for n in OBJECTIVES.names() if not n.startswith("test_")]
     assert {c.objective for c in configs[1:]} == set(names)
     # objectives with targets get a label-smoothing twin; every objective runs at 1:1 and 5:1
     with_targets = [n for n in names if OBJECTIVES.get(n).has_targets]
@@ -114,7 +114,7 @@ def test_sweep_configurations_cover_every_objective_at_equal_d_updates():
 
 def test_modes_sweep_writes_runs_samples_and_table(tmp_path):
     overrides = ["modes.seeds=1", "modes.preset_seeds=2", "modes.objectives=[nonsaturating,wasserstein]",
-                 "modes.d_steps=[1,2]", "train.max_steps=40", f"modes.report_dir={tmp_path / 'modes'}"]
+                 "modes.d_steps=[1,2]", "train.max_steps=40", "modes.d_updates=40", f"modes.report_dir={tmp_path / 'modes'}"]
     params = load_params(None, overrides)
     report = modes.run(params, tmp_path, "ring8", None, overrides)
     keys = [r["config"] for r in report["summary"]]
