@@ -50,6 +50,7 @@ def open_evaluator(params: Params, repo_root: Path):
     For a points dataset the extractor is None and info is the mode counter's."""
     out_dir = (Path(repo_root) / params.evaluator.output_dir).resolve()
     path = out_dir / feature_nets.INFO
-    if path.is_file() and json.loads(path.read_text()).get("kind") == "modes":
-        return None, json.loads(path.read_text())
+    info = json.loads(path.read_text()) if path.is_file() else {}
+    if info.get("kind") == "modes":
+        return None, info
     return feature_nets.load_evaluator(out_dir)

@@ -42,10 +42,6 @@ class Configuration:
     d_steps: int
     overrides: tuple[str, ...]  # on top of the preset
 
-    @property
-    def label(self) -> str:
-        return "preset" if self.key == "preset" else self.key
-
 
 def configurations(params: Params, preset: Params) -> list[Configuration]:
     """The preset first, then objective × label smoothing × D:G ratio."""
@@ -173,7 +169,8 @@ def run(params: Params, repo_root: Path, dataset: str, params_path: str | None, 
                          if r["status"] == "ok" else r["status"])
                 print(f"[{i}/{len(jobs)}] {r['config']} seed {r['seed']}: {shown} ({r['wall_seconds']:.0f} s)", flush=True)
         runs.sort(key=lambda r: ([c.key for c in configs].index(r["config"]), r["seed"]))
-        rel = report_dir.relative_to(Path(repo_root).resolve()) if report_dir.is_relative_to(Path(repo_root).resolve()) else report_dir
+        root = Path(repo_root).resolve()
+        rel = report_dir.relative_to(root) if report_dir.is_relative_to(root) else report_dir
         for r in runs:
             if "samples" in r:
                 r["samples"] = str(rel / dataset / r["samples"])
@@ -183,7 +180,7 @@ def run(params: Params, repo_root: Path, dataset: str, params_path: str | None, 
         report = {"dataset": dataset, "num_modes": len(manifest["mixture"]["centers"]),
                   "protocol": {"num_samples": m.num_samples, "high_quality_within_sigmas": 3.0,
                                "sigma": manifest["mixture"]["sigma"]},
-                  "preset": json.loads(preset.model_dump_json(include={"model", "train"})),
+                  "preset": preset.model_dump(mode="json", include={"model", "train"}),
                   "summary": summary, "runs": runs, "wall_seconds_total": time.perf_counter() - started}
         with atomic_dir(report_dir / dataset) as out:
             for f in samples_dir.iterdir():

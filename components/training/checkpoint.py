@@ -42,8 +42,9 @@ def capture(*, step: int, epoch: int, g, d, opt_g, opt_d, meta: dict, ema=None) 
 
 def restore(state: dict, *, g, d, opt_g, opt_d, ema=None) -> None:
     if (ema is not None) != ("generator_ema" in state):
-        raise ValueError("the checkpoint " + ("has no" if ema is not None else "has an") + " EMA generator but "
-                         f"train.ema_decay is {'on' if ema is not None else 'off'}; resume with the same train.ema_decay")
+        saved = "has an" if "generator_ema" in state else "has no"
+        raise ValueError(f"the checkpoint {saved} EMA generator but train.ema_decay is "
+                         f"{'on' if ema is not None else 'off'}; resume with the same train.ema_decay")
     _unwrap(g).load_state_dict(state["generator"])
     if ema is not None:
         ema.model.load_state_dict(state["generator_ema"])

@@ -148,19 +148,19 @@ def train_gan(params: Params, prepared_dir: Path, worker: Worker, callbacks: Cal
         noise_std = instance_noise_std(tc, step, steps.total_steps)
         set_learning_rates(tc, step, steps.total_steps, opt_g, opt_d)
         g.train(), d.train()
-        d_stats = torch.zeros(4)
+        d_stats = torch.zeros(4, device=dev)
         for i in range(k_d):
             rows = order[(k * k_d + i) * b : (k * k_d + i + 1) * b]
             real = to_model_space(data[rows].to(dev, non_blocking=True))
             # The last D step keeps G's graph: the first G step reuses that fake batch.
             with torch.set_grad_enabled(i == k_d - 1):
                 fake = g(latents(2, step, i))
-            d_stats += game.d_step(real, fake, noise_std, noise).cpu() / k_d
-        g_loss = torch.zeros(())
+            d_stats += game.d_step(real, fake, noise_std, noise) / k_d
+        g_loss = torch.zeros((), device=dev)
         for j in range(k_g):
-            g_loss += game.g_step(fake if j == 0 else g(latents(3, step, j)), noise_std, noise, step).cpu() / k_g
+            g_loss += game.g_step(fake if j == 0 else g(latents(3, step, j)), noise_std, noise, step) / k_g
 
-        stats = torch.cat([d_stats[:1], g_loss[None], d_stats[1:]]).double()
+        stats = torch.cat([d_stats[:1], g_loss[None], d_stats[1:]]).double().cpu()
         if distributed:
             dist.all_reduce(stats)  # every rank sees the same numbers, so all stop at the same step
             stats /= worker.world_size
