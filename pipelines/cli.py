@@ -3,18 +3,24 @@ validates it into typed config before any work, then calls its stage module."""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 STAGES = {
     "prepare": "turn the configured source into Parquet shards + manifest (data/prepared/<dataset>)",
     "evaluator": "train (or load) the feature network every metric uses (data/evaluator)",
+    "tune": "Ray Tune sweep over tune.space (ASHA/PBT, random/grid/Optuna); writes the best config for train",
     "train": "train the configured GAN with Ray Train (or --no-ray), log to MLflow, export the generator",
     "evaluate": "score the trained generator: FID, KID, IS, precision/recall/density/coverage, class KL",
     "promote": "register the candidate in the MLflow Model Registry; move the champion alias if it is better",
     "sample": "draw images from a logged/registered model into a PNG grid",
     "modes": "the mode-collapse benchmark on a 2D mixture: objectives × label smoothing × D:G ratios × seeds",
 }
+
+
+# Stages that use the model the tune stage chose (when tune.enabled).
+TUNED_STAGES = ("train", "evaluate", "promote")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,6 +31,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                        help="override one param (repeatable), value parsed as YAML")
+        if name == "tune":
+            p.add_argument("--resume", action="store_true", help="continue an interrupted sweep (same params) "
+                           "without re-running its finished trials")
         if name == "train":
             p.add_argument("--no-ray", action="store_true", help="run the training core in this process (1 worker)")
         if name == "sample":
@@ -44,7 +53,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         params = load_params(args.params, args.overrides)
         repo_root = Path.cwd()
-        if args.stage == "train":
+        if args.stage in TUNED_STAGES:
+            from pipelines.tune import tuned_overrides
+
+            if tuned := tuned_overrides(params, repo_root):  # file → preset → tuned best → --set
+                params = load_params(args.params, [f"{k}={json.dumps(v)}" for k, v in tuned.items()] + args.overrides)
+                print(f"genpipe {args.stage}: with the tuned configuration {tuned}", flush=True)
+        if args.stage == "tune":
+            from pipelines import tune
+
+            tune.run(params, repo_root, resume=args.resume)
+        elif args.stage == "train":
             from pipelines import train
 
             train.run(params, repo_root, use_ray=not args.no_ray)

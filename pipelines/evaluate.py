@@ -80,6 +80,34 @@ def score_points(info: dict, real_test: np.ndarray, fake: torch.Tensor) -> dict:
     return out
 
 
+class QuickScorer:
+    """The evaluate stage's metrics under the same evaluator, on fewer samples and without the floor:
+    what a sweep reports during training (pipelines/tune.py). Real-side features are computed once."""
+
+    def __init__(self, params: Params, repo_root: Path, num_samples: int):
+        self.params, self.num_samples = params, num_samples
+        self.extractor, self.info = open_evaluator(params, repo_root)
+        test_x, _ = load_split(params.prepared_path(repo_root), "test")
+        if self.extractor is None:
+            self.real = test_x
+        else:
+            scores.check_sample_size(num_samples, self.extractor.feature_dim, "in-training samples",
+                                     knob="tune.eval_samples")
+            self.real = self.extractor.features_and_logits(_to_float(test_x))
+
+    @torch.no_grad()
+    def __call__(self, g: torch.nn.Module, latent_dim: int) -> dict:
+        fake = draw_samples(g, latent_dim, self.num_samples, self.params.evaluate.seed)
+        if self.extractor is None:
+            return modes.mode_scores(fake.numpy(), self.info["centers"], self.info["sigma"], self.info["hq_sigmas"])
+        ev = self.params.evaluate
+        out = scores.all_scores(self.real, self.extractor.features_and_logits(fake), prdc_k=ev.prdc_k,
+                                kid_subset_size=min(ev.kid_subset_size, self.num_samples, len(self.real[0])),
+                                seed=ev.seed)
+        out.pop("class_histogram")
+        return out
+
+
 _PRINTED = {"image": ("fid", "fid_floor", "fid_over_floor", "kid_mean", "is_mean", "precision", "recall", "density",
                       "coverage", "class_kl", "eval_seconds"),
             "points": ("modes", "high_quality", "reverse_kl", "floor_high_quality", "eval_seconds")}

@@ -59,10 +59,16 @@ class _Callbacks:
         self.save_checkpoint(step, state, metrics)
 
 
+ORIGIN_FILE = "origin.json"  # beside a checkpoint: which run wrote it (PBT exploits copy it across trials)
+
+
 def _ray_worker(config: dict) -> None:
-    """train_loop_per_worker: runs on every Ray Train worker (in a temp cwd: paths are absolute)."""
+    """train_loop_per_worker: runs on every Ray Train worker (in a temp cwd: paths are absolute).
+    In a sweep (config["quick_eval"]) rank 0 scores the generator at every checkpoint and reports the
+    metrics with it, and nothing writes to MLflow: the sweep's driver is the store's one writer."""
     import ray.train
     import ray.train.torch
+    import ray.util
 
     ctx = ray.train.get_context()
     worker = Worker(ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device())
@@ -71,20 +77,48 @@ def _ray_worker(config: dict) -> None:
     if (found := ray.train.get_checkpoint()) is not None:
         with found.as_directory() as d:
             resume = ckpt.load(d)
-    logger = mlflow_store.RunLogger(config["tracking_uri"], config["run_id"]) if worker.rank == 0 else None
+    run_id = config.get("run_id")
+    logger = mlflow_store.RunLogger(config["tracking_uri"], run_id) if worker.rank == 0 and run_id else None
+    quick = config.get("quick_eval")
+    scorer = None
+    if quick and worker.rank == 0:
+        from pipelines.evaluate import QuickScorer
+
+        scorer = QuickScorer(params, Path(quick["repo_root"]), quick["num_samples"])
 
     def report(step, state, metrics):
         metrics = {**metrics, "step": step}
+        if quick and (pg := ray.util.get_current_placement_group()) is not None:
+            metrics["placement_group"] = pg.id.hex()  # so the sweep can free it (pipelines/tune.py)
         if state is None:
             ray.train.report(metrics)  # every rank reports the same number of times
             return
+        if scorer is not None:
+            metrics.update(scorer(ckpt.generator_from_state(state), params.model.latent_dim))
         with tempfile.TemporaryDirectory() as d:
             ckpt.save(state, d)
+            (Path(d) / ORIGIN_FILE).write_text(json.dumps({"run": config.get("origin"), "step": step}))
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
 
     if resume is not None and worker.rank == 0:
         print(f"resuming from checkpoint at step {resume['step']}", flush=True)
     train_gan(params, Path(config["prepared_dir"]), worker, _Callbacks(logger, report), resume)
+
+
+def init_ray() -> None:
+    """Join $RAY_ADDRESS, or start a private local Ray (see the comment inside)."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    # RAY_ADDRESS=ray://… or host:port joins a cluster; unset, a private local Ray starts
+    # ("local" rather than auto-discovery, which is ambiguous when other local Rays run),
+    # without the dashboard (slow to start on small machines). Ray's INFO chatter is hidden
+    # so the stage log shows training progress; our prints reach the driver unpatched.
+    address = os.environ.get("RAY_ADDRESS") or "local"
+    ray.init(address=address, **({"include_dashboard": False} if address == "local" else {}),
+             logging_config=ray.LoggingConfig(log_level="ERROR"),
+             runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}})
 
 
 def _check_resources(params: Params) -> None:
@@ -104,20 +138,11 @@ def _check_resources(params: Params) -> None:
 
 
 def _fit_with_ray(params: Params, prepared_dir: Path, storage: Path, run_name: str, uri: str, run_id: str) -> dict:
-    import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 
     started = time.perf_counter()
-    if not ray.is_initialized():
-        # RAY_ADDRESS=ray://… or host:port joins a cluster; unset, a private local Ray starts
-        # ("local" rather than auto-discovery, which is ambiguous when other local Rays run),
-        # without the dashboard (slow to start on small machines). Ray's INFO chatter is hidden
-        # so the stage log shows training progress; our prints reach the driver unpatched.
-        address = os.environ.get("RAY_ADDRESS") or "local"
-        ray.init(address=address, **({"include_dashboard": False} if address == "local" else {}),
-                 logging_config=ray.LoggingConfig(log_level="ERROR"),
-                 runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}})
+    init_ray()
     _check_resources(params)
     s = params.scaling
     trainer = TorchTrainer(

@@ -1,0 +1,591 @@
+"""Stage `tune`: a Ray Tune sweep over tune.space whose best configuration `train` then retrains.
+
+Every trial is a real training run: a Ray Train `TorchTrainer` started inside a Tune function
+trainable (the Train V2 pattern). Rank 0 scores the generator at every checkpoint with the
+evaluate stage's metrics under the same evaluator (fewer samples, `QuickScorer`). The trainable
+forwards each report to Tune *with its checkpoint*, so ASHA can stop a trial on its metric and
+PBT can copy a better trial's full state (G, D, both optimizers, EMA, step).
+
+MLflow gets one parent run per sweep and one child run per trial, all written by the driver (a
+Tune callback): trials never touch the store, so SQLite sees one writer however many trials run.
+Outputs: <tune.output_dir>/best.json (what train/evaluate/promote apply), reports/tune.json and
+reports/tune_trials.csv; the best trial's generator is registered as a model version (no alias:
+promotion stays the promote stage's decision)."""
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import logging
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import torch
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from components.atomic import atomic_dir, atomic_write
+from components.config import TUNE_METRICS, ConfigError, Params
+from components.data.shards import read_manifest
+from components.training import checkpoint as ckpt
+from components.training.images import preview
+from components.tracking import mlflow_store
+from components.tracking.logged_model import log_generator
+from components.tuning import space as search_space
+from components.tuning.space import flatten
+from components.training.gan_loop import sample
+from pipelines.train import ORIGIN_FILE, _ray_worker, _unwrap_failure, init_ray
+
+BEST_FILE = "best.json"
+SWEEP_TAG = "genpipe.sweep"
+TRIAL_TAG = "genpipe.trial_id"
+# Numbers a trial reports besides the metrics; everything numeric goes to the child run.
+_CONFIG_PREFIX = "config/"
+
+
+class TuneError(RuntimeError):
+    pass
+
+
+def metric_and_mode(params: Params, kind: str) -> tuple[str, str]:
+    metric = params.tune.metric or ("reverse_kl" if kind == "points" else "fid")
+    point_metrics = {"modes", "high_quality", "reverse_kl"}
+    if (metric in point_metrics) != (kind == "points"):
+        allowed = sorted(point_metrics if kind == "points" else set(TUNE_METRICS) - point_metrics)
+        raise ConfigError(f"tune.metric = {metric!r} does not apply to {kind} data; allowed: {', '.join(allowed)}")
+    return metric, "max" if TUNE_METRICS[metric] else "min"
+
+
+def trial_params(base: Params, config: dict[str, Any]) -> Params:
+    """A trial: the space's values over params, at the sweep's budget and cadence."""
+    t = base.tune
+    tuned = base.with_overrides(flatten(config), source="tune.space")
+    return tuned.with_overrides({
+        "train.max_steps": t.trial_steps, "train.epochs": 10**6,  # the step budget decides
+        "train.checkpoint_every": t.eval_every, "train.log_every": min(tuned.train.log_every, t.eval_every),
+        "train.keep_checkpoints": 2, "scaling.num_workers": t.num_workers, "scaling.max_failures": 0,
+    })
+
+
+def tuned_overrides(params: Params, repo_root: Path) -> dict[str, Any]:
+    """The best configuration the tune stage chose, as dotted keys for train/evaluate/promote; {} when the
+    sweep is off."""
+    if not params.tune.enabled:
+        return {}
+    path = (Path(repo_root) / params.tune.output_dir / BEST_FILE).resolve()
+    if not path.is_file():
+        raise TuneError(f"tune.enabled is true but {path} is missing; run `genpipe tune` first "
+                        "(or set tune.enabled: false to train params as they are)")
+    return json.loads(path.read_text())["overrides"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The trial: runs in a Tune actor; starts its own Ray Train run and relays its reports to Tune.
+
+def _relay_callback(results):
+    from ray.train.v2.api.callback import UserCallback
+
+    class RelayToTune(UserCallback):
+        """In the Train controller: hand each report, with its persisted checkpoint, to the trial."""
+
+        def after_report(self, run_context, metrics, checkpoint):
+            results.put((metrics[0], checkpoint.path if checkpoint else None))
+
+    return RelayToTune()
+
+
+def _origin(checkpoint) -> dict:
+    with checkpoint.as_directory() as d:
+        path = Path(d) / ORIGIN_FILE
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def run_trial(config: dict, *, base: dict, repo_root: str, storage: str) -> None:
+    from ray import tune
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchTrainer
+    from ray.tune import Checkpoint
+    from ray.util.queue import Queue
+
+    params = trial_params(Params.model_validate(base), config)
+    trial_id = tune.get_context().get_trial_id()
+    start = tune.get_checkpoint()
+    origin = {"run": trial_id, "step": 0}
+    if start is not None:
+        origin = {**origin, **_origin(start)}
+        how = "exploits" if origin["run"] != trial_id else "resumes"
+        print(f"trial {trial_id} {how} the checkpoint of trial {origin['run']} at step {origin['step']} "
+              f"with {flatten(config)}", flush=True)
+    results = Queue(actor_options={"num_cpus": 0})
+    s = params.scaling
+    # A fresh Train run per start: its state comes from Tune's checkpoint (own or, after a PBT
+    # exploit, the donor's), never from an older Train run of this trial. It keeps every checkpoint
+    # (Tune copies each as it is reported) and is deleted when the trial ends.
+    train_run = f"{trial_id}-{uuid.uuid4().hex[:8]}"
+    trainer = TorchTrainer(
+        _ray_worker,
+        train_loop_config={"params": params.model_dump(mode="json"), "prepared_dir": str(params.prepared_path(repo_root)),
+                           "quick_eval": {"repo_root": repo_root, "num_samples": params.tune.eval_samples},
+                           "origin": trial_id},
+        scaling_config=ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu,
+                                     resources_per_worker={"CPU": s.cpus_per_worker}),
+        run_config=RunConfig(name=train_run, storage_path=storage, checkpoint_config=CheckpointConfig(num_to_keep=None),
+                             failure_config=FailureConfig(max_failures=0), callbacks=[_relay_callback(results)]),
+        resume_from_checkpoint=start,
+    )
+    outcome: dict = {}
+
+    def fit():
+        try:
+            trainer.fit()
+        except BaseException as exc:  # relayed to the trial's thread below
+            outcome["error"] = exc
+        finally:
+            results.put(None)
+
+    # fit() blocks until training ends, so it runs beside this thread, which reports to Tune: a
+    # stopped trial (ASHA, PBT) ends here, and its actor's exit takes the Train run down with it.
+    threading.Thread(target=fit, daemon=True, name="train-run").start()
+    try:
+        while (item := results.get()) is not None:
+            metrics, path = item
+            metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) or k == "placement_group"}
+            metrics.update({f"{_CONFIG_PREFIX}{k}": v for k, v in flatten(config).items()
+                            if isinstance(v, (int, float))},
+                           origin_step=origin["step"], exploited=int(origin["run"] != trial_id),
+                           origin_trial=origin["run"])
+            tune.report(metrics, checkpoint=Checkpoint.from_directory(path) if path else None)
+    finally:
+        shutil.rmtree(Path(storage) / train_run, ignore_errors=True)
+    if "error" in outcome:
+        raise TuneError(f"trial {trial_id} failed: {_unwrap_failure(outcome['error'])}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Driver side: MLflow child runs (the one writer), search, schedulers.
+
+def _child_run_callback(uri: str, experiment_id: str, parent_run_id: str, sweep: str, sample_z: int):
+    from ray.tune import Callback
+
+    class ChildRuns(Callback):
+        """One MLflow child run per trial, written from the driver's event loop: a single writer."""
+
+        def __init__(self):
+            self._runs: dict[str, str] = {}
+
+        def __getstate__(self):  # pickled into the experiment state for --resume; clients stay out
+            return {"_runs": self._runs}
+
+        def __setstate__(self, state):
+            self._runs = state["_runs"]
+
+        @property
+        def client(self) -> MlflowClient:
+            return MlflowClient(uri)
+
+        def run_id(self, trial) -> str:
+            if trial.trial_id in self._runs:
+                return self._runs[trial.trial_id]
+            found = self.client.search_runs([experiment_id], filter_string=f"tags.`{TRIAL_TAG}` = '{trial.trial_id}' "
+                                            f"and tags.`{SWEEP_TAG}` = '{sweep}'", max_results=1)
+            if found:
+                run_id = found[0].info.run_id
+            else:
+                run = self.client.create_run(experiment_id, run_name=trial.trial_id, tags={
+                    "mlflow.parentRunId": parent_run_id, TRIAL_TAG: trial.trial_id, SWEEP_TAG: sweep})
+                run_id = run.info.run_id
+                self.client.log_batch(run_id, params=[Param(k, str(v)) for k, v in flatten(trial.config).items()])
+            self._runs[trial.trial_id] = run_id
+            return run_id
+
+        def on_trial_start(self, iteration, trials, trial, **info):
+            self.run_id(trial)
+
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            step, ts = int(result.get("step", 0)), int(time.time() * 1000)
+            metrics = [Metric(k, float(v), ts, step) for k, v in result.items()
+                       if isinstance(v, (int, float)) and not isinstance(v, bool) and k not in _NOT_LOGGED]
+            self.client.log_batch(self.run_id(trial), metrics=metrics)
+
+        def on_trial_complete(self, iteration, trials, trial, **info):
+            free_placement_group(trial)
+            run_id = self.run_id(trial)
+            if trial.checkpoint is not None:
+                state = ckpt.load(trial.checkpoint.path)
+                z = torch.randn(sample_z, state["meta"]["model"]["latent_dim"], generator=torch.Generator().manual_seed(0))
+                self.client.log_image(run_id, preview(sample(ckpt.generator_from_state(state), z, torch.device("cpu"))),
+                                      artifact_file=f"samples/final_step_{state['step']:08d}.png")
+            self.client.set_terminated(run_id, "FINISHED")
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            free_placement_group(trial)
+            run_id = self.run_id(trial)
+            self.client.set_tag(run_id, "genpipe.error", _trial_error(trial)[:5000])
+            self.client.set_terminated(run_id, "FAILED")
+
+    return ChildRuns()
+
+
+def free_placement_group(trial) -> None:
+    """Give back the CPUs/GPUs of a trial's Train workers. A trial that Tune stops (ASHA, PBT, the end
+    of its budget) ends with its actor, which kills the Train controller abruptly; the controller's
+    placement group outlives it (Ray Train's cleaner relies on the State API, i.e. the dashboard we
+    do not start) and would hold the workers' resources until the sweep ends. Removing the group
+    also ends its worker processes."""
+    from ray.util.placement_group import PlacementGroup, placement_group_table
+
+    pg_hex = (trial.last_result or {}).get("placement_group")
+    if not pg_hex:
+        return
+    from ray._raylet import PlacementGroupID
+    from ray.util.placement_group import remove_placement_group
+
+    pg = PlacementGroup(PlacementGroupID(bytes.fromhex(pg_hex)))
+    if placement_group_table(pg).get("state") not in (None, "REMOVED"):
+        remove_placement_group(pg)
+
+
+_NOT_LOGGED = {"timestamp", "pid", "time_since_restore", "iterations_since_restore", "done", "training_iteration"}
+
+
+def _trial_error(trial) -> str:
+    path = trial.error_file
+    text = Path(path).read_text() if path and Path(path).is_file() else str(getattr(trial, "error_msg", "") or "")
+    return _unwrap_failure(RuntimeError(text)) if text else "unknown error"
+
+
+def _refusal_skipping_searcher(inner, base: Params, skipped):
+    """Wraps a Searcher (Optuna) so configurations the config refuses are never launched: each is
+    reported to the inner searcher as a failed trial (it learns to avoid them) and redrawn."""
+    from ray.tune.search import Searcher
+
+    class SkipRefused(Searcher):
+        def __init__(self):
+            super().__init__(metric=inner.metric, mode=inner.mode)
+            self.inner, self.alias = inner, {}
+
+        def set_search_properties(self, metric, mode, config, **spec):
+            return self.inner.set_search_properties(metric, mode, config, **spec)
+
+        def suggest(self, trial_id):
+            for attempt in range(search_space.MAX_DRAWS_PER_TRIAL):
+                inner_id = f"{trial_id}-{attempt}"
+                config = self.inner.suggest(inner_id)
+                if not isinstance(config, dict):
+                    return config
+                if (why := search_space.refusal(base, config)) is None:
+                    self.alias[trial_id] = inner_id
+                    return config
+                skipped[search_space._reason_class(why)] += 1
+                self.inner.on_trial_complete(inner_id, error=True)
+            raise TuneError(f"{search_space.MAX_DRAWS_PER_TRIAL} Optuna suggestions in a row were refused by the config")
+
+        def on_trial_result(self, trial_id, result):
+            self.inner.on_trial_result(self.alias.get(trial_id, trial_id), result)
+
+        def on_trial_complete(self, trial_id, result=None, error=False):
+            self.inner.on_trial_complete(self.alias.get(trial_id, trial_id), result=result, error=error)
+
+        def save(self, checkpoint_path):
+            self.inner.save(checkpoint_path)
+
+        def restore(self, checkpoint_path):
+            self.inner.restore(checkpoint_path)
+
+    return SkipRefused()
+
+
+def _optuna_space(space):
+    """Define-by-run Optuna space. Categorical values must be plain: section-valued entries travel as JSON."""
+    def define(trial):
+        for key, entry in space.items():
+            if entry.kind == "choice":
+                trial.suggest_categorical(key, [search_space.encode({key: v})[key] for v in entry.choice])
+            else:
+                low, high = entry.uniform or entry.loguniform
+                trial.suggest_float(key, low, high, log=entry.kind == "loguniform")
+    return define
+
+
+def _pbt_mutations(params: Params) -> dict[str, Any]:
+    from ray import tune
+
+    out = {}
+    for key in params.tune.pbt.mutations:
+        entry = params.tune.space.get(key)
+        if entry is None:
+            continue
+        if entry.kind in ("grid", "choice"):
+            out[key] = list(entry.grid or entry.choice)
+        else:
+            low, high = entry.uniform or entry.loguniform
+            out[key] = tune.loguniform(low, high) if entry.kind == "loguniform" else tune.uniform(low, high)
+    if not out:
+        raise ConfigError(f"tune.scheduler = 'pbt' perturbs tune.pbt.mutations = {params.tune.pbt.mutations}, "
+                          "but none of them is in tune.space; add one (e.g. train.lr_g)")
+    return out
+
+
+def _scheduler(params: Params, metric: str, mode: str):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
+
+    t = params.tune
+    if t.scheduler == "asha":
+        return ASHAScheduler(time_attr="step", max_t=t.trial_steps,
+                             grace_period=min(t.asha.grace_period, t.trial_steps), reduction_factor=t.asha.reduction_factor)
+    if t.scheduler == "pbt":
+        fallbacks = {k: v for k, v in params.model_dump(mode="json")["train"].items()}
+        fallbacks = {f"train.{k}": v for k, v in fallbacks.items() if f"train.{k}" in t.pbt.mutations}
+
+        def keep_valid(config):  # explore must not produce a configuration the config refuses
+            return search_space.make_valid(params, config, fallbacks)
+
+        logging.getLogger("ray.tune.schedulers.pbt").setLevel(logging.INFO)  # the log shows every exploit/explore
+        return PopulationBasedTraining(time_attr="step",
+                                       perturbation_interval=t.pbt.perturbation_interval,
+                                       quantile_fraction=t.pbt.quantile_fraction,
+                                       resample_probability=t.pbt.resample_probability,
+                                       hyperparam_mutations=_pbt_mutations(params), custom_explore_fn=keep_valid,
+                                       synch=False)
+    return FIFOScheduler()
+
+
+def _search(params: Params, metric: str, mode: str, skipped) -> tuple[Any, int, dict | None]:
+    """(search algorithm, number of trials, param_space to declare)."""
+    from ray.tune.search import BasicVariantGenerator
+
+    t = params.tune
+    if t.search == "optuna":
+        from ray.tune.search.optuna import OptunaSearch
+
+        inner = OptunaSearch(space=_optuna_space(t.space), metric=metric, mode=mode, seed=params.seed)
+        return _refusal_skipping_searcher(inner, params, skipped), t.num_samples, None
+    expansion = search_space.expand(params, t.space, t.search, t.num_samples, params.seed)
+    skipped.update(expansion.skipped)
+    # Every trial is a preset point; Tune requires their keys declared in param_space, with the values they take.
+    from ray import tune
+
+    configs = [search_space.encode(c) for c in expansion.configs]
+    declared = {k: tune.choice(list({json.dumps(c[k]): c[k] for c in configs}.values())) for k in configs[0]}
+    return BasicVariantGenerator(points_to_evaluate=configs, max_concurrent=_concurrency(params)), len(configs), declared
+
+
+def sweep_name(params: Params, manifest: dict) -> str:
+    dump = params.model_dump(mode="json")
+    key = {"seed": params.seed, "model": dump["model"], "train": dump["train"], "data": manifest["content_hash"],
+           "tune": {k: v for k, v in dump["tune"].items() if k not in ("output_dir", "report", "trials_csv", "register_best")}}
+    return f"tune-{manifest['dataset']}-{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]}"
+
+
+def _concurrency(params: Params) -> int:
+    import ray
+
+    t, s = params.tune, params.scaling
+    per_trial = t.num_workers * s.cpus_per_worker
+    cpus = ray.cluster_resources().get("CPU", 0)
+    if per_trial > cpus:
+        raise TuneError(f"tune.num_workers = {t.num_workers} × scaling.cpus_per_worker = {s.cpus_per_worker} needs "
+                        f"{per_trial} CPUs per trial; the Ray cluster has {cpus:g}")
+    return t.max_concurrent_trials or max(1, int(cpus // per_trial))
+
+
+# ---------------------------------------------------------------------------------------------
+# Reports
+
+CSV_FIELDS = ["trial_id", "status", "step", "metric", "value", "seconds", "exploits", "error"]
+
+
+def _trial_rows(result_grid, metric: str, trial_steps: int) -> list[dict]:
+    rows = []
+    for result in result_grid:
+        m = result.metrics or {}
+        trial_id = m.get("trial_id") or Path(result.path).name.split("_")[1]
+        step = int(m.get("step", 0))
+        status = "failed" if result.error else "completed" if step >= trial_steps else "stopped"
+        df = result.metrics_dataframe
+        exploits = int(df["exploited"].diff().fillna(df["exploited"]).gt(0).sum()) if df is not None and "exploited" in df else 0
+        rows.append({"trial_id": trial_id, "status": status, "step": step, "metric": metric,
+                     "value": m.get(metric), "seconds": round(float(m.get("time_total_s", 0.0)), 2),
+                     "exploits": exploits, "error": _unwrap_failure(result.error) if result.error else "",
+                     "config": flatten(result.config or {}), "checkpoint": result.checkpoint,
+                     "history": df})
+    return rows
+
+
+def _exploit_events(rows: list[dict]) -> list[dict]:
+    events = []
+    for row in rows:
+        df = row["history"]
+        if df is None or "origin_trial" not in df:
+            continue
+        seen = set()
+        for _, r in df[df["origin_trial"] != row["trial_id"]].iterrows():
+            key = (r["origin_trial"], int(r["origin_step"]))
+            if key not in seen:
+                seen.add(key)
+                events.append({"trial": row["trial_id"], "donor": key[0], "donor_step": key[1],
+                               "first_step_after": int(r["step"])})
+    return events
+
+
+def _write_csv(rows: list[dict], keys: list[str]) -> bytes:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["trial_id", *keys, *CSV_FIELDS[1:]], extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({**{k: row["config"].get(k, "") for k in keys}, **row})
+    return buf.getvalue().encode()
+
+
+def _register_best(params: Params, best: dict, uri: str, child_run_id: str | None) -> dict:
+    """Log the best trial's generator in its child run and register it as a model version (no alias)."""
+    from pipelines.promote import MODEL_URI_TAG
+
+    state = ckpt.load(best["checkpoint"].path)
+    mlflow.set_tracking_uri(uri)
+    with tempfile.TemporaryDirectory() as d:
+        ckpt.write_generator(state, d)
+        with mlflow.start_run(run_id=child_run_id):
+            info = log_generator(Path(d))
+    name = params.registered_model_name
+    client = MlflowClient(uri)
+    mv = mlflow.register_model(info.model_uri, name, tags={MODEL_URI_TAG: info.model_uri, "genpipe.source": "tune",
+                                                           f"genpipe.tune.{best['metric']}": str(best["value"])})
+    client.set_terminated(child_run_id, "FINISHED")
+    return {"name": name, "version": mv.version, "model_uri": info.model_uri}
+
+
+def _disabled(params: Params, repo_root: Path) -> dict:
+    t = params.tune
+    report = {"enabled": False, "note": "tune.enabled is false: train uses params as they are"}
+    with atomic_dir((repo_root / t.output_dir).resolve()) as tmp:
+        (tmp / BEST_FILE).write_text(json.dumps({"enabled": False, "overrides": {}}, indent=2) + "\n")
+    atomic_write((repo_root / t.report).resolve(), json.dumps(report, indent=2) + "\n")
+    atomic_write((repo_root / t.trials_csv).resolve(), _write_csv([], []))
+    print("tune: tune.enabled is false; nothing to sweep, train uses params as they are")
+    return report
+
+
+def run(params: Params, repo_root: Path, resume: bool = False) -> dict:
+    from collections import Counter
+
+    from ray import tune
+
+    repo_root = Path(repo_root).resolve()
+    if not params.tune.enabled:
+        return _disabled(params, repo_root)
+    t = params.tune
+    if not t.space:
+        raise ConfigError("tune.space is empty: give at least one key to search, e.g. "
+                          "train.lr_g: {loguniform: [1e-4, 1e-3]}")
+    prepared = params.prepared_path(repo_root)
+    manifest = read_manifest(prepared)
+    metric, mode = metric_and_mode(params, manifest.get("kind", "image"))
+    from pipelines.evaluator import open_evaluator
+
+    _, ev_info = open_evaluator(params, repo_root)  # fails clearly before start-up if the evaluator is missing
+    name = sweep_name(params, manifest)
+    storage = Path(t.storage_path or repo_root / "data" / "tune_runs").resolve()
+    exp_path = storage / name
+    started = time.perf_counter()
+
+    uri = mlflow_store.resolve_uri(params.tracking.uri, repo_root)
+    client = MlflowClient(uri)
+    exp_id = mlflow_store.experiment_id(client, params.experiment_name, mlflow_store.artifact_root_for(uri))
+    init_ray()
+    concurrency = _concurrency(params)
+    skipped: Counter = Counter()
+    trainable = tune.with_parameters(run_trial, base=params.model_dump(mode="json"), repo_root=str(repo_root),
+                                     storage=str(storage / "train"))
+    # The trial itself only waits: no CPU (its Train workers hold them); a 1-byte memory request gives
+    # Tune the non-empty bundle it requires.
+    trainable = tune.with_resources(trainable, {"cpu": 0, "memory": 1})
+    if resume:
+        if not tune.Tuner.can_restore(str(exp_path)):
+            raise TuneError(f"nothing to resume: no interrupted sweep {name} under {storage} "
+                            "(the params or data changed, or the sweep never started); run `genpipe tune`")
+        parent = mlflow_store.find_run(client, exp_id, name)
+        parent_id = parent.info.run_id
+        client.update_run(parent_id, status="RUNNING")
+        saved = json.loads((exp_path / "genpipe_sweep.json").read_text())
+        skipped.update(saved["skipped"])
+        print(f"tune: resuming sweep {name} from {exp_path}", flush=True)
+        tuner = tune.Tuner.restore(str(exp_path), trainable=trainable, resume_unfinished=True, resume_errored=False,
+                                   restart_errored=False)
+    else:
+        if exp_path.exists():
+            shutil.rmtree(exp_path)  # a fresh sweep under the same params replaces an old one
+        search_alg, num_trials, declared = _search(params, metric, mode, skipped)
+        parent_id = client.create_run(exp_id, run_name=name, tags={mlflow_store.RUN_NAME_TAG: name, SWEEP_TAG: name,
+                                                                    "genpipe.stage": "tune"}).info.run_id
+        client.log_batch(parent_id, params=[Param(k, str(v)[:6000]) for k, v in params.flat().items()
+                                            if k.startswith(("tune.", "train.", "model.", "seed"))])
+        exp_path.mkdir(parents=True, exist_ok=True)
+        (exp_path / "genpipe_sweep.json").write_text(json.dumps({"skipped": dict(skipped)}))
+        if skipped:
+            print(f"tune: skipped {sum(skipped.values())} combination(s) the config refuses:", flush=True)
+            for reason, n in skipped.most_common():
+                print(f"  {n} × {reason}", flush=True)
+        print(f"tune: sweep {name}: {num_trials} trial(s) by {t.search} search, {t.scheduler} scheduler, "
+              f"{concurrency} at a time, metric {metric} ({mode}); parent MLflow run {parent_id}", flush=True)
+        tuner = lambda: tune.Tuner(
+            trainable,
+            param_space=declared,
+            tune_config=tune.TuneConfig(metric=metric, mode=mode, search_alg=search_alg, num_samples=num_trials,
+                                        scheduler=_scheduler(params, metric, mode), max_concurrent_trials=concurrency),
+            run_config=tune.RunConfig(
+                name=name, storage_path=str(storage),
+                failure_config=tune.FailureConfig(max_failures=t.max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+                callbacks=[_child_run_callback(uri, exp_id, parent_id, name, sample_z=min(params.train.sample_grid, 1024))],
+                verbose=1),
+        )
+    try:
+        grid = (tuner() if callable(tuner) else tuner).fit()
+    except BaseException as exc:  # the parent run must not stay RUNNING
+        client.set_terminated(parent_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
+        raise
+    rows = _trial_rows(grid, metric, t.trial_steps)
+    scored = [r for r in rows if r["status"] != "failed" and r["value"] is not None and r["checkpoint"] is not None]
+    if not scored:
+        client.set_terminated(parent_id, "FAILED")
+        reasons = "; ".join(f"{r['trial_id']}: {r['error']}" for r in rows if r["error"])
+        raise TuneError(f"no trial of sweep {name} produced a {metric}" + (f" ({reasons})" if reasons else ""))
+    best = (max if mode == "max" else min)(scored, key=lambda r: r["value"])
+    wall = time.perf_counter() - started
+    children = _child_run_callback(uri, exp_id, parent_id, name, 0)
+    best_child = children.client.search_runs([exp_id], filter_string=f"tags.`{TRIAL_TAG}` = '{best['trial_id']}' "
+                                             f"and tags.`{SWEEP_TAG}` = '{name}'", max_results=1)
+    registered = _register_best(params, best, uri, best_child[0].info.run_id if best_child else None) if t.register_best else None
+    counts = Counter(r["status"] for r in rows)
+    report = {
+        "enabled": True, "sweep": name, "metric": metric, "mode": mode, "best_value": best["value"],
+        "best_trial": best["trial_id"], "best_config": best["config"], "search": t.search, "scheduler": t.scheduler,
+        "trials_total": len(rows), "trials_completed": counts["completed"], "trials_stopped_early": counts["stopped"],
+        "trials_failed": counts["failed"], "failures": [{"trial": r["trial_id"], "reason": r["error"]} for r in rows if r["error"]],
+        "skipped_total": sum(skipped.values()), "skipped": [{"reason": r, "count": n} for r, n in skipped.most_common()],
+        "trial_seconds": round(sum(r["seconds"] for r in rows), 1), "wall_seconds": round(wall, 1),
+        "exploits": _exploit_events(rows), "concurrency": concurrency, "trial_steps": t.trial_steps,
+        "evaluator_hash": ev_info["hash"], "registered": registered, "mlflow_parent_run_id": parent_id,
+    }
+    keys = sorted({k for r in rows for k in r["config"]})
+    with atomic_dir((repo_root / t.output_dir).resolve()) as tmp:
+        (tmp / BEST_FILE).write_text(json.dumps({"enabled": True, "overrides": best["config"], "metric": metric,
+                                                 "value": best["value"], "sweep": name}, indent=2, sort_keys=True) + "\n")
+    atomic_write((repo_root / t.trials_csv).resolve(), _write_csv(rows, keys))
+    atomic_write((repo_root / t.report).resolve(), json.dumps(report, indent=2, sort_keys=True, default=str) + "\n")
+    client.log_batch(parent_id, metrics=[Metric(f"best_{metric}", float(best["value"]), int(time.time() * 1000), 0)],
+                     tags=[RunTag("genpipe.best_trial", best["trial_id"])])
+    client.log_artifact(parent_id, str((repo_root / t.trials_csv).resolve()), "tune")
+    client.set_terminated(parent_id, "FINISHED")
+    print(f"tune: {len(rows)} trials ({counts['completed']} completed, {counts['stopped']} stopped early, "
+          f"{counts['failed']} failed, {sum(skipped.values())} skipped) in {wall:.0f}s; best {metric} = "
+          f"{best['value']:.4g} by {best['trial_id']}: {best['config']}", flush=True)
+    return report
