@@ -23,6 +23,21 @@ STAGES = {
 TUNED_STAGES = ("train", "evaluate", "promote")
 
 
+def stage_params(stage: str, path, overrides: list[str], repo_root: Path):
+    """Params as the stage sees them: file → preset → (train/evaluate/promote: the tune stage's best
+    configuration, when tune.enabled) → --set."""
+    from components.config import load_params
+
+    params = load_params(path, overrides)
+    if stage in TUNED_STAGES:
+        from pipelines.tune import tuned_overrides
+
+        if tuned := tuned_overrides(params, repo_root):
+            params = load_params(path, [f"{k}={json.dumps(v)}" for k, v in tuned.items()] + list(overrides))
+            print(f"genpipe {stage}: with the tuned configuration {tuned}", flush=True)
+    return params
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genpipe", description="Reproducible generative-model pipeline stages.")
     sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
@@ -32,8 +47,12 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                        help="override one param (repeatable), value parsed as YAML")
         if name == "tune":
-            p.add_argument("--resume", action="store_true", help="continue an interrupted sweep (same params) "
-                           "without re-running its finished trials")
+            how = p.add_mutually_exclusive_group()
+            how.add_argument("--resume", dest="resume", action="store_const", const=True, default=None,
+                             help="continue the interrupted sweep of these params (error if there is none); "
+                                  "by default an interrupted sweep is continued and otherwise a new one starts")
+            how.add_argument("--restart", dest="resume", action="store_const", const=False,
+                             help="start afresh even if an interrupted sweep of these params exists")
         if name == "train":
             p.add_argument("--no-ray", action="store_true", help="run the training core in this process (1 worker)")
         if name == "sample":
@@ -48,17 +67,11 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from components.config import ConfigError, load_params
+    from components.config import ConfigError
 
     try:
-        params = load_params(args.params, args.overrides)
         repo_root = Path.cwd()
-        if args.stage in TUNED_STAGES:
-            from pipelines.tune import tuned_overrides
-
-            if tuned := tuned_overrides(params, repo_root):  # file → preset → tuned best → --set
-                params = load_params(args.params, [f"{k}={json.dumps(v)}" for k, v in tuned.items()] + args.overrides)
-                print(f"genpipe {args.stage}: with the tuned configuration {tuned}", flush=True)
+        params = stage_params(args.stage, args.params, args.overrides, repo_root)
         if args.stage == "tune":
             from pipelines import tune
 

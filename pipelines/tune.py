@@ -18,6 +18,7 @@ import hashlib
 import io
 import json
 import logging
+import os
 import shutil
 import tempfile
 import threading
@@ -333,7 +334,7 @@ def _pbt_mutations(params: Params) -> dict[str, Any]:
     return out
 
 
-def _scheduler(params: Params, metric: str, mode: str):
+def _scheduler(params: Params):
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining
 
     t = params.tune
@@ -357,7 +358,7 @@ def _scheduler(params: Params, metric: str, mode: str):
     return FIFOScheduler()
 
 
-def _search(params: Params, metric: str, mode: str, skipped) -> tuple[Any, int, dict | None]:
+def _search(params: Params, metric: str, mode: str, skipped, concurrency: int) -> tuple[Any, int, dict | None]:
     """(search algorithm, number of trials, param_space to declare)."""
     from ray.tune.search import BasicVariantGenerator
 
@@ -374,7 +375,7 @@ def _search(params: Params, metric: str, mode: str, skipped) -> tuple[Any, int, 
 
     configs = [search_space.encode(c) for c in expansion.configs]
     declared = {k: tune.choice(list({json.dumps(c[k]): c[k] for c in configs}.values())) for k in configs[0]}
-    return BasicVariantGenerator(points_to_evaluate=configs, max_concurrent=_concurrency(params)), len(configs), declared
+    return BasicVariantGenerator(points_to_evaluate=configs, max_concurrent=concurrency), len(configs), declared
 
 
 def sweep_name(params: Params, manifest: dict) -> str:
@@ -399,7 +400,7 @@ def _concurrency(params: Params) -> int:
 # ---------------------------------------------------------------------------------------------
 # Reports
 
-CSV_FIELDS = ["trial_id", "status", "step", "metric", "value", "seconds", "exploits", "error"]
+CSV_FIELDS = ["value", "status", "step", "seconds", "exploits", "error"]  # value: the sweep's metric
 
 
 def _trial_rows(result_grid, metric: str, trial_steps: int) -> list[dict]:
@@ -411,8 +412,8 @@ def _trial_rows(result_grid, metric: str, trial_steps: int) -> list[dict]:
         status = "failed" if result.error else "completed" if step >= trial_steps else "stopped"
         df = result.metrics_dataframe
         exploits = int(df["exploited"].diff().fillna(df["exploited"]).gt(0).sum()) if df is not None and "exploited" in df else 0
-        rows.append({"trial_id": trial_id, "status": status, "step": step, "metric": metric,
-                     "value": m.get(metric), "seconds": round(float(m.get("time_total_s", 0.0)), 2),
+        rows.append({"trial_id": trial_id, "status": status, "step": step, "value": m.get(metric),
+                     "scores": {k: m[k] for k in TUNE_METRICS if k in m}, "seconds": round(float(m.get("time_total_s", 0.0)), 2),
                      "exploits": exploits, "error": _unwrap_failure(result.error) if result.error else "",
                      "config": flatten(result.config or {}), "checkpoint": result.checkpoint,
                      "history": df})
@@ -436,15 +437,17 @@ def _exploit_events(rows: list[dict]) -> list[dict]:
 
 
 def _write_csv(rows: list[dict], keys: list[str]) -> bytes:
+    """One row per trial: its configuration, every in-training score at its last report, and how it ended."""
+    scores = [k for k in TUNE_METRICS if any(k in r["scores"] for r in rows)]
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=["trial_id", *keys, *CSV_FIELDS[1:]], extrasaction="ignore")
+    writer = csv.DictWriter(buf, fieldnames=["trial_id", *keys, *scores, *CSV_FIELDS], extrasaction="ignore")
     writer.writeheader()
     for row in rows:
-        writer.writerow({**{k: row["config"].get(k, "") for k in keys}, **row})
+        writer.writerow({**row, **{k: row["config"].get(k, "") for k in keys}, **row["scores"]})
     return buf.getvalue().encode()
 
 
-def _register_best(params: Params, best: dict, uri: str, child_run_id: str | None) -> dict:
+def _register_best(params: Params, best: dict, metric: str, uri: str, child_run_id: str | None) -> dict:
     """Log the best trial's generator in its child run and register it as a model version (no alias)."""
     from pipelines.promote import MODEL_URI_TAG
 
@@ -457,7 +460,7 @@ def _register_best(params: Params, best: dict, uri: str, child_run_id: str | Non
     name = params.registered_model_name
     client = MlflowClient(uri)
     mv = mlflow.register_model(info.model_uri, name, tags={MODEL_URI_TAG: info.model_uri, "genpipe.source": "tune",
-                                                           f"genpipe.tune.{best['metric']}": str(best["value"])})
+                                                           f"genpipe.tune.{metric}": str(best["value"])})
     client.set_terminated(child_run_id, "FINISHED")
     return {"name": name, "version": mv.version, "model_uri": info.model_uri}
 
@@ -465,6 +468,7 @@ def _register_best(params: Params, best: dict, uri: str, child_run_id: str | Non
 def _disabled(params: Params, repo_root: Path) -> dict:
     t = params.tune
     report = {"enabled": False, "note": "tune.enabled is false: train uses params as they are"}
+    Path(t.storage_path or repo_root / "data" / "tune_runs").mkdir(parents=True, exist_ok=True)  # a DVC output
     with atomic_dir((repo_root / t.output_dir).resolve()) as tmp:
         (tmp / BEST_FILE).write_text(json.dumps({"enabled": False, "overrides": {}}, indent=2) + "\n")
     atomic_write((repo_root / t.report).resolve(), json.dumps(report, indent=2) + "\n")
@@ -473,7 +477,72 @@ def _disabled(params: Params, repo_root: Path) -> dict:
     return report
 
 
-def run(params: Params, repo_root: Path, resume: bool = False) -> dict:
+SWEEP_FILE = "genpipe_sweep.json"  # beside Tune's experiment state: skipped combinations, finished or not
+
+
+def _unfinished(exp_path: Path) -> bool:
+    from ray import tune
+
+    marker = exp_path / SWEEP_FILE
+    return (marker.is_file() and not json.loads(marker.read_text()).get("finished")
+            and tune.Tuner.can_restore(str(exp_path)))
+
+
+def _start(params: Params, ctx: dict, trainable, skipped):
+    """A new sweep: expand the space, open the parent MLflow run, build the Tuner."""
+    from ray import tune
+
+    t, name, exp_path = params.tune, ctx["name"], ctx["exp_path"]
+    if exp_path.exists():
+        shutil.rmtree(exp_path)  # a finished sweep under the same params is replaced by a fresh one
+    search_alg, num_trials, declared = _search(params, ctx["metric"], ctx["mode"], skipped, ctx["concurrency"])
+    client = MlflowClient(ctx["uri"])
+    parent_id = client.create_run(ctx["exp_id"], run_name=name, tags={
+        mlflow_store.RUN_NAME_TAG: name, SWEEP_TAG: name, "genpipe.stage": "tune"}).info.run_id
+    client.log_batch(parent_id, params=[Param(k, str(v)[:6000]) for k, v in params.flat().items()
+                                        if k.startswith(("tune.", "train.", "model.", "seed"))])
+    exp_path.mkdir(parents=True, exist_ok=True)
+    (exp_path / SWEEP_FILE).write_text(json.dumps({"skipped": dict(skipped), "parent_run_id": parent_id}))
+    if skipped:
+        print(f"tune: skipped {sum(skipped.values())} combination(s) the config refuses:", flush=True)
+        for reason, n in skipped.most_common():
+            print(f"  {n} × {reason}", flush=True)
+    print(f"tune: sweep {name}: {num_trials} trial(s) by {t.search} search, {t.scheduler} scheduler, "
+          f"{ctx['concurrency']} at a time, metric {ctx['metric']} ({ctx['mode']}); parent MLflow run {parent_id}",
+          flush=True)
+    tuner = tune.Tuner(
+        trainable,
+        param_space=declared,
+        tune_config=tune.TuneConfig(metric=ctx["metric"], mode=ctx["mode"], search_alg=search_alg,
+                                    num_samples=num_trials, scheduler=_scheduler(params),
+                                    max_concurrent_trials=ctx["concurrency"]),
+        run_config=tune.RunConfig(
+            name=name, storage_path=str(ctx["storage"]),
+            failure_config=tune.FailureConfig(max_failures=t.max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            callbacks=[_child_run_callback(ctx["uri"], ctx["exp_id"], parent_id, name,
+                                           sample_z=min(params.train.sample_grid, 1024))],
+            verbose=1),
+    )
+    return tuner, parent_id
+
+
+def _resume(ctx: dict, trainable, skipped):
+    """An interrupted sweep: Tune's saved state decides which trials still run; finished ones are kept."""
+    from ray import tune
+
+    saved = json.loads((ctx["exp_path"] / SWEEP_FILE).read_text())
+    skipped.update(saved["skipped"])
+    MlflowClient(ctx["uri"]).update_run(saved["parent_run_id"], status="RUNNING")
+    print(f"tune: resuming the interrupted sweep {ctx['name']} from {ctx['exp_path']}", flush=True)
+    tuner = tune.Tuner.restore(str(ctx["exp_path"]), trainable=trainable, resume_unfinished=True,
+                               resume_errored=False, restart_errored=False)
+    return tuner, saved["parent_run_id"]
+
+
+def run(params: Params, repo_root: Path, resume: bool | None = None) -> dict:
+    """resume: None continues an interrupted sweep of the same params if there is one (so a killed
+    `dvc repro` picks up where it stopped), else starts one; True requires one; False starts afresh."""
     from collections import Counter
 
     from ray import tune
@@ -485,8 +554,7 @@ def run(params: Params, repo_root: Path, resume: bool = False) -> dict:
     if not t.space:
         raise ConfigError("tune.space is empty: give at least one key to search, e.g. "
                           "train.lr_g: {loguniform: [1e-4, 1e-3]}")
-    prepared = params.prepared_path(repo_root)
-    manifest = read_manifest(prepared)
+    manifest = read_manifest(params.prepared_path(repo_root))
     metric, mode = metric_and_mode(params, manifest.get("kind", "image"))
     from pipelines.evaluator import open_evaluator
 
@@ -494,64 +562,48 @@ def run(params: Params, repo_root: Path, resume: bool = False) -> dict:
     name = sweep_name(params, manifest)
     storage = Path(t.storage_path or repo_root / "data" / "tune_runs").resolve()
     exp_path = storage / name
+    can_resume = _unfinished(exp_path)
+    if resume and not can_resume:
+        raise TuneError(f"nothing to resume: no interrupted sweep {name} under {storage} (the params or data "
+                        "changed, the sweep finished, or it never started); run `genpipe tune`")
     started = time.perf_counter()
-
     uri = mlflow_store.resolve_uri(params.tracking.uri, repo_root)
     client = MlflowClient(uri)
     exp_id = mlflow_store.experiment_id(client, params.experiment_name, mlflow_store.artifact_root_for(uri))
+    # Tune saves the sweep's state (which trials finished) this often; a killed sweep resumes from it.
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
     init_ray()
-    concurrency = _concurrency(params)
-    skipped: Counter = Counter()
+    ctx = {"name": name, "exp_path": exp_path, "storage": storage, "uri": uri, "exp_id": exp_id, "metric": metric,
+           "mode": mode, "concurrency": _concurrency(params)}
     trainable = tune.with_parameters(run_trial, base=params.model_dump(mode="json"), repo_root=str(repo_root),
                                      storage=str(storage / "train"))
     # The trial itself only waits: no CPU (its Train workers hold them); a 1-byte memory request gives
     # Tune the non-empty bundle it requires.
     trainable = tune.with_resources(trainable, {"cpu": 0, "memory": 1})
-    if resume:
-        if not tune.Tuner.can_restore(str(exp_path)):
-            raise TuneError(f"nothing to resume: no interrupted sweep {name} under {storage} "
-                            "(the params or data changed, or the sweep never started); run `genpipe tune`")
-        parent = mlflow_store.find_run(client, exp_id, name)
-        parent_id = parent.info.run_id
-        client.update_run(parent_id, status="RUNNING")
-        saved = json.loads((exp_path / "genpipe_sweep.json").read_text())
-        skipped.update(saved["skipped"])
-        print(f"tune: resuming sweep {name} from {exp_path}", flush=True)
-        tuner = tune.Tuner.restore(str(exp_path), trainable=trainable, resume_unfinished=True, resume_errored=False,
-                                   restart_errored=False)
+    skipped: Counter = Counter()
+    if can_resume and resume is not False:
+        tuner, parent_id = _resume(ctx, trainable, skipped)
     else:
-        if exp_path.exists():
-            shutil.rmtree(exp_path)  # a fresh sweep under the same params replaces an old one
-        search_alg, num_trials, declared = _search(params, metric, mode, skipped)
-        parent_id = client.create_run(exp_id, run_name=name, tags={mlflow_store.RUN_NAME_TAG: name, SWEEP_TAG: name,
-                                                                    "genpipe.stage": "tune"}).info.run_id
-        client.log_batch(parent_id, params=[Param(k, str(v)[:6000]) for k, v in params.flat().items()
-                                            if k.startswith(("tune.", "train.", "model.", "seed"))])
-        exp_path.mkdir(parents=True, exist_ok=True)
-        (exp_path / "genpipe_sweep.json").write_text(json.dumps({"skipped": dict(skipped)}))
-        if skipped:
-            print(f"tune: skipped {sum(skipped.values())} combination(s) the config refuses:", flush=True)
-            for reason, n in skipped.most_common():
-                print(f"  {n} × {reason}", flush=True)
-        print(f"tune: sweep {name}: {num_trials} trial(s) by {t.search} search, {t.scheduler} scheduler, "
-              f"{concurrency} at a time, metric {metric} ({mode}); parent MLflow run {parent_id}", flush=True)
-        tuner = lambda: tune.Tuner(
-            trainable,
-            param_space=declared,
-            tune_config=tune.TuneConfig(metric=metric, mode=mode, search_alg=search_alg, num_samples=num_trials,
-                                        scheduler=_scheduler(params, metric, mode), max_concurrent_trials=concurrency),
-            run_config=tune.RunConfig(
-                name=name, storage_path=str(storage),
-                failure_config=tune.FailureConfig(max_failures=t.max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-                callbacks=[_child_run_callback(uri, exp_id, parent_id, name, sample_z=min(params.train.sample_grid, 1024))],
-                verbose=1),
-        )
+        tuner, parent_id = _start(params, ctx, trainable, skipped)
     try:
-        grid = (tuner() if callable(tuner) else tuner).fit()
+        grid = tuner.fit()
     except BaseException as exc:  # the parent run must not stay RUNNING
         client.set_terminated(parent_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
+    report = _summarise(params, repo_root, ctx, grid, skipped, parent_id, ev_info["hash"], time.perf_counter() - started)
+    marker = exp_path / SWEEP_FILE
+    marker.write_text(json.dumps({**json.loads(marker.read_text()), "finished": True}))
+    shutil.rmtree(storage / "train", ignore_errors=True)  # Train's copies of checkpoints Tune already holds
+    return report
+
+
+def _summarise(params: Params, repo_root: Path, ctx: dict, grid, skipped, parent_id: str, evaluator_hash: str,
+               wall: float) -> dict:
+    """Rank the trials, register the best generator, write best.json, tune.json and the trials CSV."""
+    from collections import Counter
+
+    t, name, metric, mode = params.tune, ctx["name"], ctx["metric"], ctx["mode"]
+    client = MlflowClient(ctx["uri"])
     rows = _trial_rows(grid, metric, t.trial_steps)
     scored = [r for r in rows if r["status"] != "failed" and r["value"] is not None and r["checkpoint"] is not None]
     if not scored:
@@ -559,21 +611,22 @@ def run(params: Params, repo_root: Path, resume: bool = False) -> dict:
         reasons = "; ".join(f"{r['trial_id']}: {r['error']}" for r in rows if r["error"])
         raise TuneError(f"no trial of sweep {name} produced a {metric}" + (f" ({reasons})" if reasons else ""))
     best = (max if mode == "max" else min)(scored, key=lambda r: r["value"])
-    wall = time.perf_counter() - started
-    children = _child_run_callback(uri, exp_id, parent_id, name, 0)
-    best_child = children.client.search_runs([exp_id], filter_string=f"tags.`{TRIAL_TAG}` = '{best['trial_id']}' "
-                                             f"and tags.`{SWEEP_TAG}` = '{name}'", max_results=1)
-    registered = _register_best(params, best, uri, best_child[0].info.run_id if best_child else None) if t.register_best else None
+    best_child = client.search_runs([ctx["exp_id"]], filter_string=f"tags.`{TRIAL_TAG}` = '{best['trial_id']}' "
+                                    f"and tags.`{SWEEP_TAG}` = '{name}'", max_results=1)
+    registered = None
+    if t.register_best:
+        registered = _register_best(params, best, metric, ctx["uri"], best_child[0].info.run_id if best_child else None)
     counts = Counter(r["status"] for r in rows)
     report = {
         "enabled": True, "sweep": name, "metric": metric, "mode": mode, "best_value": best["value"],
         "best_trial": best["trial_id"], "best_config": best["config"], "search": t.search, "scheduler": t.scheduler,
         "trials_total": len(rows), "trials_completed": counts["completed"], "trials_stopped_early": counts["stopped"],
-        "trials_failed": counts["failed"], "failures": [{"trial": r["trial_id"], "reason": r["error"]} for r in rows if r["error"]],
+        "trials_failed": counts["failed"],
+        "failures": [{"trial": r["trial_id"], "reason": r["error"]} for r in rows if r["error"]],
         "skipped_total": sum(skipped.values()), "skipped": [{"reason": r, "count": n} for r, n in skipped.most_common()],
         "trial_seconds": round(sum(r["seconds"] for r in rows), 1), "wall_seconds": round(wall, 1),
-        "exploits": _exploit_events(rows), "concurrency": concurrency, "trial_steps": t.trial_steps,
-        "evaluator_hash": ev_info["hash"], "registered": registered, "mlflow_parent_run_id": parent_id,
+        "exploits": _exploit_events(rows), "concurrency": ctx["concurrency"], "trial_steps": t.trial_steps,
+        "evaluator_hash": evaluator_hash, "registered": registered, "mlflow_parent_run_id": parent_id,
     }
     keys = sorted({k for r in rows for k in r["config"]})
     with atomic_dir((repo_root / t.output_dir).resolve()) as tmp:

@@ -1,0 +1,106 @@
+"""tune.space without Ray: validation, conditional expansion (refused combinations skipped, with the
+reason), seeded draws, PBT's keep-valid rule, and how train/evaluate/promote pick up the best config."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from components.config import ConfigError, load_params
+from components.tuning import space
+from pipelines import cli, tune
+
+
+def _params(*overrides):
+    return load_params(None, ["tune.enabled=true", *overrides])
+
+
+def test_space_keys_outside_model_and_train_are_refused_naming_the_key():
+    with pytest.raises(ConfigError, match=r"data.source.*only seed, model.\*, train.\*"):
+        _params("tune.space={data.source: {grid: [digits]}}")
+    with pytest.raises(ConfigError, match=r"train.lr_gen.*train has no key 'lr_gen'"):
+        _params("tune.space={train.lr_gen: {loguniform: [1.0e-4, 1.0e-3]}}")
+
+
+@pytest.mark.parametrize("entry, message", [
+    ("{grid: [1], choice: [2]}", "exactly one of grid, choice"),
+    ("{uniform: [0.5, 0.1]}", "low < high"),
+    ("{loguniform: [0.0, 0.1]}", "loguniform needs low > 0"),
+])
+def test_bad_space_entries_say_what_is_wrong(entry, message):
+    with pytest.raises(ConfigError, match=message):
+        _params(f"tune.space={{train.lr_g: {entry}}}")
+
+
+def test_grid_search_takes_grid_entries_only():
+    with pytest.raises(ConfigError, match="grid entries only"):
+        _params("tune.search=grid", "tune.space={train.lr_g: {loguniform: [1.0e-4, 1.0e-3]}}")
+
+
+def test_grid_skips_refused_combinations_and_says_why():
+    p = _params("tune.search=grid", "tune.space={train.objective: {grid: [nonsaturating, hinge, lsgan]}, "
+                "train.label_smoothing: {grid: [0.0, 0.1]}, train.d_steps_per_g_step: {grid: [1, 5]}}")
+    out = space.expand(p, p.tune.space, "grid", 1, seed=0)
+    assert len(out.configs) == 10 and out.skipped_total == 2  # hinge × smoothing 0.1 × both ratios
+    assert all(not (c["train.objective"] == "hinge" and c["train.label_smoothing"]) for c in out.configs)
+    [(reason, count)] = out.skipped.items()
+    assert count == 2 and "label_smoothing = 0.1 cannot be used with objective = 'hinge'" in reason
+    assert len({json.dumps(c, sort_keys=True) for c in out.configs}) == 10  # every accepted point once
+
+
+def test_section_valued_entries_vary_keys_together():
+    p = _params("tune.search=grid", "tune.space={train: {grid: [{objective: wasserstein, gradient_penalty: 10.0}, "
+                "{objective: wasserstein}]}}")
+    out = space.expand(p, p.tune.space, "grid", 1, seed=0)
+    # WGAN without a Lipschitz constraint is refused; WGAN-GP is launched
+    assert out.configs == [{"train": {"objective": "wasserstein", "gradient_penalty": 10.0}}] and out.skipped_total == 1
+    assert space.flatten(space.encode(out.configs[0])) == {"train.objective": "wasserstein",
+                                                           "train.gradient_penalty": 10.0}
+
+
+def test_random_draws_are_seeded_valid_and_in_range():
+    p = _params("tune.space={train.objective: {choice: [hinge, lsgan]}, train.label_smoothing: {choice: [0.0, 0.2]}, "
+                "train.lr_g: {loguniform: [1.0e-5, 1.0e-2]}}")
+    a = space.expand(p, p.tune.space, "random", 40, seed=3)
+    b = space.expand(p, p.tune.space, "random", 40, seed=3)
+    assert a.configs == b.configs and len(a.configs) == 40
+    assert a.skipped_total > 0  # hinge drew smoothing 0.2 about a quarter of the time and was redrawn
+    assert all(1e-5 <= c["train.lr_g"] <= 1e-2 for c in a.configs)
+    assert all(c["train.label_smoothing"] == 0.0 for c in a.configs if c["train.objective"] == "hinge")
+
+
+def test_pbt_explore_keeps_configurations_valid():
+    p = _params()
+    fixed = space.make_valid(p, {"train.objective": "hinge", "train.label_smoothing": 0.1, "train.lr_g": 0.01},
+                             {"train.label_smoothing": 0.0, "train.lr_g": 2e-4})
+    assert fixed == {"train.objective": "hinge", "train.label_smoothing": 0.0, "train.lr_g": 0.01}
+
+
+def test_trial_params_run_the_sweep_budget_and_cadence():
+    p = _params("tune.trial_steps=300", "tune.eval_every=100", "tune.num_workers=1",
+                "tune.space={train.lr_g: {choice: [0.001]}}")
+    t = tune.trial_params(p, {"train.lr_g": 0.001, "train": '{"objective": "lsgan"}'})
+    assert (t.train.lr_g, t.train.objective, t.train.max_steps, t.train.checkpoint_every, t.scaling.num_workers) == \
+        (0.001, "lsgan", 300, 100, 1)
+
+
+def test_metric_must_fit_the_data_kind():
+    with pytest.raises(ConfigError, match="does not apply to image data"):
+        tune.metric_and_mode(_params("tune.metric=reverse_kl"), "image")
+    assert tune.metric_and_mode(_params(), "points") == ("reverse_kl", "min")
+    assert tune.metric_and_mode(_params("tune.metric=coverage"), "image") == ("coverage", "max")
+
+
+def test_train_uses_the_tuned_configuration_unless_the_sweep_is_off(tmp_path, monkeypatch):
+    (tmp_path / "params.yaml").write_text("tune: {enabled: true}\n")
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["train", "--no-ray"]) == 1  # no best.json yet: a clear error, nothing trained
+    (tmp_path / "data" / "tune").mkdir(parents=True)
+    (tmp_path / "data" / "tune" / tune.BEST_FILE).write_text(json.dumps(
+        {"enabled": True, "overrides": {"train.objective": "lsgan", "train.lr_d": 0.001}}))
+    path = tmp_path / "params.yaml"
+    trained = cli.stage_params("train", path, ["train.lr_d=0.002"], tmp_path)  # --set still wins
+    assert (trained.train.objective, trained.train.lr_d) == ("lsgan", 0.002)
+    assert cli.stage_params("evaluate", path, [], tmp_path).train.objective == "lsgan"
+    assert cli.stage_params("tune", path, [], tmp_path).train.objective == "nonsaturating"  # the sweep's base
+    assert cli.stage_params("train", path, ["tune.enabled=false"], tmp_path).train.objective == "nonsaturating"

@@ -1,0 +1,151 @@
+"""Real Ray Tune sweeps of real Ray Train runs on ring8 (a tiny MLP GAN): MLflow parent/child runs
+from concurrent trials on SQLite, a failing trial, ASHA early stopping that frees the workers, a PBT
+exploit that continues the donor's step, and an interrupted sweep resumed."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import ray
+import yaml
+from mlflow.tracking import MlflowClient
+
+from components.config import load_params
+from pipelines import evaluator, prepare, tune
+
+pytestmark = pytest.mark.ray
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def local_ray():
+    # 4 logical CPUs on the 2-core CI machine: four 1-worker trials at once
+    ray.init(num_cpus=4, include_dashboard=False, logging_config=ray.LoggingConfig(log_level="ERROR"))
+    yield
+    ray.shutdown()
+
+
+def _raw(root: Path, **tune_cfg) -> dict:
+    return {
+        "seed": 0,
+        "data": {"source": "ring8", "prepared_dir": str(root / "prepared")},
+        "model": {"family": "mlp", "latent_dim": 2, "g_channels": 32, "d_channels": 32, "hidden_layers": 2},
+        "train": {"batch_size": 128, "lr_g": 1e-3, "lr_d": 1e-3, "beta1": 0.0, "beta2": 0.99, "log_every": 20,
+                  "output_dir": str(root / "train")},
+        "scaling": {"num_workers": 1},
+        "tracking": {"uri": f"sqlite:///{root / 'mlflow.db'}"},
+        "evaluator": {"output_dir": str(root / "evaluator")},
+        "promote": {"metric": "reverse_kl"},
+        "tune": {"enabled": True, "trial_steps": 60, "eval_every": 20, "eval_samples": 500,
+                 "storage_path": str(root / "tune_runs"), "output_dir": str(root / "tune"),
+                 "report": str(root / "reports" / "tune.json"), "trials_csv": str(root / "reports" / "trials.csv"),
+                 **tune_cfg},
+    }
+
+
+def _setup(root: Path, **tune_cfg):
+    path = root / "params.yaml"
+    path.write_text(yaml.safe_dump(_raw(root, **tune_cfg)))
+    params = load_params(path)
+    prepare.run(params, root)
+    evaluator.run(params, root)
+    return params
+
+
+def _rows(params) -> list[dict]:
+    with open(params.tune.trials_csv) as f:
+        return list(csv.DictReader(f))
+
+
+def test_concurrent_trials_log_parent_and_child_runs_and_a_failing_trial_is_recorded(tmp_path):
+    # batch 10⁶ passes the config but not the data (2,250 training points): that trial raises at start-up
+    params = _setup(tmp_path, search="grid", scheduler="fifo", max_concurrent_trials=4, space={
+        "train.objective": {"grid": ["nonsaturating", "lsgan"]}, "train.batch_size": {"grid": [128, 1000000]}})
+    report = tune.run(params, tmp_path)
+
+    assert (report["trials_total"], report["trials_completed"], report["trials_failed"]) == (4, 2, 2)
+    assert all("larger than the data" in f["reason"] for f in report["failures"])
+    assert report["best_config"]["train.batch_size"] == 128
+    client = MlflowClient(params.tracking.uri)
+    parent = client.get_run(report["mlflow_parent_run_id"])
+    assert parent.info.status == "FINISHED" and parent.data.metrics["best_reverse_kl"] == report["best_value"]
+    children = client.search_runs([parent.info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    assert sorted(c.info.status for c in children) == ["FAILED", "FAILED", "FINISHED", "FINISHED"]
+    for child in children:
+        if child.info.status == "FINISHED":  # a metric curve: one point per in-training evaluation
+            assert [m.step for m in client.get_metric_history(child.info.run_id, "reverse_kl")] == [20, 40, 60]
+            assert any(a.path == "samples" for a in client.list_artifacts(child.info.run_id))
+        else:
+            assert "larger than the data" in child.data.tags["genpipe.error"]
+    # the best generator is a registered version; no alias moved (promotion is the promote stage's)
+    mv = client.get_model_version(report["registered"]["name"], report["registered"]["version"])
+    assert mv.tags["genpipe.source"] == "tune" and not mv.aliases
+    best = json.loads((tmp_path / "tune" / tune.BEST_FILE).read_text())
+    assert best["overrides"] == report["best_config"] and best["value"] == report["best_value"]
+    rows = _rows(params)
+    assert sorted(r["status"] for r in rows) == ["completed", "completed", "failed", "failed"]
+    assert {"modes", "high_quality", "reverse_kl", "train.objective", "train.batch_size"} <= rows[0].keys()
+
+
+def test_asha_stops_a_clearly_bad_trial_and_its_workers_exit(tmp_path):
+    # one at a time, the good learning rates first: the bad ones meet a full rung and stop at it
+    params = _setup(tmp_path, search="grid", scheduler="asha", max_concurrent_trials=1, register_best=False,
+                    asha={"grace_period": 20, "reduction_factor": 2},
+                    space={"train": {"grid": [{"lr_g": 1e-3, "lr_d": 1e-3}, {"lr_g": 2e-3, "lr_d": 2e-3},
+                                              {"lr_g": 1e-7, "lr_d": 1e-7}, {"lr_g": 2e-7, "lr_d": 2e-7}]}})
+    report = tune.run(params, tmp_path)
+    rows = {r["train.lr_g"]: r for r in _rows(params)}
+    assert report["trials_stopped_early"] >= 1
+    assert rows["1e-07"]["status"] == "stopped" and int(rows["1e-07"]["step"]) < 60
+    assert report["best_config"]["train.lr_g"] >= 1e-3
+    assert ray.available_resources().get("CPU") == ray.cluster_resources()["CPU"]  # no worker left holding a CPU
+
+
+def test_pbt_exploit_copies_the_donor_checkpoint_and_continues_its_step(tmp_path):
+    params = _setup(tmp_path, search="grid", scheduler="pbt", max_concurrent_trials=2, register_best=False,
+                    trial_steps=100, pbt={"perturbation_interval": 20, "quantile_fraction": 0.5,
+                                          "resample_probability": 0.0, "mutations": ["train.lr_g"]},
+                    space={"train.lr_g": {"grid": [1e-3, 1e-7]}})
+    report = tune.run(params, tmp_path)
+    assert report["exploits"], "PBT never exploited"
+    for event in report["exploits"]:
+        assert event["donor"] != event["trial"]
+        # the receiving trial's next report is one interval after the donor's checkpoint: it resumed there
+        assert event["first_step_after"] == event["donor_step"] + params.tune.eval_every
+
+
+def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path):
+    params = _setup(tmp_path, search="grid", scheduler="fifo", max_concurrent_trials=1, register_best=False,
+                    trial_steps=40, space={"train.lr_g": {"grid": [1e-3, 2e-3, 3e-3]}})
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "pipelines.cli", "tune", "--params", str(tmp_path / "params.yaml")]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            start_new_session=True, text=True)
+    exp_root = tmp_path / "tune_runs"
+    deadline = time.time() + 240
+    finished: list[Path] = []
+    while time.time() < deadline and proc.poll() is None:  # kill once the first trial has finished
+        finished = [p for p in exp_root.glob("tune-*/run_trial_*/progress.csv") if len(p.read_text().splitlines()) == 3]
+        if finished:
+            time.sleep(5)  # the sweep's state is saved every 2 s (TUNE_GLOBAL_CHECKPOINT_S)
+            break
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert finished, "the first trial never finished"
+    before = {p: p.read_text() for p in finished}
+
+    out = subprocess.run(cmd + ["--resume"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    report = json.loads(Path(params.tune.report).read_text())
+    assert report["trials_total"] == 3 and report["trials_completed"] == 3
+    for path, text in before.items():  # finished trials were not run again
+        assert path.read_text() == text
