@@ -116,9 +116,15 @@ def init_ray() -> None:
     # without the dashboard (slow to start on small machines). Ray's INFO chatter is hidden
     # so the stage log shows training progress; our prints reach the driver unpatched.
     address = os.environ.get("RAY_ADDRESS") or "local"
+    env = {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
+    if address == "local":
+        # One machine: no spot preemption to watch and no Prometheus to feed (each costs an actor or
+        # a thread per run, which a sweep of short trials pays again and again); Train's controller
+        # polls its workers every 0.5 s instead of 2 s, so reports and start-up are seen sooner.
+        env.update(RAY_TRAIN_ENABLE_PREEMPTION_WATCHER="0", RAY_TRAIN_METRICS_ENABLED="0",
+                   RAY_TRAIN_HEALTH_CHECK_INTERVAL_S="0.5")
     ray.init(address=address, **({"include_dashboard": False} if address == "local" else {}),
-             logging_config=ray.LoggingConfig(log_level="ERROR"),
-             runtime_env={"env_vars": {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}})
+             logging_config=ray.LoggingConfig(log_level="ERROR"), runtime_env={"env_vars": env})
 
 
 def _check_resources(params: Params) -> None:

@@ -102,6 +102,12 @@ def _relay_callback(results):
     return RelayToTune()
 
 
+def _load_state(checkpoint) -> dict:
+    """A Tune checkpoint's training state, wherever it is stored (local, NFS, S3)."""
+    with checkpoint.as_directory() as d:
+        return ckpt.load(d)
+
+
 def _origin(checkpoint) -> dict:
     with checkpoint.as_directory() as d:
         path = Path(d) / ORIGIN_FILE
@@ -219,7 +225,7 @@ def _child_run_callback(uri: str, experiment_id: str, parent_run_id: str, sweep:
             free_placement_group(trial)
             run_id = self.run_id(trial)
             if trial.checkpoint is not None:
-                state = ckpt.load(trial.checkpoint.path)
+                state = _load_state(trial.checkpoint)
                 z = torch.randn(sample_z, state["meta"]["model"]["latent_dim"], generator=torch.Generator().manual_seed(0))
                 self.client.log_image(run_id, preview(sample(ckpt.generator_from_state(state), z, torch.device("cpu"))),
                                       artifact_file=f"samples/final_step_{state['step']:08d}.png")
@@ -451,7 +457,7 @@ def _register_best(params: Params, best: dict, metric: str, uri: str, child_run_
     """Log the best trial's generator in its child run and register it as a model version (no alias)."""
     from pipelines.promote import MODEL_URI_TAG
 
-    state = ckpt.load(best["checkpoint"].path)
+    state = _load_state(best["checkpoint"])
     mlflow.set_tracking_uri(uri)
     with tempfile.TemporaryDirectory() as d:
         ckpt.write_generator(state, d)
@@ -515,7 +521,11 @@ def _start(params: Params, ctx: dict, trainable, skipped):
         param_space=declared,
         tune_config=tune.TuneConfig(metric=ctx["metric"], mode=ctx["mode"], search_alg=search_alg,
                                     num_samples=num_trials, scheduler=_scheduler(params),
-                                    max_concurrent_trials=ctx["concurrency"]),
+                                    max_concurrent_trials=ctx["concurrency"],
+                                    # a finished trial's actor hosts the next one: one process start
+                                    # less per trial (a stopped trial's Train run is ended by
+                                    # free_placement_group, not by its actor's exit)
+                                    reuse_actors=True),
         run_config=tune.RunConfig(
             name=name, storage_path=str(ctx["storage"]),
             failure_config=tune.FailureConfig(max_failures=t.max_failures),

@@ -56,13 +56,14 @@ def repo(tmp_path_factory) -> Path:
 
 def test_repro_runs_all_stages_then_nothing_then_only_what_changed(repo):
     first = _sh(["dvc", "repro"], repo)
-    for stage in ("prepare", "evaluator", "train", "evaluate", "promote"):
+    for stage in ("prepare", "evaluator", "tune", "train", "evaluate", "promote"):
         assert f"Running stage '{stage}'" in first
+    assert json.loads((repo / "reports/tune.json").read_text())["enabled"] is False  # the sweep is off by default
     assert (repo / "data/prepared/digits/manifest.json").is_file()
     assert (repo / "data/train/generator.safetensors").is_file()
     assert (repo / "mlflow/mlflow.db").is_file()  # the embedded tracking store, inside the repo
     lock = yaml.safe_load((repo / "dvc.lock").read_text())
-    assert set(lock["stages"]) == {"prepare", "evaluator", "train", "evaluate", "promote"}
+    assert set(lock["stages"]) == {"prepare", "evaluator", "tune", "train", "evaluate", "promote"}
     metrics = json.loads((repo / "reports/metrics.json").read_text())
     assert metrics["fid"] > 0 and 0 <= metrics["precision"] <= 1
     promotion = json.loads((repo / "reports/promotion.json").read_text())
