@@ -10,8 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from mlflow.entities import Metric, RunTag
-from mlflow.tracking import MlflowClient
 
 from components.atomic import atomic_write
 from components.config import Params
@@ -20,7 +18,6 @@ from components.metrics import modes, scores
 from components.training.checkpoint import load_generator
 from components.training.images import preview_png
 from pipelines.evaluator import open_evaluator
-from pipelines.train import SUMMARY_FILE
 
 EVALUATOR_HASH_TAG = "genpipe.evaluator_hash"
 
@@ -30,6 +27,8 @@ class EvaluateError(ValueError):
 
 
 def read_train_summary(params: Params, repo_root: Path) -> dict:
+    from pipelines.train import SUMMARY_FILE  # here: pipelines.train brings MLflow, which QuickScorer's workers skip
+
     path = (Path(repo_root) / params.train.output_dir / SUMMARY_FILE).resolve()
     if not path.is_file():
         raise EvaluateError(f"no trained candidate: {path} is missing; run `genpipe train` first")
@@ -143,6 +142,9 @@ def run(params: Params, repo_root: Path) -> dict:
     grid_path = (repo_root / params.evaluate.grid).resolve()
     atomic_write(grid_path, preview_png(fake[:64] if fake.dim() == 4 else fake))  # every point of a scatter
     atomic_write(report_path, json.dumps(report, indent=2, sort_keys=True) + "\n")
+
+    from mlflow.entities import Metric, RunTag  # here: in-training scoring (QuickScorer) needs no MLflow
+    from mlflow.tracking import MlflowClient
 
     client = MlflowClient(summary["tracking_uri"])
     run_id = summary["mlflow_run_id"]

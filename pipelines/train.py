@@ -19,6 +19,7 @@ from components.tracking import mlflow_store
 from components.tracking.logged_model import log_generator
 from components.training import checkpoint as ckpt
 from components.training.gan_loop import NonFiniteLossError, Worker, plan, train_gan
+from pipelines.train_worker import _Callbacks, _ray_worker
 
 SUMMARY_FILE = "train_summary.json"
 # knobs that change the trained weights; logging/checkpoint cadence does not
@@ -37,72 +38,6 @@ def run_name_for(params: Params, manifest: dict) -> str:
            "num_workers": params.scaling.num_workers, "data": manifest["content_hash"]}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
     return f"{params.model.family}-{manifest['dataset']}-{digest}"
-
-
-class _Callbacks:
-    """Shared by both launchers: rank 0 logs to MLflow; checkpoints are the launcher's business."""
-
-    def __init__(self, logger: mlflow_store.RunLogger | None, save_checkpoint):
-        self.logger = logger
-        self.save_checkpoint = save_checkpoint
-
-    def log(self, step, metrics):
-        if self.logger:
-            self.logger.log_metrics(step, metrics)
-        print(f"step {step}: " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
-
-    def samples(self, step, epoch, image):
-        if self.logger:
-            self.logger.log_image(image, f"samples/epoch_{epoch:04d}_step_{step:08d}.png")
-
-    def checkpoint(self, step, state, metrics):
-        self.save_checkpoint(step, state, metrics)
-
-
-ORIGIN_FILE = "origin.json"  # beside a checkpoint: which run wrote it (PBT exploits copy it across trials)
-
-
-def _ray_worker(config: dict) -> None:
-    """train_loop_per_worker: runs on every Ray Train worker (in a temp cwd: paths are absolute).
-    In a sweep (config["quick_eval"]) rank 0 scores the generator at every checkpoint and reports the
-    metrics with it, and nothing writes to MLflow: the sweep's driver is the store's one writer."""
-    import ray.train
-    import ray.train.torch
-    import ray.util
-
-    ctx = ray.train.get_context()
-    worker = Worker(ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device())
-    params = Params.model_validate(config["params"])
-    resume = None
-    if (found := ray.train.get_checkpoint()) is not None:
-        with found.as_directory() as d:
-            resume = ckpt.load(d)
-    run_id = config.get("run_id")
-    logger = mlflow_store.RunLogger(config["tracking_uri"], run_id) if worker.rank == 0 and run_id else None
-    quick = config.get("quick_eval")
-    scorer = None
-    if quick and worker.rank == 0:
-        from pipelines.evaluate import QuickScorer
-
-        scorer = QuickScorer(params, Path(quick["repo_root"]), quick["num_samples"])
-
-    def report(step, state, metrics):
-        metrics = {**metrics, "step": step}
-        if quick and (pg := ray.util.get_current_placement_group()) is not None:
-            metrics["placement_group"] = pg.id.hex()  # so the sweep can free it (pipelines/tune.py)
-        if state is None:
-            ray.train.report(metrics)  # every rank reports the same number of times
-            return
-        if scorer is not None:
-            metrics.update(scorer(ckpt.generator_from_state(state), params.model.latent_dim))
-        with tempfile.TemporaryDirectory() as d:
-            ckpt.save(state, d)
-            (Path(d) / ORIGIN_FILE).write_text(json.dumps({"run": config.get("origin"), "step": step}))
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
-
-    if resume is not None and worker.rank == 0:
-        print(f"resuming from checkpoint at step {resume['step']}", flush=True)
-    train_gan(params, Path(config["prepared_dir"]), worker, _Callbacks(logger, report), resume)
 
 
 def init_ray() -> None:

@@ -42,7 +42,8 @@ from components.tracking.logged_model import log_generator
 from components.tuning import space as search_space
 from components.tuning.space import flatten
 from components.training.gan_loop import sample
-from pipelines.train import ORIGIN_FILE, _ray_worker, _unwrap_failure, init_ray
+from pipelines.train import _unwrap_failure, init_ray
+from pipelines.train_worker import ORIGIN_FILE, _ray_worker
 
 BEST_FILE = "best.json"
 SWEEP_TAG = "genpipe.sweep"
@@ -157,8 +158,9 @@ def run_trial(config: dict, *, base: dict, repo_root: str, storage: str) -> None
         finally:
             results.put(None)
 
-    # fit() blocks until training ends, so it runs beside this thread, which reports to Tune: a
-    # stopped trial (ASHA, PBT) ends here, and its actor's exit takes the Train run down with it.
+    # fit() blocks until training ends, so it runs beside this thread, which reports to Tune. A trial
+    # that Tune stops (ASHA, PBT, the end of its budget) leaves this loop at tune.report; the driver
+    # then removes its Train run's placement group (free_placement_group), which ends the run.
     threading.Thread(target=fit, daemon=True, name="train-run").start()
     try:
         while (item := results.get()) is not None:
@@ -413,32 +415,29 @@ def _trial_rows(result_grid, metric: str, trial_steps: int) -> list[dict]:
     rows = []
     for result in result_grid:
         m = result.metrics or {}
-        trial_id = m.get("trial_id") or Path(result.path).name.split("_")[1]
+        # a trial that failed before its first report has no metrics; its folder is run_trial_<id>_<n>_<date>
+        trial_id = m.get("trial_id") or "_".join(Path(result.path).name.split("_")[2:4])
         step = int(m.get("step", 0))
         status = "failed" if result.error else "completed" if step >= trial_steps else "stopped"
         df = result.metrics_dataframe
-        exploits = int(df["exploited"].diff().fillna(df["exploited"]).gt(0).sum()) if df is not None and "exploited" in df else 0
         rows.append({"trial_id": trial_id, "status": status, "step": step, "value": m.get(metric),
                      "scores": {k: m[k] for k in TUNE_METRICS if k in m}, "seconds": round(float(m.get("time_total_s", 0.0)), 2),
-                     "exploits": exploits, "error": _unwrap_failure(result.error) if result.error else "",
+                     "exploits": len(_exploits_of(trial_id, df)), "error": _unwrap_failure(result.error) if result.error else "",
                      "config": flatten(result.config or {}), "checkpoint": result.checkpoint,
                      "history": df})
     return rows
 
 
-def _exploit_events(rows: list[dict]) -> list[dict]:
-    events = []
-    for row in rows:
-        df = row["history"]
-        if df is None or "origin_trial" not in df:
-            continue
-        seen = set()
-        for _, r in df[df["origin_trial"] != row["trial_id"]].iterrows():
-            key = (r["origin_trial"], int(r["origin_step"]))
-            if key not in seen:
-                seen.add(key)
-                events.append({"trial": row["trial_id"], "donor": key[0], "donor_step": key[1],
-                               "first_step_after": int(r["step"])})
+def _exploits_of(trial_id: str, history) -> list[dict]:
+    """PBT exploits a trial received, from its reports: each names the donor and the donor's step."""
+    if history is None or "origin_trial" not in history:
+        return []
+    events, seen = [], set()
+    for _, r in history[history["origin_trial"] != trial_id].iterrows():
+        key = (r["origin_trial"], int(r["origin_step"]))
+        if key not in seen:
+            seen.add(key)
+            events.append({"trial": trial_id, "donor": key[0], "donor_step": key[1], "first_step_after": int(r["step"])})
     return events
 
 
@@ -635,7 +634,7 @@ def _summarise(params: Params, repo_root: Path, ctx: dict, grid, skipped, parent
         "failures": [{"trial": r["trial_id"], "reason": r["error"]} for r in rows if r["error"]],
         "skipped_total": sum(skipped.values()), "skipped": [{"reason": r, "count": n} for r, n in skipped.most_common()],
         "trial_seconds": round(sum(r["seconds"] for r in rows), 1), "wall_seconds": round(wall, 1),
-        "exploits": _exploit_events(rows), "concurrency": ctx["concurrency"], "trial_steps": t.trial_steps,
+        "exploits": [e for r in rows for e in _exploits_of(r["trial_id"], r["history"])], "concurrency": ctx["concurrency"], "trial_steps": t.trial_steps,
         "evaluator_hash": evaluator_hash, "registered": registered, "mlflow_parent_run_id": parent_id,
     }
     keys = sorted({k for r in rows for k in r["config"]})
