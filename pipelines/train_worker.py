@@ -48,7 +48,8 @@ def _ray_worker(config: dict) -> None:
     worker = Worker(ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device())
     params = Params.model_validate(config["params"])
     resume = None
-    if (found := ray.train.get_checkpoint()) is not None:
+    # the run's own latest checkpoint (after a worker restart), else the one a sweep trial starts from
+    if (found := ray.train.get_checkpoint() or config.get("start_from")) is not None:
         with found.as_directory() as d:
             resume = ckpt.load(d)
     run_id, logger = config.get("run_id"), None

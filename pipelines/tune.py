@@ -103,6 +103,21 @@ def _relay_callback(results):
     return RelayToTune()
 
 
+def _end_train_run(pg_hex: str | None) -> None:
+    """Remove a Train run's placement group, which ends its workers and so the run. For a trial that
+    Tune stops (ASHA, PBT's pause, the end of its budget) while its Train run is still going: with
+    reused trial actors nothing else would end it, and Ray Train's own cleaner needs the State API
+    (the dashboard), which a local genpipe Ray does not start."""
+    if not pg_hex:
+        return
+    from ray._raylet import PlacementGroupID
+    from ray.util.placement_group import PlacementGroup, placement_group_table, remove_placement_group
+
+    pg = PlacementGroup(PlacementGroupID(bytes.fromhex(pg_hex)))
+    if placement_group_table(pg).get("state") not in (None, "REMOVED"):
+        remove_placement_group(pg)
+
+
 def _load_state(checkpoint) -> dict:
     """A Tune checkpoint's training state, wherever it is stored (local, NFS, S3)."""
     with checkpoint.as_directory() as d:
@@ -141,12 +156,11 @@ def run_trial(config: dict, *, base: dict, repo_root: str, storage: str) -> None
         _ray_worker,
         train_loop_config={"params": params.model_dump(mode="json"), "prepared_dir": str(params.prepared_path(repo_root)),
                            "quick_eval": {"repo_root": repo_root, "num_samples": params.tune.eval_samples},
-                           "origin": trial_id},
+                           "origin": trial_id, "start_from": start},
         scaling_config=ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu,
                                      resources_per_worker={"CPU": s.cpus_per_worker}),
         run_config=RunConfig(name=train_run, storage_path=storage, checkpoint_config=CheckpointConfig(num_to_keep=None),
                              failure_config=FailureConfig(max_failures=0), callbacks=[_relay_callback(results)]),
-        resume_from_checkpoint=start,
     )
     outcome: dict = {}
 
@@ -159,19 +173,24 @@ def run_trial(config: dict, *, base: dict, repo_root: str, storage: str) -> None
             results.put(None)
 
     # fit() blocks until training ends, so it runs beside this thread, which reports to Tune. A trial
-    # that Tune stops (ASHA, PBT, the end of its budget) leaves this loop at tune.report; the driver
-    # then removes its Train run's placement group (free_placement_group), which ends the run.
+    # that Tune stops (ASHA, PBT, the end of its budget) leaves this loop at tune.report, and ends
+    # its Train run on the way out.
     threading.Thread(target=fit, daemon=True, name="train-run").start()
+    pg_hex, finished = None, False
     try:
         while (item := results.get()) is not None:
             metrics, path = item
+            pg_hex = metrics.get("placement_group", pg_hex)
             metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) or k == "placement_group"}
             metrics.update({f"{_CONFIG_PREFIX}{k}": v for k, v in flatten(config).items()
                             if isinstance(v, (int, float))},
                            origin_step=origin["step"], exploited=int(origin["run"] != trial_id),
                            origin_trial=origin["run"])
             tune.report(metrics, checkpoint=Checkpoint.from_directory(path) if path else None)
+        finished = True
     finally:
+        if not finished:  # Tune stopped this trial (tune.report raised): end its Train run now
+            _end_train_run(pg_hex)
         shutil.rmtree(Path(storage) / train_run, ignore_errors=True)
     if "error" in outcome:
         raise TuneError(f"trial {trial_id} failed: {_unwrap_failure(outcome['error'])}") from None
@@ -224,7 +243,6 @@ def _child_run_callback(uri: str, experiment_id: str, parent_run_id: str, sweep:
             self.client.log_batch(self.run_id(trial), metrics=metrics)
 
         def on_trial_complete(self, iteration, trials, trial, **info):
-            free_placement_group(trial)
             run_id = self.run_id(trial)
             if trial.checkpoint is not None:
                 state = _load_state(trial.checkpoint)
@@ -234,31 +252,11 @@ def _child_run_callback(uri: str, experiment_id: str, parent_run_id: str, sweep:
             self.client.set_terminated(run_id, "FINISHED")
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            free_placement_group(trial)
             run_id = self.run_id(trial)
             self.client.set_tag(run_id, "genpipe.error", _trial_error(trial)[:5000])
             self.client.set_terminated(run_id, "FAILED")
 
     return ChildRuns()
-
-
-def free_placement_group(trial) -> None:
-    """Give back the CPUs/GPUs of a trial's Train workers. A trial that Tune stops (ASHA, PBT, the end
-    of its budget) ends with its actor, which kills the Train controller abruptly; the controller's
-    placement group outlives it (Ray Train's cleaner relies on the State API, i.e. the dashboard we
-    do not start) and would hold the workers' resources until the sweep ends. Removing the group
-    also ends its worker processes."""
-    from ray.util.placement_group import PlacementGroup, placement_group_table
-
-    pg_hex = (trial.last_result or {}).get("placement_group")
-    if not pg_hex:
-        return
-    from ray._raylet import PlacementGroupID
-    from ray.util.placement_group import remove_placement_group
-
-    pg = PlacementGroup(PlacementGroupID(bytes.fromhex(pg_hex)))
-    if placement_group_table(pg).get("state") not in (None, "REMOVED"):
-        remove_placement_group(pg)
 
 
 _NOT_LOGGED = {"timestamp", "pid", "time_since_restore", "iterations_since_restore", "done", "training_iteration"}
@@ -522,8 +520,7 @@ def _start(params: Params, ctx: dict, trainable, skipped):
                                     num_samples=num_trials, scheduler=_scheduler(params),
                                     max_concurrent_trials=ctx["concurrency"],
                                     # a finished trial's actor hosts the next one: one process start
-                                    # less per trial (a stopped trial's Train run is ended by
-                                    # free_placement_group, not by its actor's exit)
+                                    # less per trial (a stopped trial ends its own Train run)
                                     reuse_actors=True),
         run_config=tune.RunConfig(
             name=name, storage_path=str(ctx["storage"]),

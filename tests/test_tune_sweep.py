@@ -50,9 +50,20 @@ def _raw(root: Path, **tune_cfg) -> dict:
     }
 
 
-def _setup(root: Path, **tune_cfg):
+def _digits(root: Path, **tune_cfg) -> dict:
+    """DCGAN on the 8×8 digits, scored by FID under a briefly trained evaluator: a metric that moves in
+    a few dozen steps (ring8's reverse KL stays at log 8 that early)."""
+    raw = _raw(root, **tune_cfg)
+    raw.update(data={"source": "digits", "prepared_dir": str(root / "prepared"), "row_group_rows": 64},
+               model={"latent_dim": 16, "g_channels": 16, "d_channels": 16},
+               evaluator={"epochs": 2, "output_dir": str(root / "evaluator")}, promote={"metric": "fid"})
+    raw["train"].update(batch_size=32, beta1=0.5, beta2=0.999)
+    return raw
+
+
+def _setup(root: Path, raw: dict | None = None, **tune_cfg):
     path = root / "params.yaml"
-    path.write_text(yaml.safe_dump(_raw(root, **tune_cfg)))
+    path.write_text(yaml.safe_dump(raw or _raw(root, **tune_cfg)))
     params = load_params(path)
     prepare.run(params, root)
     evaluator.run(params, root)
@@ -96,24 +107,27 @@ def test_concurrent_trials_log_parent_and_child_runs_and_a_failing_trial_is_reco
 
 
 def test_asha_stops_a_clearly_bad_trial_and_its_workers_exit(tmp_path):
-    # one at a time, the good learning rates first: the bad ones meet a full rung and stop at it
-    params = _setup(tmp_path, search="grid", scheduler="asha", max_concurrent_trials=1, register_best=False,
-                    asha={"grace_period": 20, "reduction_factor": 2},
-                    space={"train": {"grid": [{"lr_g": 1e-3, "lr_d": 1e-3}, {"lr_g": 2e-3, "lr_d": 2e-3},
-                                              {"lr_g": 1e-7, "lr_d": 1e-7}, {"lr_g": 2e-7, "lr_d": 2e-7}]}})
+    # one trial at a time, the good learning rates first: each bad one meets a full rung and stops at it
+    raw = _digits(tmp_path, search="grid", scheduler="asha", max_concurrent_trials=1, register_best=False,
+                  asha={"grace_period": 20, "reduction_factor": 2},
+                  space={"train": {"grid": [{"lr_g": 2e-3, "lr_d": 2e-3}, {"lr_g": 1e-3, "lr_d": 1e-3},
+                                            {"lr_g": 1e-8, "lr_d": 1e-8}, {"lr_g": 2e-8, "lr_d": 2e-8}]}})
+    params = _setup(tmp_path, raw=raw)
     report = tune.run(params, tmp_path)
-    rows = {r["train.lr_g"]: r for r in _rows(params)}
-    assert report["trials_stopped_early"] >= 1
-    assert rows["1e-07"]["status"] == "stopped" and int(rows["1e-07"]["step"]) < 60
+    rows = {float(r["train.lr_g"]): r for r in _rows(params)}
+    assert report["metric"] == "fid" and report["trials_stopped_early"] >= 1
+    assert {rows[1e-8]["status"], rows[2e-8]["status"]} & {"stopped"}
+    assert min(int(rows[lr]["step"]) for lr in (1e-8, 2e-8)) < 60
     assert report["best_config"]["train.lr_g"] >= 1e-3
     assert ray.available_resources().get("CPU") == ray.cluster_resources()["CPU"]  # no worker left holding a CPU
 
 
 def test_pbt_exploit_copies_the_donor_checkpoint_and_continues_its_step(tmp_path):
-    params = _setup(tmp_path, search="grid", scheduler="pbt", max_concurrent_trials=2, register_best=False,
-                    trial_steps=100, pbt={"perturbation_interval": 20, "quantile_fraction": 0.5,
-                                          "resample_probability": 0.0, "mutations": ["train.lr_g"]},
-                    space={"train.lr_g": {"grid": [1e-3, 1e-7]}})
+    raw = _digits(tmp_path, search="grid", scheduler="pbt", max_concurrent_trials=2, register_best=False,
+                  trial_steps=100, pbt={"perturbation_interval": 20, "quantile_fraction": 0.5,
+                                        "resample_probability": 0.0, "mutations": ["train.lr_g"]},
+                  space={"train.lr_g": {"grid": [2e-3, 1e-8]}})  # G at 1e-8 does not learn: it gets exploited
+    params = _setup(tmp_path, raw=raw)
     report = tune.run(params, tmp_path)
     assert report["exploits"], "PBT never exploited"
     for event in report["exploits"]:
