@@ -269,20 +269,30 @@ class PbtConfig(_Section):
                                  description="space keys explore perturbs (those present in tune.space)")
 
 
+# The default sweep (params.yaml, mnist5k): objective, EMA, G's learning rate, label smoothing.
+DEFAULT_TUNE_SPACE = {
+    "train": SpaceEntry(choice=[{"objective": "nonsaturating"}, {"objective": "lsgan"}, {"objective": "hinge"}]),
+    "train.ema_decay": SpaceEntry(choice=[0.0, 0.999]),
+    "train.lr_g": SpaceEntry(loguniform=(1.0e-4, 5.0e-4)),
+    "train.label_smoothing": SpaceEntry(choice=[0.0, 0.1]),
+}
+
+
 class TuneConfig(_Section):
     """`genpipe tune`: a Ray Tune sweep whose best configuration `train` retrains (pipelines/tune.py)."""
     enabled: bool = Field(False, description="false: the tune stage records 'no sweep' and train uses params as is")
-    space: dict[str, SpaceEntry] = Field(default_factory=dict, description="dotted key → grid/choice/uniform/loguniform; "
-                                         "a section key (train) takes mappings, to vary keys together")
+    space: dict[str, SpaceEntry] = Field(default_factory=lambda: dict(DEFAULT_TUNE_SPACE),
+                                         description="dotted key → grid/choice/uniform/loguniform; a section key "
+                                         "(train) takes mappings, to vary keys together")
     search: Literal["random", "grid", "optuna"] = "random"
-    num_samples: int = Field(8, ge=1, description="random/optuna: trials; grid: repeats of the whole grid")
+    num_samples: int = Field(6, ge=1, description="random/optuna: trials; grid: repeats of the whole grid")
     max_concurrent_trials: int | None = Field(None, ge=1, description="default: as many as the cluster's CPUs fit")
     num_workers: int = Field(1, ge=1, description="Ray Train workers per trial (scaling.num_workers is for train)")
     metric: str | None = Field(None, description="default: fid for images, reverse_kl for 2D mixtures")
     scheduler: Literal["fifo", "asha", "pbt"] = "asha"
     asha: AshaConfig = AshaConfig()
     pbt: PbtConfig = PbtConfig()
-    trial_steps: int = Field(1000, ge=1, description="training steps per trial (train retrains at the full budget)")
+    trial_steps: int = Field(1500, ge=1, description="training steps per trial (train retrains at the full budget)")
     eval_every: int = Field(250, ge=1, description="steps between in-training evaluations (and Tune checkpoints)")
     eval_samples: int = Field(500, ge=1, description="generated samples per in-training evaluation")
     max_failures: int = Field(0, ge=-1, description="retries of a crashed trial from its last checkpoint (-1: unlimited)")
@@ -303,7 +313,7 @@ class TuneConfig(_Section):
             if section not in TUNABLE_SECTIONS:
                 raise ValueError(f"space key {key!r}: only seed, {', '.join(s + '.*' for s in TUNABLE_SECTIONS)} "
                                  "can be tuned (data and evaluator stay fixed so trials are comparable)")
-            fields = Params.model_fields[section].annotation.model_fields
+            fields = {"model": ModelConfig, "train": TrainConfig}[section].model_fields
             if field not in fields:
                 raise ValueError(f"space key {key!r}: {section} has no key {field!r}; "
                                  f"allowed: {', '.join(fields)}")

@@ -48,7 +48,8 @@ from pipelines.train_worker import ORIGIN_FILE, _ray_worker
 BEST_FILE = "best.json"
 SWEEP_TAG = "genpipe.sweep"
 TRIAL_TAG = "genpipe.trial_id"
-# Numbers a trial reports besides the metrics; everything numeric goes to the child run.
+# Each report also carries the trial's numeric config under this prefix: PBT's perturbations then show
+# as metric curves in the trial's MLflow run (params cannot change once logged).
 _CONFIG_PREFIX = "config/"
 
 
@@ -348,8 +349,8 @@ def _scheduler(params: Params):
         return ASHAScheduler(time_attr="step", max_t=t.trial_steps,
                              grace_period=min(t.asha.grace_period, t.trial_steps), reduction_factor=t.asha.reduction_factor)
     if t.scheduler == "pbt":
-        fallbacks = {k: v for k, v in params.model_dump(mode="json")["train"].items()}
-        fallbacks = {f"train.{k}": v for k, v in fallbacks.items() if f"train.{k}" in t.pbt.mutations}
+        train = params.model_dump(mode="json")["train"]
+        fallbacks = {k: train[k.removeprefix("train.")] for k in t.pbt.mutations if k.startswith("train.")}
 
         def keep_valid(config):  # explore must not produce a configuration the config refuses
             return search_space.make_valid(params, config, fallbacks)
@@ -400,7 +401,14 @@ def _concurrency(params: Params) -> int:
     if per_trial > cpus:
         raise TuneError(f"tune.num_workers = {t.num_workers} × scaling.cpus_per_worker = {s.cpus_per_worker} needs "
                         f"{per_trial} CPUs per trial; the Ray cluster has {cpus:g}")
-    return t.max_concurrent_trials or max(1, int(cpus // per_trial))
+    fits = int(cpus // per_trial)
+    if s.use_gpu:
+        gpus = ray.cluster_resources().get("GPU", 0)
+        if t.num_workers > gpus:
+            raise TuneError(f"tune.num_workers = {t.num_workers} with scaling.use_gpu needs {t.num_workers} GPUs per "
+                            f"trial; the Ray cluster has {gpus:g}")
+        fits = min(fits, int(gpus // t.num_workers))
+    return t.max_concurrent_trials or max(1, fits)
 
 
 # ---------------------------------------------------------------------------------------------
