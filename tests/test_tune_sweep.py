@@ -110,15 +110,15 @@ def test_asha_stops_a_clearly_bad_trial_and_its_workers_exit(tmp_path):
     # one trial at a time, the good learning rates first: each bad one meets a full rung and stops at it
     raw = _digits(tmp_path, search="grid", scheduler="asha", max_concurrent_trials=1, register_best=False,
                   asha={"grace_period": 20, "reduction_factor": 2},
-                  space={"train": {"grid": [{"lr_g": 2e-3, "lr_d": 2e-3}, {"lr_g": 1e-3, "lr_d": 1e-3},
+                  space={"train": {"grid": [{"lr_g": 2e-3, "lr_d": 2e-3},
                                             {"lr_g": 1e-8, "lr_d": 1e-8}, {"lr_g": 2e-8, "lr_d": 2e-8}]}})
     params = _setup(tmp_path, raw=raw)
     report = tune.run(params, tmp_path)
     rows = {float(r["train.lr_g"]): r for r in _rows(params)}
     assert report["metric"] == "fid" and report["trials_stopped_early"] >= 1
-    assert {rows[1e-8]["status"], rows[2e-8]["status"]} & {"stopped"}
-    assert min(int(rows[lr]["step"]) for lr in (1e-8, 2e-8)) < 60
-    assert report["best_config"]["train.lr_g"] >= 1e-3
+    assert rows[1e-8]["status"] == rows[2e-8]["status"] == "stopped"
+    assert int(rows[1e-8]["step"]) == int(rows[2e-8]["step"]) == 20 and rows[2e-3]["status"] == "completed"
+    assert report["best_config"]["train.lr_g"] == 2e-3
     assert ray.available_resources().get("CPU") == ray.cluster_resources()["CPU"]  # no worker left holding a CPU
 
 
