@@ -225,7 +225,7 @@ class ModesConfig(_Section):
 
 # Which sections a sweep may vary: what changes the trained model. Data and evaluator stay fixed so
 # every trial is scored under the same evaluator.
-TUNABLE_SECTIONS = ("model", "train")
+TUNABLE_SECTIONS = {"model": ModelConfig, "train": TrainConfig}
 TUNE_METRICS = {"fid": False, "kid_mean": False, "is_mean": True, "precision": True, "recall": True,
                 "density": True, "coverage": True, "class_kl": False,
                 "modes": True, "high_quality": True, "reverse_kl": False}  # name → greater is better
@@ -313,7 +313,7 @@ class TuneConfig(_Section):
             if section not in TUNABLE_SECTIONS:
                 raise ValueError(f"space key {key!r}: only seed, {', '.join(s + '.*' for s in TUNABLE_SECTIONS)} "
                                  "can be tuned (data and evaluator stay fixed so trials are comparable)")
-            fields = {"model": ModelConfig, "train": TrainConfig}[section].model_fields
+            fields = TUNABLE_SECTIONS[section].model_fields
             if field not in fields:
                 raise ValueError(f"space key {key!r}: {section} has no key {field!r}; "
                                  f"allowed: {', '.join(fields)}")

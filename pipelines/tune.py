@@ -200,6 +200,13 @@ def run_trial(config: dict, *, base: dict, repo_root: str, storage: str) -> None
 # ---------------------------------------------------------------------------------------------
 # Driver side: MLflow child runs (the one writer), search, schedulers.
 
+def child_run_id(client: MlflowClient, experiment_id: str, sweep: str, trial_id: str) -> str | None:
+    """The MLflow child run of a sweep's trial, if it has one."""
+    found = client.search_runs([experiment_id], filter_string=f"tags.`{TRIAL_TAG}` = '{trial_id}' "
+                               f"and tags.`{SWEEP_TAG}` = '{sweep}'", max_results=1)
+    return found[0].info.run_id if found else None
+
+
 def _child_run_callback(uri: str, experiment_id: str, parent_run_id: str, sweep: str, sample_z: int):
     from ray.tune import Callback
 
@@ -222,11 +229,8 @@ def _child_run_callback(uri: str, experiment_id: str, parent_run_id: str, sweep:
         def run_id(self, trial) -> str:
             if trial.trial_id in self._runs:
                 return self._runs[trial.trial_id]
-            found = self.client.search_runs([experiment_id], filter_string=f"tags.`{TRIAL_TAG}` = '{trial.trial_id}' "
-                                            f"and tags.`{SWEEP_TAG}` = '{sweep}'", max_results=1)
-            if found:
-                run_id = found[0].info.run_id
-            else:
+            run_id = child_run_id(self.client, experiment_id, sweep, trial.trial_id)
+            if run_id is None:
                 run = self.client.create_run(experiment_id, run_name=trial.trial_id, tags={
                     "mlflow.parentRunId": parent_run_id, TRIAL_TAG: trial.trial_id, SWEEP_TAG: sweep})
                 run_id = run.info.run_id
@@ -291,7 +295,7 @@ def _refusal_skipping_searcher(inner, base: Params, skipped):
                 if (why := search_space.refusal(base, config)) is None:
                     self.alias[trial_id] = inner_id
                     return config
-                skipped[search_space._reason_class(why)] += 1
+                skipped[search_space.reason_class(why)] += 1
                 self.inner.on_trial_complete(inner_id, error=True)
             raise TuneError(f"{search_space.MAX_DRAWS_PER_TRIAL} Optuna suggestions in a row were refused by the config")
 
@@ -625,11 +629,10 @@ def _summarise(params: Params, repo_root: Path, ctx: dict, grid, skipped, parent
         reasons = "; ".join(f"{r['trial_id']}: {r['error']}" for r in rows if r["error"])
         raise TuneError(f"no trial of sweep {name} produced a {metric}" + (f" ({reasons})" if reasons else ""))
     best = (max if mode == "max" else min)(scored, key=lambda r: r["value"])
-    best_child = client.search_runs([ctx["exp_id"]], filter_string=f"tags.`{TRIAL_TAG}` = '{best['trial_id']}' "
-                                    f"and tags.`{SWEEP_TAG}` = '{name}'", max_results=1)
     registered = None
     if t.register_best:
-        registered = _register_best(params, best, metric, ctx["uri"], best_child[0].info.run_id if best_child else None)
+        registered = _register_best(params, best, metric, ctx["uri"],
+                                    child_run_id(client, ctx["exp_id"], name, best["trial_id"]))
     counts = Counter(r["status"] for r in rows)
     report = {
         "enabled": True, "sweep": name, "metric": metric, "mode": mode, "best_value": best["value"],

@@ -75,7 +75,7 @@ def draw(entry: SpaceEntry, rng: np.random.Generator) -> Any:
     return float(rng.uniform(low, high))
 
 
-def _reason_class(reason: str) -> str:
+def reason_class(reason: str) -> str:
     """Group skips by the config's rule rather than by the exact values drawn."""
     return reason.split(": ", 1)[1] if ": " in reason else reason
 
@@ -92,7 +92,7 @@ def expand(base: Params, space: dict[str, SpaceEntry], search: str, num_samples:
                 if (why := refusal(base, config)) is None:
                     out.configs.append(config)
                 else:
-                    out.skipped[_reason_class(why)] += 1
+                    out.skipped[reason_class(why)] += 1
         if not out.configs:
             raise ConfigError(f"tune.space: every grid point is refused by the config, e.g. {next(iter(out.skipped))}")
         return out
@@ -106,7 +106,7 @@ def expand(base: Params, space: dict[str, SpaceEntry], search: str, num_samples:
         if (why := refusal(base, config)) is None:
             out.configs.append(config)
         else:
-            out.skipped[_reason_class(why)] += 1
+            out.skipped[reason_class(why)] += 1
     return out
 
 
