@@ -60,7 +60,17 @@ class ModelConfig(_Section):
     @field_validator("family")
     @classmethod
     def _family_known(cls, v: str) -> str:
-        return _check_registered("model", v)
+        from components.models import family_names
+
+        if v not in family_names():
+            raise ValueError(f"unknown model family {v!r}; allowed: {', '.join(family_names())}")
+        return v
+
+    @property
+    def is_diffusion(self) -> bool:
+        from components.models import is_diffusion
+
+        return is_diffusion(self.family)
 
 
 class TrainConfig(_Section):
@@ -78,6 +88,7 @@ class TrainConfig(_Section):
     checkpoint_every: int = Field(200, ge=1, description="steps between checkpoints")
     keep_checkpoints: int = Field(2, ge=1)
     sample_grid: int = Field(64, ge=1, le=1024, description="images in the per-epoch sample grid")
+    sample_every: int = Field(1, ge=1, description="epochs between sample grids (and always at the end)")
     num_threads: int | None = Field(None, ge=1, description="torch CPU threads per worker; default cpus_per_worker")
     run_name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="default: derived from config hash")
     output_dir: str = "data/train"
@@ -131,6 +142,52 @@ class TrainConfig(_Section):
         return self
 
 
+class DiffusionConfig(_Section):
+    """model.family = ddpm: the noise process, the UNet (diffusers) and how samples are drawn.
+    The sampling keys (SAMPLING_KEYS) may change after training: evaluate and pyfunc use them as given."""
+    timesteps: int = Field(1000, ge=2, le=100_000, description="T of the forward process")
+    beta_schedule: Literal["linear", "cosine"] = Field("linear", description="linear (Ho et al. 2020) | cosine "
+                                                        "(Nichol & Dhariwal 2021)")
+    beta_start: float = Field(1e-4, gt=0.0, lt=1.0, description="linear schedule only")
+    beta_end: float = Field(0.02, gt=0.0, lt=1.0, description="linear schedule only")
+    prediction: Literal["epsilon", "v"] = Field("epsilon", description="what the UNet predicts: the noise ε or v")
+    channels: list[int] = Field([16, 32, 64], min_length=1, max_length=6,
+                                description="UNet width per resolution; every level but the last halves the size")
+    layers_per_block: int = Field(1, ge=1, le=8)
+    attention: bool = Field(True, description="self-attention at the lowest resolution")
+    class_conditional: bool = Field(True, description="condition on the dataset's labels (one model: conditional "
+                                    "and, through label dropout, unconditional)")
+    cond_drop_prob: float = Field(0.1, ge=0.0, le=1.0, description="training: fraction of labels replaced by the "
+                                  "null label (what classifier-free guidance needs)")
+    grad_clip: float | None = Field(1.0, gt=0.0, description="max gradient norm; null = off")
+    sampler: Literal["ddpm", "ddim"] = Field("ddim", description="ddpm: ancestral, every step; ddim: sample_steps")
+    sample_steps: int = Field(50, ge=1, description="ddim only: denoising steps (ddpm uses all timesteps)")
+    eta: float = Field(0.0, ge=0.0, le=1.0, description="ddim only: 0 deterministic, 1 ≈ ddpm's noise")
+    guidance: float = Field(1.0, ge=0.0, le=50.0, description="classifier-free guidance w: ε_u + w(ε_c - ε_u); "
+                            "0 = unconditional, 1 = conditional only, > 1 sharper classes")
+
+    @field_validator("channels")
+    @classmethod
+    def _widths_positive(cls, v: list[int]) -> list[int]:
+        if any(c < 8 or c % 8 for c in v):
+            raise ValueError(f"every UNet width must be a positive multiple of 8 (GroupNorm of 8 groups), got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _schedule_coherent(self) -> "DiffusionConfig":
+        if self.beta_schedule == "linear" and not self.beta_start < self.beta_end:
+            raise ValueError(f"beta_start = {self.beta_start} must be below beta_end = {self.beta_end}")
+        if self.sampler == "ddim" and self.sample_steps > self.timesteps:
+            raise ValueError(f"sample_steps = {self.sample_steps} exceeds timesteps = {self.timesteps}")
+        return self
+
+
+SAMPLING_KEYS = ("sampler", "sample_steps", "eta", "guidance")
+# train keys that only the GAN game reads: a diffusion run refuses non-default values rather than ignore them
+GAN_ONLY_TRAIN_KEYS = ("d_steps_per_g_step", "g_steps_per_d_step", "label_smoothing", "spectral_norm",
+                       "gradient_penalty", "r1", "weight_clip", "pack", "instance_noise")
+
+
 class ScalingConfig(_Section):
     num_workers: int = Field(2, ge=1)
     use_gpu: bool = False
@@ -165,6 +222,7 @@ class EvaluateConfig(_Section):
 # metric name -> True when larger is better
 PROMOTION_METRICS = {"fid": False, "kid_mean": False, "is_mean": True, "precision": True, "recall": True,
                      "density": True, "coverage": True, "class_kl": False,
+                     "cond_accuracy": True,  # class-conditional models: evaluator agrees with the requested label
                      # 2D mixtures (components/metrics/modes.py)
                      "modes": True, "high_quality": True, "reverse_kl": False}
 
@@ -225,9 +283,9 @@ class ModesConfig(_Section):
 
 # Which sections a sweep may vary: what changes the trained model. Data and evaluator stay fixed so
 # every trial is scored under the same evaluator.
-TUNABLE_SECTIONS = {"model": ModelConfig, "train": TrainConfig}
+TUNABLE_SECTIONS = {"model": ModelConfig, "train": TrainConfig, "diffusion": DiffusionConfig}
 TUNE_METRICS = {"fid": False, "kid_mean": False, "is_mean": True, "precision": True, "recall": True,
-                "density": True, "coverage": True, "class_kl": False,
+                "density": True, "coverage": True, "class_kl": False, "cond_accuracy": True,
                 "modes": True, "high_quality": True, "reverse_kl": False}  # name → greater is better
 
 
@@ -347,6 +405,7 @@ class Params(_Section):
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
+    diffusion: DiffusionConfig = DiffusionConfig()
     scaling: ScalingConfig = ScalingConfig()
     tracking: TrackingConfig = TrackingConfig()
     evaluator: EvaluatorConfig = EvaluatorConfig()
@@ -362,6 +421,13 @@ class Params(_Section):
         if self.evaluator.kind == "inception" and not self.evaluator.inception_weights:
             raise ValueError("evaluator.inception_weights (a local weights file) is required when evaluator.kind is "
                              "'inception'; weights are never downloaded")
+        if self.model.is_diffusion:
+            defaults = TrainConfig()
+            changed = [k for k in GAN_ONLY_TRAIN_KEYS if getattr(self.train, k) != getattr(defaults, k)]
+            if changed:
+                raise ValueError(f"train.{changed[0]} = {getattr(self.train, changed[0])!r} is a GAN setting; "
+                                 f"model.family = {self.model.family!r} trains a diffusion model (set it back to "
+                                 f"{getattr(defaults, changed[0])!r})")
         return self
 
     def prepared_path(self, repo_root: Path) -> Path:

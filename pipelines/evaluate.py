@@ -12,9 +12,10 @@ import numpy as np
 import torch
 
 from components.atomic import atomic_write
-from components.config import Params
+from components.config import SAMPLING_KEYS, Params
 from components.data.shards import load_split, read_manifest
 from components.metrics import modes, scores
+from components.sampling import draw_samples, requested_labels
 from components.training.checkpoint import load_generator
 from components.training.images import preview_png
 from pipelines.evaluator import open_evaluator
@@ -42,30 +43,44 @@ def load_candidate(params: Params, repo_root: Path) -> tuple[torch.nn.Module, di
     if spec["model"] != configured:
         raise EvaluateError(f"the generator in {model_dir} was trained with model {spec['model']}, "
                             f"but params.yaml configures model {configured}; retrain or fix the model section")
+    if params.model.is_diffusion:  # sampling keys may differ: evaluate samples as configured now
+        trained, now = ({k: v for k, v in d.items() if k not in SAMPLING_KEYS}
+                        for d in (spec["diffusion"], params.diffusion.model_dump(mode="json")))
+        if trained != now:
+            diff = sorted(k for k in now if trained.get(k) != now[k])
+            raise EvaluateError(f"the model in {model_dir} was trained with diffusion "
+                                + ", ".join(f"{k} = {trained.get(k)!r}" for k in diff)
+                                + " but params.yaml configures " + ", ".join(f"{k} = {now[k]!r}" for k in diff)
+                                + "; retrain or fix the diffusion section")
     try:
         return load_generator(model_dir)
     except RuntimeError as e:  # state dict does not fit the architecture
         raise EvaluateError(f"the weights in {model_dir} do not match model {configured}: {e}") from None
 
 
-@torch.no_grad()
-def draw_samples(g: torch.nn.Module, latent_dim: int, n: int, seed: int, batch: int = 500) -> torch.Tensor:
-    z = torch.randn(n, latent_dim, generator=torch.Generator().manual_seed(seed))
-    out = torch.cat([g(z[i : i + batch]) for i in range(0, n, batch)])
-    return out.clamp_(-1, 1) if out.dim() == 4 else out  # images live in [-1, 1]; points are unbounded
+def sampling_options(params: Params) -> dict:
+    """How a diffusion model samples now (diffusion.sampler, sample_steps, eta, guidance); {} for a GAN."""
+    return {k: getattr(params.diffusion, k) for k in SAMPLING_KEYS} if params.model.is_diffusion else {}
 
 
 def _to_float(images_u8: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images_u8).float().div_(127.5).sub_(1.0)
 
 
-def score(extractor, real_test: torch.Tensor, real_train: torch.Tensor, fake: torch.Tensor, params: Params) -> dict:
+def _classifies_dataset(extractor) -> bool:
+    """Only the classifier evaluator's classes are the dataset's (Inception's are ImageNet's)."""
+    return extractor.kind == "classifier"
+
+
+def score(extractor, real_test: torch.Tensor, real_train: torch.Tensor, fake: torch.Tensor, params: Params,
+          requested: torch.Tensor | None = None) -> dict:
     """Every metric of one candidate (features extracted once per image set), plus the real-vs-real
     floor: the train split scored as if it were a generator, the best any model can do here."""
     ev = params.evaluate
     test = extractor.features_and_logits(real_test)
     out = scores.all_scores(test, extractor.features_and_logits(fake), prdc_k=ev.prdc_k,
-                            kid_subset_size=ev.kid_subset_size, seed=ev.seed)
+                            kid_subset_size=ev.kid_subset_size, seed=ev.seed,
+                            requested=requested if _classifies_dataset(extractor) else None)
     floor = scores.fid_kid(test[0], extractor.features(real_train), kid_subset_size=ev.kid_subset_size, seed=ev.seed)
     out.update(fid_floor=floor["fid"], kid_floor=floor["kid_mean"], fid_over_floor=out["fid"] / max(floor["fid"], 1e-12))
     return out
@@ -96,19 +111,21 @@ class QuickScorer:
 
     @torch.no_grad()
     def __call__(self, g: torch.nn.Module, latent_dim: int) -> dict:
-        fake = draw_samples(g, latent_dim, self.num_samples, self.params.evaluate.seed)
+        labels = requested_labels(g, self.num_samples)
+        fake = draw_samples(g, latent_dim, self.num_samples, self.params.evaluate.seed, labels=labels,
+                            sampling=sampling_options(self.params))
         if self.extractor is None:
             return modes.mode_scores(fake.numpy(), self.info["centers"], self.info["sigma"], self.info["hq_sigmas"])
         ev = self.params.evaluate
         out = scores.all_scores(self.real, self.extractor.features_and_logits(fake), prdc_k=ev.prdc_k,
                                 kid_subset_size=min(ev.kid_subset_size, self.num_samples, len(self.real[0])),
-                                seed=ev.seed)
+                                seed=ev.seed, requested=labels if _classifies_dataset(self.extractor) else None)
         out.pop("class_histogram")
         return out
 
 
 _PRINTED = {"image": ("fid", "fid_floor", "fid_over_floor", "kid_mean", "is_mean", "precision", "recall", "density",
-                      "coverage", "class_kl", "eval_seconds"),
+                      "coverage", "class_kl", "cond_accuracy", "sampling_seconds", "eval_seconds"),
             "points": ("modes", "high_quality", "reverse_kl", "floor_high_quality", "eval_seconds")}
 
 
@@ -126,16 +143,23 @@ def run(params: Params, repo_root: Path) -> dict:
     kind = manifest.get("kind", "image")
     if extractor is not None:
         scores.check_sample_size(params.evaluate.num_samples, extractor.feature_dim, "generated samples")
-    fake = draw_samples(g, spec["model"]["latent_dim"], params.evaluate.num_samples, params.evaluate.seed)
+    labels = requested_labels(g, params.evaluate.num_samples)
+    sampling = sampling_options(params)
+    sampling_started = time.perf_counter()
+    fake = draw_samples(g, spec["model"]["latent_dim"], params.evaluate.num_samples, params.evaluate.seed,
+                        labels=labels, sampling=sampling)
+    sampling_seconds = time.perf_counter() - sampling_started
     test_x, _ = load_split(prepared, "test")
     if kind == "points":
         metrics = score_points(info, test_x, fake)
     else:
         train_x, _ = load_split(prepared, "train")
-        metrics = score(extractor, _to_float(test_x), _to_float(train_x), fake, params)
+        metrics = score(extractor, _to_float(test_x), _to_float(train_x), fake, params, labels)
+    metrics["sampling_seconds"] = sampling_seconds
     report = {**metrics, "evaluator_hash": info["hash"], "evaluator_kind": info["kind"],
               "num_samples": params.evaluate.num_samples, "seed": params.evaluate.seed,
               "model_uri": summary["model_uri"], "mlflow_run_id": summary["mlflow_run_id"],
+              **({"sampling": sampling} if sampling else {}),
               "eval_seconds": time.perf_counter() - started}
 
     report_path = (repo_root / params.evaluate.report).resolve()
@@ -154,5 +178,5 @@ def run(params: Params, repo_root: Path) -> dict:
                      tags=[RunTag(EVALUATOR_HASH_TAG, info["hash"])])
     client.log_artifact(run_id, str(report_path), "evaluation")
     client.log_artifact(run_id, str(grid_path), "evaluation")
-    print("evaluate: " + ", ".join(f"{k}={report[k]:.4g}" for k in _PRINTED[kind]))
+    print("evaluate: " + ", ".join(f"{k}={report[k]:.4g}" for k in _PRINTED[kind] if k in report))
     return report

@@ -73,8 +73,8 @@ def _run_one(params_path: str | None, base_overrides: list[str], cfg: Configurat
     from components.data.shards import read_manifest
     from components.metrics.modes import mode_scores
     from components.training.checkpoint import generator_from_state
-    from components.training.gan_loop import NonFiniteLossError, Worker, train_gan
-    from pipelines.evaluate import draw_samples
+    from components.training.loop import NonFiniteLossError, Worker, train_model
+    from components.sampling import draw_samples
 
     params = load_params(params_path, [*base_overrides, *cfg.overrides, f"seed={seed}", "train.num_threads=1"])
     row = {"config": cfg.key, "objective": cfg.objective, "label_smoothing": cfg.label_smoothing,
@@ -88,7 +88,7 @@ def _run_one(params_path: str | None, base_overrides: list[str], cfg: Configurat
 
     started = time.perf_counter()
     try:
-        summary = train_gan(params, Path(prepared), Worker(), Keep())
+        summary = train_model(params, Path(prepared), Worker(), Keep())
     except NonFiniteLossError as e:
         return {**row, "status": "diverged", "error": str(e), "steps": e.step,
                 "wall_seconds": time.perf_counter() - started}

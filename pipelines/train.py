@@ -13,17 +13,17 @@ from pathlib import Path
 import mlflow
 from mlflow.tracking import MlflowClient
 
-from components.config import Params
+from components.config import SAMPLING_KEYS, Params
 from components.data.shards import read_manifest
 from components.tracking import mlflow_store
 from components.tracking.logged_model import log_generator
 from components.training import checkpoint as ckpt
-from components.training.gan_loop import NonFiniteLossError, Worker, plan, train_gan
+from components.training.loop import NonFiniteLossError, Worker, plan, train_model
 from pipelines.train_worker import _Callbacks, _ray_worker
 
 SUMMARY_FILE = "train_summary.json"
 # knobs that change the trained weights; logging/checkpoint cadence does not
-_BOOKKEEPING = {"log_every", "checkpoint_every", "keep_checkpoints", "sample_grid", "run_name", "output_dir", "num_threads"}
+_BOOKKEEPING = {"log_every", "checkpoint_every", "keep_checkpoints", "sample_grid", "sample_every", "run_name", "output_dir", "num_threads"}
 
 
 class TrainError(RuntimeError):
@@ -36,6 +36,8 @@ def run_name_for(params: Params, manifest: dict) -> str:
     train = {k: v for k, v in params.train.model_dump(mode="json").items() if k not in _BOOKKEEPING}
     key = {"seed": params.seed, "model": params.model.model_dump(mode="json"), "train": train,
            "num_workers": params.scaling.num_workers, "data": manifest["content_hash"]}
+    if params.model.is_diffusion:  # sampling settings do not change the weights
+        key["diffusion"] = params.diffusion.model_dump(mode="json", exclude=set(SAMPLING_KEYS))
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]
     return f"{params.model.family}-{manifest['dataset']}-{digest}"
 
@@ -120,7 +122,7 @@ def _fit_in_process(params: Params, prepared_dir: Path, storage: Path, run_name:
         store.save(state)
         saved["state"] = state
 
-    train_gan(params, prepared_dir, Worker(), _Callbacks(mlflow_store.RunLogger(uri, run_id), save), resume)
+    train_model(params, prepared_dir, Worker(), _Callbacks(mlflow_store.RunLogger(uri, run_id), save), resume)
     return saved.get("state") or resume
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from components.config import Params
 from components.training import checkpoint as ckpt
-from components.training.gan_loop import Worker, train_gan
+from components.training.loop import Worker, train_model
 
 
 class _Callbacks:
@@ -80,4 +80,4 @@ def _ray_worker(config: dict) -> None:
 
     if resume is not None and worker.rank == 0:
         print(f"resuming from checkpoint at step {resume['step']}", flush=True)
-    train_gan(params, Path(config["prepared_dir"]), worker, _Callbacks(logger, report), resume)
+    train_model(params, Path(config["prepared_dir"]), worker, _Callbacks(logger, report), resume)

@@ -28,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-import torch
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
@@ -41,7 +40,7 @@ from components.tracking import mlflow_store
 from components.tracking.logged_model import log_generator
 from components.tuning import space as search_space
 from components.tuning.space import flatten
-from components.training.gan_loop import sample
+from components.sampling import draw_samples, requested_labels
 from pipelines.train import _unwrap_failure, init_ray
 from pipelines.train_worker import ORIGIN_FILE, _ray_worker
 
@@ -251,9 +250,10 @@ def _child_run_callback(uri: str, experiment_id: str, parent_run_id: str, sweep:
             run_id = self.run_id(trial)
             if trial.checkpoint is not None:
                 state = _load_state(trial.checkpoint)
-                z = torch.randn(sample_z, state["meta"]["model"]["latent_dim"], generator=torch.Generator().manual_seed(0))
-                self.client.log_image(run_id, preview(sample(ckpt.generator_from_state(state), z, torch.device("cpu"))),
-                                      artifact_file=f"samples/final_step_{state['step']:08d}.png")
+                g = ckpt.generator_from_state(state)
+                images = draw_samples(g, state["meta"]["model"]["latent_dim"], sample_z, 0,
+                                      labels=requested_labels(g, sample_z))
+                self.client.log_image(run_id, preview(images), artifact_file=f"samples/final_step_{state['step']:08d}.png")
             self.client.set_terminated(run_id, "FINISHED")
 
         def on_trial_error(self, iteration, trials, trial, **info):

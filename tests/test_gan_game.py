@@ -8,7 +8,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from components.models import build_gan, pack_batch, packed_shape
 from components.training import checkpoint as ckpt
-from components.training.gan_loop import Worker, train_gan
+from components.training.loop import Worker, train_model
 from conftest import tiny_params
 from test_training import Recorder, _train
 
@@ -21,7 +21,7 @@ def _count_optimizer_steps(params, root) -> list[int]:
 
     handle = register_optimizer_step_post_hook(hook)
     try:
-        train_gan(params, params.prepared_path(root), Worker(), Recorder())
+        train_model(params, params.prepared_path(root), Worker(), Recorder())
     finally:
         handle.remove()
     return sorted(counts.values())
@@ -36,7 +36,7 @@ def test_step_ratio_performs_exactly_k_updates_per_update_of_the_other(run_root,
 
 
 def test_each_d_step_of_a_ratio_sees_a_fresh_batch_and_the_epoch_shrinks(run_root):
-    from components.training.gan_loop import plan
+    from components.training.loop import plan
 
     one = plan(tiny_params(run_root), run_root / "prepared" / "digits", 1)
     five = plan(tiny_params(run_root, train={"d_steps_per_g_step": 5}), run_root / "prepared" / "digits", 1)
@@ -120,11 +120,11 @@ def test_instance_noise_decays_linearly_to_zero_and_reaches_d():
 
 def test_linear_lr_schedule_decays_both_learning_rates_to_zero():
     from components.config import TrainConfig
-    from components.training.gan_step import set_learning_rates
+    from components.training.loop import set_learning_rates
 
     cfg = TrainConfig(lr_g=1e-3, lr_d=4e-3, lr_schedule="linear")
     opt_g = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=9.0)
     opt_d = torch.optim.Adam([torch.zeros(1, requires_grad=True)], lr=9.0)
     for step, (g, d) in {0: (1e-3, 4e-3), 75: (2.5e-4, 1e-3), 99: (1e-5, 4e-5)}.items():
-        set_learning_rates(cfg, step, 100, opt_g, opt_d)
+        set_learning_rates(cfg, step, 100, (opt_g, cfg.lr_g), (opt_d, cfg.lr_d))
         assert (opt_g.param_groups[0]["lr"], opt_d.param_groups[0]["lr"]) == pytest.approx((g, d))

@@ -6,7 +6,7 @@ import torch
 
 from components.objectives import OBJECTIVES, Objective
 from components.training import checkpoint as ckpt
-from components.training.gan_loop import NonFiniteLossError, Worker, plan, train_gan
+from components.training.loop import NonFiniteLossError, Worker, plan, train_model
 from conftest import tiny_params
 
 
@@ -26,7 +26,7 @@ class Recorder:
 
 def _train(params, root, resume=None):
     rec = Recorder()
-    out = train_gan(params, params.prepared_path(root), Worker(), rec, resume)
+    out = train_model(params, params.prepared_path(root), Worker(), rec, resume)
     return rec, out
 
 

@@ -120,12 +120,23 @@ def kl_to_uniform(hist) -> float:
     return float(np.sum(p[nz] * np.log(p[nz] * len(p))))
 
 
-def all_scores(real: tuple, fake: tuple, *, prdc_k: int, kid_subset_size: int, seed: int = 0) -> dict:
+def conditional_accuracy(logits, requested) -> float:
+    """Fraction of samples the evaluator classifies as the class they were generated for."""
+    requested = torch.as_tensor(requested)
+    if len(requested) != len(logits):
+        raise ValueError(f"{len(requested)} requested labels for {len(logits)} samples")
+    return float((torch.as_tensor(logits).argmax(dim=1).cpu() == requested.cpu()).double().mean())
+
+
+def all_scores(real: tuple, fake: tuple, *, prdc_k: int, kid_subset_size: int, seed: int = 0,
+               requested=None) -> dict:
     """Every metric from (features, logits) of the real and the generated set, as
-    `FeatureExtractor.features_and_logits` returns them: the evaluate stage's report."""
+    `FeatureExtractor.features_and_logits` returns them: the evaluate stage's report. `requested`: the
+    labels a class-conditional model was asked for, when the evaluator classifies the dataset's classes."""
     (real_feats, _), (fake_feats, fake_logits) = real, fake
     hist = class_histogram(fake_logits, fake_logits.shape[1])
-    return {
+    extra = {} if requested is None else {"cond_accuracy": conditional_accuracy(fake_logits, requested)}
+    return {**extra,
         **fid_kid(real_feats, fake_feats, kid_subset_size=kid_subset_size, seed=seed),
         **inception_score(fake_logits, seed=seed),
         **prdc_scores(real_feats, fake_feats, prdc_k),

@@ -1,12 +1,14 @@
-"""MLflow "model from code" for a trained generator.
+"""MLflow "model from code" for a trained generator (GAN) or denoiser (diffusion).
 
-The logged model holds this file, the generator's safetensors weights and its JSON spec;
+The logged model holds this file, the network's safetensors weights and its JSON spec;
 loading it rebuilds the network from code and reads tensors — nothing is unpickled.
 
 predict(model_input) with model_input a dict or one-row DataFrame:
-  num_samples (int, default 16), seed (int, default 0)
+  num_samples (int, default 16, or len(labels)), seed (int, default 0)
+  labels      (class-conditional models: one class index, or one per sample; default every class in turn)
+  steps, guidance, sampler, eta (diffusion models: default as trained; see params.yaml `diffusion`)
 returns float32 images N×C×H×W in [-1, 1], or points N×D for a points model (e.g. the 2D mixtures);
-the weights are the EMA generator's when the run kept one."""
+the weights are the EMA ones when the run kept them."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -16,15 +18,28 @@ import numpy as np
 import torch
 from mlflow.pyfunc import PythonModel
 
+_DIFFUSION_ONLY = {"steps": "sample_steps", "guidance": "guidance", "sampler": "sampler", "eta": "eta"}
+
 
 def _first(value, default):
     if value is None:
         return default
     if hasattr(value, "iloc"):  # pandas Series / column
-        return value.iloc[0]
-    if isinstance(value, (list, tuple, np.ndarray)):
+        value = value.iloc[0]
+    if isinstance(value, (list, tuple, np.ndarray)) and len(value) and not isinstance(value[0], (list, tuple, np.ndarray)):
         return value[0]
     return value
+
+
+def _labels(value, n: int | None) -> torch.Tensor | None:
+    if value is None:
+        return None
+    if hasattr(value, "iloc"):
+        value = value.iloc[0] if len(value) == 1 else list(value)
+    labels = torch.as_tensor(np.asarray(value, dtype=np.int64)).reshape(-1)
+    if len(labels) == 1 and n is not None:
+        labels = labels.expand(n).clone()
+    return labels
 
 
 class GeneratorModel(PythonModel):
@@ -34,14 +49,31 @@ class GeneratorModel(PythonModel):
         self.generator, self.spec = load_generator(Path(context.artifacts["generator"]))
 
     def predict(self, context, model_input, params=None):
+        from components.sampling import draw_samples, requested_labels
+
         get = (lambda k: model_input[k] if k in model_input else None) if model_input is not None else (lambda k: None)
-        n = int(_first(get("num_samples"), 16))
+        n_given = get("num_samples")
+        labels = _labels(get("labels"), None if n_given is None else int(_first(n_given, 16)))
+        n = int(_first(n_given, len(labels) if labels is not None else 16))
         seed = int(_first(get("seed"), 0))
         if n < 1:
             raise ValueError(f"num_samples must be ≥ 1, got {n}")
-        z = torch.randn(n, self.spec["model"]["latent_dim"], generator=torch.Generator().manual_seed(seed))
-        with torch.no_grad():
-            return self.generator(z).numpy().astype(np.float32)
+        diffusion = hasattr(self.generator, "sample")
+        sampling = {ours: _first(get(key), None) for key, ours in _DIFFUSION_ONLY.items() if get(key) is not None}
+        if sampling and not diffusion:
+            raise ValueError(f"{', '.join(k for k in _DIFFUSION_ONLY if get(k) is not None)}: sampling options of "
+                             f"diffusion models; this is a {self.spec['model']['family']} GAN")
+        conditional = getattr(self.generator, "conditional", False)
+        if labels is not None and not conditional:
+            raise ValueError("labels given, but this model is unconditional")
+        if labels is not None and len(labels) != n:
+            raise ValueError(f"{len(labels)} labels for num_samples = {n}: give one label, or one per sample")
+        if conditional and labels is None:
+            labels = requested_labels(self.generator, n)
+        if "sample_steps" in sampling:
+            sampling["sample_steps"] = int(sampling["sample_steps"])
+        out = draw_samples(self.generator, self.spec["model"]["latent_dim"], n, seed, labels=labels, sampling=sampling)
+        return out.numpy().astype(np.float32)
 
 
 mlflow.models.set_model(GeneratorModel())

@@ -20,17 +20,17 @@ def _unwrap(m: torch.nn.Module) -> torch.nn.Module:
     return getattr(m, "module", m)  # DistributedDataParallel keeps the model in .module
 
 
-def capture(*, step: int, epoch: int, g, d, opt_g, opt_d, meta: dict, ema=None) -> dict:
+def capture(*, step: int, epoch: int, nets: dict, optimizers: dict, meta: dict, ema=None) -> dict:
+    """nets: name → module ("generator" is what gets exported; a GAN adds "discriminator");
+    optimizers: name → optimizer. Both are restored by the same names."""
     np_state = np.random.get_state()
     extra = {"generator_ema": ema.model.state_dict()} if ema is not None else {}
     return {**extra,
         "format_version": FORMAT_VERSION,
         "step": step,
         "epoch": epoch,
-        "generator": _unwrap(g).state_dict(),
-        "discriminator": _unwrap(d).state_dict(),
-        "opt_g": opt_g.state_dict(),
-        "opt_d": opt_d.state_dict(),
+        **{name: _unwrap(m).state_dict() for name, m in nets.items()},
+        **{name: opt.state_dict() for name, opt in optimizers.items()},
         "rng": {
             "torch": torch.get_rng_state(),
             "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *map(float, np_state[2:])],
@@ -40,17 +40,21 @@ def capture(*, step: int, epoch: int, g, d, opt_g, opt_d, meta: dict, ema=None) 
     }
 
 
-def restore(state: dict, *, g, d, opt_g, opt_d, ema=None) -> None:
+def restore(state: dict, *, nets: dict, optimizers: dict, ema=None) -> None:
     if (ema is not None) != ("generator_ema" in state):
         saved = "has an" if "generator_ema" in state else "has no"
         raise ValueError(f"the checkpoint {saved} EMA generator but train.ema_decay is "
                          f"{'on' if ema is not None else 'off'}; resume with the same train.ema_decay")
-    _unwrap(g).load_state_dict(state["generator"])
+    missing = [k for k in (*nets, *optimizers) if k not in state]
+    if missing:
+        raise ValueError(f"the checkpoint has no {', '.join(missing)}: it was written by another model family "
+                         f"({state.get('meta', {}).get('model', {}).get('family', '?')})")
+    for name, m in nets.items():
+        _unwrap(m).load_state_dict(state[name])
     if ema is not None:
         ema.model.load_state_dict(state["generator_ema"])
-    _unwrap(d).load_state_dict(state["discriminator"])
-    opt_g.load_state_dict(state["opt_g"])
-    opt_d.load_state_dict(state["opt_d"])
+    for name, opt in optimizers.items():
+        opt.load_state_dict(state[name])
     rng = state["rng"]
     torch.set_rng_state(rng["torch"])
     kind, keys, pos, has_gauss, cached = rng["numpy"]
@@ -112,10 +116,9 @@ def write_generator(state: dict, out_dir: str | Path) -> Path:
 
 
 def _build_generator(spec: dict, weights: dict) -> torch.nn.Module:
-    from components.config import ModelConfig
-    from components.models import build_gan
+    from components.models import build_generator
 
-    g, _ = build_gan(ModelConfig(**spec["model"]), spec["image_shape"])
+    g = build_generator(spec)
     g.load_state_dict(weights)
     return g.eval()
 

@@ -22,14 +22,6 @@ def instance_noise_std(cfg: TrainConfig, step: int, total_steps: int) -> float:
     return cfg.instance_noise * max(0.0, 1.0 - step / total_steps)
 
 
-def set_learning_rates(cfg: TrainConfig, step: int, total_steps: int, opt_g, opt_d) -> None:
-    """train.lr_schedule as a pure function of the step, so a resumed run continues the same curve."""
-    factor = 1.0 if cfg.lr_schedule == "constant" else 1.0 - step / total_steps
-    for opt, base in ((opt_g, cfg.lr_g), (opt_d, cfg.lr_d)):
-        for group in opt.param_groups:
-            group["lr"] = base * factor
-
-
 @dataclass
 class GanGame:
     g: nn.Module  # possibly DDP-wrapped

@@ -1,0 +1,31 @@
+"""Samples from any exported model with a fixed seed: a GAN's G maps latents, a diffusion model runs
+its sampler. Shared by evaluate, the sweep's scorer and the pyfunc model (so it lives in components,
+which the logged model carries)."""
+from __future__ import annotations
+
+import torch
+
+
+def balanced_labels(n: int, num_classes: int) -> torch.Tensor:
+    """0, 1, …, K-1, 0, 1, …: every class requested equally often (what conditional evaluation scores)."""
+    return torch.arange(n) % num_classes
+
+
+def requested_labels(g: torch.nn.Module, n: int) -> torch.Tensor | None:
+    """The labels a class-conditional model is asked for: every class equally often; None if unconditional."""
+    return balanced_labels(n, g.num_classes) if getattr(g, "conditional", False) else None
+
+
+@torch.no_grad()
+def draw_samples(g: torch.nn.Module, latent_dim: int, n: int, seed: int, batch: int = 500,
+                 labels: torch.Tensor | None = None, sampling: dict | None = None) -> torch.Tensor:
+    """n samples for a fixed seed. A GAN maps latents z ~ N(0, I); a diffusion model (`.sample`) draws
+    x_T and every step's noise from the same seeded generator, with `sampling` options and `labels`."""
+    rng = torch.Generator().manual_seed(seed)
+    if hasattr(g, "sample"):
+        out = torch.cat([g.sample(min(batch, n - i), rng, None if labels is None else labels[i : i + batch],
+                                  **(sampling or {})).cpu() for i in range(0, n, batch)])
+    else:
+        z = torch.randn(n, latent_dim, generator=rng)
+        out = torch.cat([g(z[i : i + batch]) for i in range(0, n, batch)])
+    return out.clamp_(-1, 1) if out.dim() == 4 else out  # images live in [-1, 1]; points are unbounded

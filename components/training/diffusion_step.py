@@ -1,0 +1,72 @@
+"""The diffusion family's `Task` for the shared loop: one step is the denoising regression
+‖f(x_t, t, y) - target‖² (target ε or v) on one real batch, with t ~ U{0..T-1}, label dropout to the
+null class (classifier-free guidance), gradient clipping and EMA of the weights."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from components.config import Params
+from components.diffusion import process
+from components.models import build_diffusion
+from components.training import checkpoint as ckpt
+from components.training.ema import EMA
+from components.training.loop import Batch, Worker, set_learning_rates, spec_meta, stream_seed
+
+NOISE_STREAM = 4  # (seed, stream, rank, step) → this step's t, ε and label dropout
+
+
+class DiffusionTask:
+    stats = ("loss",)
+    batches_per_step = 1
+
+    def __init__(self, params: Params, manifest: dict, worker: Worker, resume: dict | None, distributed: bool):
+        tc, dc, dev = params.train, params.diffusion, worker.device
+        self.params, self.worker = params, worker
+        model = build_diffusion(dc, params.model.family, manifest["image_shape"], len(manifest["class_names"])).to(dev)
+        opt = torch.optim.Adam(model.parameters(), lr=tc.lr_g, betas=(tc.beta1, tc.beta2))
+        self.ema = EMA(model, tc.ema_decay) if tc.ema_decay else None
+        self.nets, self.optimizers = {"generator": model}, {"opt_g": opt}
+        if resume is not None:
+            ckpt.restore(resume, nets=self.nets, optimizers=self.optimizers, ema=self.ema)
+        self.local = model
+        self.net = DDP(model, device_ids=[dev.index] if dev.type == "cuda" else None) if distributed else model
+        self.opt = opt
+        self.scheduler = process.noise_scheduler(dc)
+        self.rng = torch.Generator(device="cpu")
+        self.meta = spec_meta(params, manifest)
+
+    def step(self, step: int, total_steps: int, batch: Batch) -> torch.Tensor:
+        tc, dc, dev = self.params.train, self.params.diffusion, self.worker.device
+        set_learning_rates(tc, step, total_steps, (self.opt, tc.lr_g))
+        x0, labels = batch(0)
+        self.rng.manual_seed(stream_seed(self.params.seed, NOISE_STREAM, self.worker.rank, step))
+        n = x0.shape[0]
+        t = torch.randint(0, dc.timesteps, (n,), generator=self.rng).to(dev)
+        noise = torch.randn(x0.shape, generator=self.rng).to(dev)
+        if self.local.conditional:
+            dropped = torch.rand(n, generator=self.rng).to(dev) < dc.cond_drop_prob
+            labels = torch.where(dropped, torch.full_like(labels, self.local.null_label), labels)
+        else:
+            labels = None
+        self.net.train()
+        pred = self.net(process.q_sample(self.scheduler, x0, t, noise), t, labels)
+        loss = F.mse_loss(pred, process.target(self.scheduler, x0, t, noise))
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if dc.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.net.parameters(), dc.grad_clip)
+        self.opt.step()
+        if self.ema is not None:
+            self.ema.update(self.local, step)
+        return loss.detach()[None]
+
+    @property
+    def sampler(self) -> torch.nn.Module:
+        """What previews, exports and evaluation use: the EMA weights when kept."""
+        return self.ema.model if self.ema is not None else self.local
+
+    def preview(self) -> torch.Tensor:
+        rng = torch.Generator().manual_seed(self.params.seed)  # the same x_T and labels every epoch
+        return self.sampler.sample(self.params.train.sample_grid, rng).cpu()

@@ -1,0 +1,212 @@
+"""The training loop every model family shares: data, steps, logging, samples, checkpoints. What a
+step does is the family's `Task` (gan_loop.GanTask, diffusion_step.DiffusionTask). One readable
+function, identical with or without Ray.
+
+Randomness that must survive a resume is derived from (seed, rank, step/epoch) rather than
+carried in RNG state, so a resumed run draws exactly the batches and noise an uninterrupted
+run would have drawn, on every rank."""
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from components.config import Params
+from components.data.shards import load_rank_share, rank_row_counts, read_manifest
+from components.training import checkpoint as ckpt
+from components.training.images import preview
+
+Tensor = torch.Tensor
+Batch = Callable[[int], tuple[Tensor, Tensor]]  # i -> (i-th real batch of this step in model space, its labels)
+
+
+class NonFiniteLossError(RuntimeError):
+    def __init__(self, step: int, metrics: dict[str, float]):
+        self.step = step
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+        super().__init__(f"non-finite loss at step {step} ({shown}); lower the learning rates or check the data")
+
+
+class Callbacks(Protocol):
+    """What the launcher does with progress. `log`/`samples` are called on rank 0 only;
+    `checkpoint` on every rank (state is None except on rank 0) so collective reporters stay in step."""
+
+    def log(self, step: int, metrics: dict[str, float]) -> None: ...
+    def samples(self, step: int, epoch: int, image: np.ndarray) -> None: ...
+    def checkpoint(self, step: int, state: dict | None, metrics: dict[str, float]) -> None: ...
+
+
+class Task(Protocol):
+    """One model family's training step and state (built, restored and DDP-wrapped by its constructor)."""
+
+    stats: tuple[str, ...]  # names of the numbers `step` returns, averaged over ranks and log windows
+    batches_per_step: int  # real batches one step consumes
+    nets: dict[str, torch.nn.Module]  # checkpointed as state["<name>"]; "generator" is what is exported
+    optimizers: dict[str, torch.optim.Optimizer]
+    ema: object | None
+
+    def step(self, step: int, total_steps: int, batch: Batch) -> Tensor: ...
+    def preview(self) -> Tensor: ...
+
+
+@dataclass(frozen=True)
+class Worker:
+    rank: int = 0
+    world_size: int = 1
+    device: torch.device = torch.device("cpu")
+
+
+@dataclass(frozen=True)
+class Plan:
+    steps_per_epoch: int
+    total_steps: int
+
+
+def plan(params: Params, prepared_dir: Path, world_size: int) -> Plan:
+    """A step consumes batches_per_step batches (a GAN: d_steps_per_g_step D updates, each on its own
+    batch). Steps per epoch are equal on every rank (DDP needs the same number of collectives): the
+    smallest rank share decides. Raises ValueError if a step's data does not fit."""
+    rows = rank_row_counts(prepared_dir, "train", world_size)
+    tc = params.train
+    per_step = tc.batch_size * tc.d_steps_per_g_step
+    if min(rows) < per_step:
+        what = f"train.batch_size = {tc.batch_size}" + (
+            f" × train.d_steps_per_g_step = {tc.d_steps_per_g_step}" if tc.d_steps_per_g_step > 1 else "")
+        raise ValueError(
+            f"{what} is larger than the data each of the "
+            f"{world_size} worker(s) holds (smallest share: {min(rows)} samples of {sum(rows)}); lower "
+            "train.batch_size or scaling.num_workers"
+        )
+    spe = min(rows) // per_step
+    total = spe * params.train.epochs
+    if params.train.max_steps is not None:
+        total = min(total, params.train.max_steps)
+    return Plan(steps_per_epoch=spe, total_steps=total)
+
+
+def seed_all(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def stream_seed(seed: int, *parts: int) -> int:
+    return int(np.random.SeedSequence([seed, *parts]).generate_state(1)[0])
+
+
+def to_model_space(batch: Tensor) -> Tensor:
+    """Stored samples → what G produces: uint8 images to [-1, 1]; points are stored as they are."""
+    return batch.float().div_(127.5).sub_(1.0) if batch.dtype == torch.uint8 else batch.float()
+
+
+def set_learning_rates(cfg, step: int, total_steps: int, *pairs: tuple[torch.optim.Optimizer, float]) -> None:
+    """train.lr_schedule as a pure function of the step, so a resumed run continues the same curve."""
+    factor = 1.0 if cfg.lr_schedule == "constant" else 1.0 - step / total_steps
+    for opt, base in pairs:
+        for group in opt.param_groups:
+            group["lr"] = base * factor
+
+
+def build_task(params: Params, manifest: dict, worker: Worker, resume: dict | None) -> Task:
+    from components.models import is_diffusion
+
+    seed_all(params.seed)  # identical initial weights on every rank
+    distributed = worker.world_size > 1 and dist.is_available() and dist.is_initialized()
+    if is_diffusion(params.model.family):
+        from components.training.diffusion_step import DiffusionTask
+
+        return DiffusionTask(params, manifest, worker, resume, distributed)
+    from components.training.gan_loop import GanTask
+
+    return GanTask(params, manifest, worker, resume, distributed)
+
+
+def spec_meta(params: Params, manifest: dict, **extra) -> dict:
+    """What an exported model needs to be rebuilt (checkpoint meta → generator.json)."""
+    meta = {"model": params.model.model_dump(mode="json"), "image_shape": list(manifest["image_shape"]),
+            "class_names": manifest["class_names"], "dataset": manifest["dataset"],
+            "data_hash": manifest["content_hash"], "ema": bool(params.train.ema_decay), **extra}
+    if params.model.is_diffusion:
+        meta["diffusion"] = params.diffusion.model_dump(mode="json")
+    return meta
+
+
+def train_model(params: Params, prepared_dir: Path, worker: Worker, callbacks: Callbacks,
+                resume: dict | None = None) -> dict:
+    tc = params.train
+    torch.set_num_threads(tc.num_threads or params.scaling.cpus_per_worker)
+    manifest = read_manifest(prepared_dir)
+    steps = plan(params, prepared_dir, worker.world_size)
+    dev = worker.device
+    task = build_task(params, manifest, worker, resume)
+    start = int(resume["step"]) if resume is not None else 0
+    meta = task.meta
+
+    samples, labels = load_rank_share(prepared_dir, "train", worker.rank, worker.world_size)
+    data = torch.from_numpy(samples)  # uint8 images stay uint8 in memory; scaled per batch
+    targets = torch.from_numpy(labels)
+    b, k_b = tc.batch_size, task.batches_per_step
+
+    def state_at(step: int) -> dict | None:
+        if worker.rank != 0:
+            return None
+        return ckpt.capture(step=step, epoch=step // steps.steps_per_epoch, nets=task.nets,
+                            optimizers=task.optimizers, meta=meta, ema=task.ema)
+
+    stats_sum = torch.zeros(len(task.stats), dtype=torch.float64)
+    window_start, window_steps = time.perf_counter(), 0
+    last: dict[str, float] = {}
+    order = None
+    for step in range(start, steps.total_steps):
+        epoch, k = divmod(step, steps.steps_per_epoch)
+        if order is None or k == 0:
+            order = torch.randperm(len(data), generator=torch.Generator().manual_seed(stream_seed(params.seed, 1, worker.rank, epoch)))
+
+        def batch(i: int) -> tuple[Tensor, Tensor]:
+            rows = order[(k * k_b + i) * b : (k * k_b + i + 1) * b]
+            return to_model_space(data[rows].to(dev, non_blocking=True)), targets[rows].to(dev, non_blocking=True)
+
+        stats = task.step(step, steps.total_steps, batch).double().cpu()
+        if worker.world_size > 1 and dist.is_available() and dist.is_initialized():
+            dist.all_reduce(stats)  # every rank sees the same numbers, so all stop at the same step
+            stats /= worker.world_size
+        done = step + 1
+        if not torch.isfinite(stats).all():
+            raise NonFiniteLossError(done, dict(zip(task.stats, stats.tolist())))
+        stats_sum += stats
+        window_steps += 1
+
+        if done % tc.log_every == 0 or done == steps.total_steps:
+            elapsed = time.perf_counter() - window_start
+            last = dict(zip(task.stats, (stats_sum / window_steps).tolist()))
+            last.update(images_per_s=window_steps * b * k_b * worker.world_size / elapsed,
+                        epoch=epoch + (k + 1) / steps.steps_per_epoch)
+            if worker.rank == 0:
+                callbacks.log(done, last)
+            stats_sum.zero_()
+            window_steps = 0
+        end_of_epoch = k + 1 == steps.steps_per_epoch
+        if worker.rank == 0 and ((end_of_epoch and (epoch + 1) % tc.sample_every == 0) or done == steps.total_steps):
+            callbacks.samples(done, epoch + 1, preview(task.preview()))
+        if done % tc.checkpoint_every == 0 or done == steps.total_steps:
+            callbacks.checkpoint(done, state_at(done), last)
+        if window_steps == 0:
+            window_start = time.perf_counter()  # throughput excludes logging, sampling, checkpoints
+    return {"step": steps.total_steps, "started_at": start, **last}
+
+
+@torch.no_grad()
+def sample(g: torch.nn.Module, z: Tensor, device: torch.device) -> Tensor:
+    """A GAN generator's output for latents z, in eval mode (BatchNorm running statistics)."""
+    g_local = getattr(g, "module", g)
+    was_training = g_local.training
+    g_local.eval()
+    out = g_local(z.to(device)).cpu()
+    g_local.train(was_training)
+    return out
