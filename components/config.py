@@ -162,7 +162,8 @@ class DiffusionConfig(_Section):
     grad_clip: float | None = Field(1.0, gt=0.0, description="max gradient norm; null = off")
     sampler: Literal["ddpm", "ddim"] = Field("ddim", description="ddpm: ancestral, every step; ddim: sample_steps")
     sample_steps: int = Field(50, ge=1, description="ddim only: denoising steps (ddpm uses all timesteps)")
-    eta: float = Field(0.0, ge=0.0, le=1.0, description="ddim only: 0 deterministic, 1 ≈ ddpm's noise")
+    eta: float = Field(1.0, ge=0.0, le=1.0, description="ddim only: 1 ≈ ddpm's noise; 0 deterministic (needs a "
+                       "well-trained model: short runs leave residual noise on the deterministic path)")
     guidance: float = Field(1.0, ge=0.0, le=50.0, description="classifier-free guidance w: ε_u + w(ε_c - ε_u); "
                             "0 = unconditional, 1 = conditional only, > 1 sharper classes")
 
@@ -519,7 +520,10 @@ def _with_preset(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
         raise ConfigError(f"preset = {name!r}: unknown preset; available: {', '.join(preset_names())} "
                           f"(files in {PRESETS_DIR})")
     preset = yaml.safe_load((PRESETS_DIR / f"{name}.yaml").read_text()) or {}
-    return _deep_merge(raw, {**preset, "preset": name})
+    merged = _deep_merge(raw, {**preset, "preset": name})
+    if "space" in preset.get("tune", {}):  # a space is one value: the preset's replaces the file's, never mixes
+        merged["tune"]["space"] = preset["tune"]["space"]
+    return merged
 
 
 def load_params(path: str | Path | None = "params.yaml", overrides: Iterable[str] = ()) -> Params:

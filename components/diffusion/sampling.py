@@ -34,7 +34,9 @@ def reverse(model, cfg, n: int, rng: torch.Generator, labels: torch.Tensor | Non
     x = torch.randn((n, *model.image_shape), generator=rng).to(device)
     if labels is not None:
         labels = labels.to(device)
-    extra = {"eta": eta} if sampler == "ddim" else {}
+    # DDIM: the direction term uses ε recomputed from the clipped x_0 estimate, consistent with it (with the
+    # raw ε, clipping at high noise levels sends the deterministic path to a grey average image)
+    extra = {"eta": eta, "use_clipped_model_output": True} if sampler == "ddim" else {}
     for t in sched.timesteps:
         out = guided_prediction(model, x, t.to(device), labels, guidance)
         # each step's noise comes from the CPU generator (diffusers moves it to the device), so a seed
