@@ -16,7 +16,7 @@ def _params(*overrides):
 
 
 def test_space_keys_outside_model_and_train_are_refused_naming_the_key():
-    with pytest.raises(ConfigError, match=r"data.source.*only seed, model.\*, train.\*"):
+    with pytest.raises(ConfigError, match=r"data.source.*only seed, model.\*, train.\*, diffusion.\*"):
         _params("tune.space={data.source: {grid: [digits]}}")
     with pytest.raises(ConfigError, match=r"train.lr_gen.*train has no key 'lr_gen'"):
         _params("tune.space={train.lr_gen: {loguniform: [1.0e-4, 1.0e-3]}}")

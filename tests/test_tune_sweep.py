@@ -122,6 +122,24 @@ def test_asha_stops_a_clearly_bad_trial_and_its_workers_exit(tmp_path):
     assert ray.available_resources().get("CPU") == ray.cluster_resources()["CPU"]  # no worker left holding a CPU
 
 
+def test_a_diffusion_sweep_tunes_learning_rate_ema_steps_and_guidance(tmp_path):
+    raw = _digits(tmp_path, search="grid", scheduler="fifo", max_concurrent_trials=2, trial_steps=20, eval_samples=200,
+                  space={"train.lr_g": {"grid": [2e-3]}, "train.ema_decay": {"grid": [0.9]},
+                         "diffusion.sample_steps": {"grid": [4]}, "diffusion.guidance": {"grid": [0.0, 3.0]}})
+    raw["model"]["family"] = "ddpm"
+    raw["diffusion"] = {"channels": [8, 16], "timesteps": 100}
+    raw["train"].update(beta1=0.9)
+    params = _setup(tmp_path, raw=raw)
+    report = tune.run(params, tmp_path)
+    assert report["trials_completed"] == 2
+    rows = {float(r["diffusion.guidance"]): r for r in _rows(params)}
+    assert set(rows) == {0.0, 3.0} and {"fid", "cond_accuracy", "train.ema_decay"} <= rows[0.0].keys()
+    # same weights (same seed and schedule), sampled unconditionally vs guided: different scores
+    assert rows[0.0]["fid"] != rows[3.0]["fid"]
+    assert report["registered"]["name"] == "digits-ddpm"
+    assert report["best_config"]["diffusion.sample_steps"] == 4
+
+
 def test_pbt_exploit_copies_the_donor_checkpoint_and_continues_its_step(tmp_path):
     raw = _digits(tmp_path, search="grid", scheduler="pbt", max_concurrent_trials=2, register_best=False,
                   trial_steps=100, pbt={"perturbation_interval": 20, "quantile_fraction": 0.5,

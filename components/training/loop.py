@@ -50,6 +50,7 @@ class Task(Protocol):
     nets: dict[str, torch.nn.Module]  # checkpointed as state["<name>"]; "generator" is what is exported
     optimizers: dict[str, torch.optim.Optimizer]
     ema: object | None
+    meta: dict  # checkpoint meta: what rebuilds the exported model (spec_meta)
 
     def step(self, step: int, total_steps: int, batch: Batch) -> Tensor: ...
     def preview(self) -> Tensor: ...
