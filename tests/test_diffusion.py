@@ -167,7 +167,16 @@ def test_tune_space_takes_diffusion_keys(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def trained_on_ray(tmp_path_factory, digits_root):
+def local_ray():
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_config=ray.LoggingConfig(log_level="ERROR"))
+    yield
+    ray.shutdown()  # later modules start their own
+
+
+@pytest.fixture(scope="module")
+def trained_on_ray(tmp_path_factory, digits_root, local_ray):
     """The train stage on Ray Train: 2 DDP workers, a class-conditional model, EMA."""
     root = tmp_path_factory.mktemp("ddpm_ray")
     (root / "prepared").symlink_to(digits_root / "prepared")
