@@ -167,32 +167,24 @@ def test_tune_space_takes_diffusion_keys(tmp_path):
 
 
 @pytest.fixture(scope="module")
-def local_ray():
-    import ray
-
-    ray.init(num_cpus=2, include_dashboard=False, logging_config=ray.LoggingConfig(log_level="ERROR"))
-    yield
-    ray.shutdown()  # later modules start their own
-
-
-@pytest.fixture(scope="module")
-def trained_on_ray(tmp_path_factory, digits_root, local_ray):
-    """The train stage on Ray Train: 2 DDP workers, a class-conditional model, EMA."""
-    root = tmp_path_factory.mktemp("ddpm_ray")
+def trained(tmp_path_factory, digits_root):
+    """The train stage in process (a diffusion model on Ray Train: the diffusion sweep of test_tune_sweep.py;
+    2-worker DDP: `bash benchmarks/diffusion_mnist5k.sh`): class-conditional, EMA, tracked and logged."""
+    root = tmp_path_factory.mktemp("ddpm")
     (root / "prepared").symlink_to(digits_root / "prepared")
     params = ddpm_params(root, max_steps=4, checkpoint_every=2)
     params = params.with_overrides({
-        "scaling.num_workers": 2, "evaluator.epochs": 6, "evaluator.output_dir": str(root / "evaluator"),
+        "evaluator.epochs": 6, "evaluator.output_dir": str(root / "evaluator"),
         "evaluate.num_samples": 300, "evaluate.report": str(root / "reports/metrics.json"),
         "evaluate.grid": str(root / "reports/samples.png"), "promote.report": str(root / "reports/promotion.json")})
     from pipelines import train
 
-    return params, train.run(params, root, use_ray=True), root
+    return params, train.run(params, root, use_ray=False), root
 
 
-def test_ray_ddp_run_exports_the_ema_model_and_tracks_it(trained_on_ray):
-    params, summary, _ = trained_on_ray
-    assert summary["steps"] == 4 and summary["launcher"] == "ray"
+def test_train_stage_exports_the_ema_model_and_tracks_it(trained):
+    params, summary, _ = trained
+    assert summary["steps"] == 4
     run = mlflow.tracking.MlflowClient(params.tracking.uri).get_run(summary["mlflow_run_id"])
     assert run.data.params["model.family"] == "ddpm" and run.data.params["diffusion.guidance"] == "1.0"
     assert {"loss", "images_per_s"} <= set(run.data.metrics)
@@ -200,8 +192,8 @@ def test_ray_ddp_run_exports_the_ema_model_and_tracks_it(trained_on_ray):
     assert spec["ema"] and spec["diffusion"]["channels"] == [8, 16] and g.conditional
 
 
-def test_pyfunc_samples_with_labels_steps_and_guidance(trained_on_ray):
-    params, summary, _ = trained_on_ray
+def test_pyfunc_samples_with_labels_steps_and_guidance(trained):
+    params, summary, _ = trained
     mlflow.set_tracking_uri(params.tracking.uri)
     model = mlflow.pyfunc.load_model(summary["model_uri"])
     a = model.predict({"num_samples": 5, "seed": 3, "labels": [1, 2, 3, 4, 5], "steps": 4, "guidance": 2.0})
@@ -216,11 +208,11 @@ def test_pyfunc_samples_with_labels_steps_and_guidance(trained_on_ray):
         model.predict({"num_samples": 5, "labels": [1, 2]})
 
 
-def test_evaluate_scores_the_requested_labels_and_promote_registers_it(trained_on_ray):
+def test_evaluate_scores_the_requested_labels_and_promote_registers_it(trained):
     from pipelines import evaluate, evaluator, promote
     from pipelines.evaluate import QuickScorer
 
-    params, summary, root = trained_on_ray
+    params, summary, root = trained
     evaluator.run(params, root)
     report = evaluate.run(params, root)
     assert 0.0 <= report["cond_accuracy"] <= 1.0 and report["fid"] > 0 and report["sampling_seconds"] > 0
