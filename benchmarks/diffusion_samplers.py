@@ -9,7 +9,6 @@ Needs the default pipeline's prepared data and evaluator (`dvc repro` once) and 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -25,6 +24,7 @@ from components.sampling import draw_samples, requested_labels  # noqa: E402
 from components.training.checkpoint import load_generator  # noqa: E402
 from pipelines.evaluate import _to_float, score  # noqa: E402
 from pipelines.evaluator import open_evaluator  # noqa: E402
+from diffusion_report import device_name, sync, write_report  # noqa: E402  (beside this file)
 
 SHOWN = ("fid", "fid_floor", "kid_mean", "precision", "recall", "coverage", "cond_accuracy")
 
@@ -57,12 +57,10 @@ def main() -> None:
         eta = float(rest[1]) if len(rest) > 1 else params.diffusion.eta
         for w in a.guidance or [spec["diffusion"]["guidance"]]:
             opts = {"sampler": kind, "sample_steps": steps, "eta": eta, "guidance": w}
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+            sync(device)
             started = time.perf_counter()
             fake = draw_samples(g, 0, n, params.evaluate.seed, batch=a.batch, labels=labels, sampling=opts)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+            sync(device)
             seconds = time.perf_counter() - started
             metrics = score(extractor, real_test, real_train, fake, params, labels)
             metrics.pop("class_histogram", None)
@@ -72,12 +70,8 @@ def main() -> None:
             print(f"{kind} {row['steps']} steps, guidance {w}: sampled {n} in {seconds:.1f}s; "
                   + ", ".join(f"{k}={row[k]:.4g}" for k in SHOWN if k in row), flush=True)
     report = {"model": a.model, "model_step": spec["step"], "evaluator_hash": info["hash"],
-              "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
-              "threads": torch.get_num_threads(), "rows": rows}
-    out = Path(a.out or REPO / f"reports/diffusion/samplers_{device.type}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"→ {out}")
+              "device": device_name(device), "threads": torch.get_num_threads(), "rows": rows}
+    print(f"→ {write_report(report, a.out, f'samplers_{device.type}.json')}")
 
 
 if __name__ == "__main__":

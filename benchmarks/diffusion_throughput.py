@@ -13,7 +13,6 @@ the median of each.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import time
@@ -30,6 +29,7 @@ from components.data.shards import load_split, read_manifest  # noqa: E402
 from components.diffusion import process  # noqa: E402
 from components.models import build_diffusion  # noqa: E402
 from components.training.loop import Worker, train_model  # noqa: E402
+from diffusion_report import device_name, sync, write_report  # noqa: E402  (beside this file)
 
 
 def ours(params, prepared: Path, device: torch.device, warmup: int, steps: int) -> float:
@@ -72,8 +72,7 @@ def reference(params, prepared: Path, device: torch.device, warmup: int, steps: 
     t0 = 0.0
     for step in range(warmup + steps):
         if step == warmup:
-            if device.type == "cuda":
-                torch.cuda.synchronize()
+            sync(device)
             t0 = time.perf_counter()
         idx = order[(step * b) % (len(order) - b):][:b]
         clean = x_all[idx].to(device).float().div(127.5).sub(1)
@@ -89,8 +88,7 @@ def reference(params, prepared: Path, device: torch.device, warmup: int, steps: 
         ema.step(unet.parameters())
         if step % params.train.log_every == 0:
             loss.item()  # the example logs the loss at its logging interval
-    if device.type == "cuda":
-        torch.cuda.synchronize()
+    sync(device)
     return steps * b / (time.perf_counter() - t0)
 
 
@@ -115,13 +113,11 @@ def main() -> None:
             runs[name].append(fn(params, prepared, device, a.warmup, a.steps))
             print(f"repeat {r}: {name} {runs[name][-1]:.1f} images/s", flush=True)
     med = {k: statistics.median(v) for k, v in runs.items()}
-    report = {"device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+    report = {"device": device_name(device),
               "threads": a.threads, "batch_size": params.train.batch_size, "unet_channels": params.diffusion.channels,
               "image_shape": read_manifest(prepared)["image_shape"], "steps": a.steps, "warmup": a.warmup,
               "images_per_s": runs, "median": med, "ratio": med["ours"] / med["reference"]}
-    out = Path(a.out or REPO / f"reports/diffusion/throughput_{device.type}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
+    out = write_report(report, a.out, f"throughput_{device.type}.json")
     print(f"ours {med['ours']:.1f} vs reference {med['reference']:.1f} images/s: ratio {report['ratio']:.3f} → {out}")
 
 
