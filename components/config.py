@@ -32,13 +32,24 @@ def _check_registered(kind: str, name: str) -> str:
 
 class DataConfig(_Section):
     source: str = "mnist5k"
-    name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="dataset folder name; default: source")
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="dataset folder name; default: source "
+                             "(plus the pairing: mnist5k-downsample7, mnist5k-edges, mnist5k-digits)")
     path: str | None = Field(None, description="input folder for the imagefolder source")
     image_size: int | None = Field(None, ge=4, le=1024, description="resize to image_size² (imagefolder); None: native")
     test_fraction: float = Field(0.1, gt=0.0, lt=1.0)
     rows_per_shard: int = Field(1024, ge=1)
     row_group_rows: int = Field(256, ge=1, description="unit of per-worker data sharding")
     prepared_dir: str = "data/prepared"
+    # translation datasets (components/data/pairings.py): each row an (input, target) pair
+    pairs: str | None = Field(None, description="derive (input, target) pairs by a named pairing: downsample | "
+                              "edges (paired, pix2pix) | unpaired (two domains, CycleGAN); null: plain samples")
+    pair_size: int = Field(7, ge=2, le=1024, description="downsample: the input's side (e.g. 7 for 7×7 → 28×28)")
+    domain_b: str = Field("digits", description="unpaired: the second domain's source, resized to the first's size")
+
+    @field_validator("pairs")
+    @classmethod
+    def _pairing_known(cls, v: str | None) -> str | None:
+        return None if v is None else _check_registered("pairing", v)
 
     @field_validator("source")
     @classmethod
@@ -47,7 +58,11 @@ class DataConfig(_Section):
 
     @property
     def dataset(self) -> str:
-        return self.name or self.source
+        """The prepared folder's name: data.name, else the source (with its pairing, e.g. mnist5k-edges)."""
+        if self.name:
+            return self.name
+        suffix = {None: "", "downsample": f"-downsample{self.pair_size}", "unpaired": f"-{self.domain_b}"}
+        return self.source + suffix.get(self.pairs, f"-{self.pairs}")
 
 
 class ModelConfig(_Section):
@@ -56,6 +71,9 @@ class ModelConfig(_Section):
     g_channels: int = Field(32, ge=1, le=4096, description="generator width at its last hidden layer (mlp: every layer)")
     d_channels: int = Field(32, ge=1, le=4096, description="discriminator width at its first layer (mlp: every layer)")
     hidden_layers: int = Field(3, ge=1, le=64, description="mlp only: hidden layers of G and of D")
+    conditioning: Literal["none", "concat", "projection"] = Field(
+        "none", description="dcgan: class-conditional GAN. G gets (z, one-hot label); D gets the label as extra "
+        "input channels (concat) or through a projection head (Miyato & Koyama 2018)")
 
     @field_validator("family")
     @classmethod
@@ -67,10 +85,26 @@ class ModelConfig(_Section):
         return v
 
     @property
-    def is_diffusion(self) -> bool:
-        from components.models import is_diffusion
+    def kind(self) -> str:
+        """gan | diffusion | translation | vae: how the family trains and is evaluated."""
+        from components.models import family_kind
 
-        return is_diffusion(self.family)
+        return family_kind(self.family)
+
+    @property
+    def is_diffusion(self) -> bool:
+        return self.kind == "diffusion"
+
+    @property
+    def conditional(self) -> bool:
+        return self.conditioning != "none"
+
+    @model_validator(mode="after")
+    def _conditioning_fits(self) -> "ModelConfig":
+        if self.conditional and self.family != "dcgan":
+            raise ValueError(f"conditioning = {self.conditioning!r} is for family dcgan (a class-conditional GAN); "
+                             f"family {self.family!r} conditions through its own section or not at all")
+        return self
 
 
 class TrainConfig(_Section):
@@ -105,6 +139,8 @@ class TrainConfig(_Section):
     pack: int = Field(1, ge=1, le=64, description="PacGAN: D judges `pack` samples at once")
     instance_noise: float = Field(0.0, ge=0.0, description="std of Gaussian noise on D's inputs (data units), "
                                   "decaying linearly to 0 over the run; 0 = off")
+    matching_aware: bool = Field(False, description="class-conditional D also sees real images paired with wrong "
+                                 "labels as negatives (Reed et al. 2016)")
 
     @field_validator("objective")
     @classmethod
@@ -183,6 +219,26 @@ class DiffusionConfig(_Section):
         return self
 
 
+class TranslationConfig(_Section):
+    """model.family = pix2pix | cyclegan: image-to-image translation (components/models/translation.py).
+    The adversarial part uses train.objective and D's regularisers like any GAN."""
+    g_depth: int = Field(2, ge=1, le=6, description="U-Net down/up levels of the generator(s); each halves the side")
+    d_layers: int = Field(2, ge=1, le=5, description="strided convs of the PatchGAN D (receptive field grows with it)")
+    lambda_l1: float = Field(100.0, ge=0.0, description="pix2pix: weight of ‖G(x) - y‖₁ beside the adversarial loss")
+    lambda_cycle: float = Field(10.0, ge=0.0, description="cyclegan: weight of ‖F(G(a)) - a‖₁ + ‖G(F(b)) - b‖₁")
+    lambda_identity: float = Field(0.5, ge=0.0, description="cyclegan: identity loss ‖G(b) - b‖₁ + ‖F(a) - a‖₁, "
+                                   "as a fraction of lambda_cycle (0 = off)")
+    pool_size: int = Field(50, ge=0, le=10_000, description="cyclegan: past fakes D also sees (Shrivastava et al. "
+                           "2017); 0 = off")
+
+
+class VaeConfig(_Section):
+    """model.family = vae: encoder/decoder with the reparameterisation trick; loss = reconstruction + β·KL.
+    Latent size is model.latent_dim, widths model.g_channels / d_channels (decoder / encoder)."""
+    beta: float = Field(1.0, gt=0.0, description="KL weight (β-VAE, Higgins et al. 2017); 1 = the ELBO")
+    kl_warmup: float = Field(0.0, ge=0.0, le=1.0, description="fraction of the run over which β ramps from 0")
+
+
 SAMPLING_KEYS = ("sampler", "sample_steps", "eta", "guidance")
 # train keys that only the GAN game reads: a diffusion run refuses non-default values rather than ignore them
 GAN_ONLY_TRAIN_KEYS = ("d_steps_per_g_step", "g_steps_per_d_step", "label_smoothing", "spectral_norm",
@@ -224,6 +280,9 @@ class EvaluateConfig(_Section):
 PROMOTION_METRICS = {"fid": False, "kid_mean": False, "is_mean": True, "precision": True, "recall": True,
                      "density": True, "coverage": True, "class_kl": False,
                      "cond_accuracy": True,  # class-conditional models: evaluator agrees with the requested label
+                     "psnr": True, "ssim": True, "l1": False,  # pix2pix, on held-out pairs
+                     "label_preservation": True, "cycle_l1": False,  # cyclegan, both directions averaged
+                     "nelbo": False,  # vae: negative ELBO (nats per image) on the test split
                      # 2D mixtures (components/metrics/modes.py)
                      "modes": True, "high_quality": True, "reverse_kl": False}
 
@@ -284,10 +343,9 @@ class ModesConfig(_Section):
 
 # Which sections a sweep may vary: what changes the trained model. Data and evaluator stay fixed so
 # every trial is scored under the same evaluator.
-TUNABLE_SECTIONS = {"model": ModelConfig, "train": TrainConfig, "diffusion": DiffusionConfig}
-TUNE_METRICS = {"fid": False, "kid_mean": False, "is_mean": True, "precision": True, "recall": True,
-                "density": True, "coverage": True, "class_kl": False, "cond_accuracy": True,
-                "modes": True, "high_quality": True, "reverse_kl": False}  # name → greater is better
+TUNABLE_SECTIONS = {"model": ModelConfig, "train": TrainConfig, "diffusion": DiffusionConfig,
+                    "translation": TranslationConfig, "vae": VaeConfig}
+TUNE_METRICS = dict(PROMOTION_METRICS)  # name → greater is better: every metric evaluate reports
 
 
 class SpaceEntry(_Section):
@@ -407,6 +465,8 @@ class Params(_Section):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     diffusion: DiffusionConfig = DiffusionConfig()
+    translation: TranslationConfig = TranslationConfig()
+    vae: VaeConfig = VaeConfig()
     scaling: ScalingConfig = ScalingConfig()
     tracking: TrackingConfig = TrackingConfig()
     evaluator: EvaluatorConfig = EvaluatorConfig()
@@ -422,13 +482,29 @@ class Params(_Section):
         if self.evaluator.kind == "inception" and not self.evaluator.inception_weights:
             raise ValueError("evaluator.inception_weights (a local weights file) is required when evaluator.kind is "
                              "'inception'; weights are never downloaded")
-        if self.model.is_diffusion:
+        kind, family = self.model.kind, self.model.family
+        if kind in ("diffusion", "vae"):
             defaults = TrainConfig()
             changed = [k for k in GAN_ONLY_TRAIN_KEYS if getattr(self.train, k) != getattr(defaults, k)]
             if changed:
                 raise ValueError(f"train.{changed[0]} = {getattr(self.train, changed[0])!r} is a GAN setting; "
-                                 f"model.family = {self.model.family!r} trains a diffusion model (set it back to "
+                                 f"model.family = {family!r} trains a {kind} model (set it back to "
                                  f"{getattr(defaults, changed[0])!r})")
+        wants = {"pix2pix": "paired", "cyclegan": "unpaired"}.get(family)
+        have = None if self.data.pairs is None else ("unpaired" if self.data.pairs == "unpaired" else "paired")
+        if wants != have:
+            need = {"paired": "data.pairs: downsample or edges", "unpaired": "data.pairs: unpaired",
+                    None: "data.pairs: null"}[wants]
+            raise ValueError(f"model.family = {family!r} with data.pairs = {self.data.pairs!r}: {family} needs {need}")
+        if (self.model.conditional or kind == "translation") and self.train.pack != 1:
+            raise ValueError(f"train.pack = {self.train.pack}: PacGAN packing is for unconditional GANs (a "
+                             "conditional or translation D judges each sample with its own condition)")
+        if kind in ("translation", "vae") and (self.train.d_steps_per_g_step, self.train.g_steps_per_d_step) != (1, 1):
+            raise ValueError(f"train.d_steps_per_g_step / g_steps_per_d_step: model.family = {family!r} makes one "
+                             "update of each network per step (set both to 1)")
+        if self.train.matching_aware and not self.model.conditional:
+            raise ValueError("train.matching_aware = true needs a class-conditional D: set model.conditioning to "
+                             "concat or projection")
         return self
 
     def prepared_path(self, repo_root: Path) -> Path:

@@ -9,6 +9,7 @@ _MODULES = {
     "source": ("components.data.sources", "SOURCES"),
     "model": ("components.models", "MODELS"),
     "objective": ("components.objectives", "OBJECTIVES"),
+    "pairing": ("components.data.pairings", "PAIRINGS"),
 }
 
 

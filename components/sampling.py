@@ -19,13 +19,23 @@ def requested_labels(g: torch.nn.Module, n: int) -> torch.Tensor | None:
 @torch.no_grad()
 def draw_samples(g: torch.nn.Module, latent_dim: int, n: int, seed: int, batch: int = 500,
                  labels: torch.Tensor | None = None, sampling: dict | None = None) -> torch.Tensor:
-    """n samples for a fixed seed. A GAN maps latents z ~ N(0, I); a diffusion model (`.sample`) draws
-    x_T and every step's noise from the same seeded generator, with `sampling` options and `labels`."""
+    """n samples for a fixed seed. A GAN maps latents z ~ N(0, I) (and `labels`, when class-conditional);
+    a model with `.sample` (diffusion, VAE) draws all its noise from the same seeded generator, with
+    `sampling` options (diffusion) and `labels`."""
     rng = torch.Generator().manual_seed(seed)
     if hasattr(g, "sample"):
         out = torch.cat([g.sample(min(batch, n - i), rng, None if labels is None else labels[i : i + batch],
                                   **(sampling or {})).cpu() for i in range(0, n, batch)])
     else:
         z = torch.randn(n, latent_dim, generator=rng)
-        out = torch.cat([g(z[i : i + batch]) for i in range(0, n, batch)])
+        if getattr(g, "conditional", False):  # a class-conditional GAN: G(z, y)
+            out = torch.cat([g(z[i : i + batch], labels[i : i + batch]) for i in range(0, n, batch)])
+        else:
+            out = torch.cat([g(z[i : i + batch]) for i in range(0, n, batch)])
     return out.clamp_(-1, 1) if out.dim() == 4 else out  # images live in [-1, 1]; points are unbounded
+
+
+@torch.no_grad()
+def translate(g: torch.nn.Module, inputs: torch.Tensor, reverse: bool = False, batch: int = 500) -> torch.Tensor:
+    """A translator's outputs (eval mode) for input images in [-1, 1]; reverse: cyclegan's B → A."""
+    return torch.cat([g.translate(inputs[i : i + batch], reverse=reverse) for i in range(0, len(inputs), batch)]).clamp_(-1, 1)

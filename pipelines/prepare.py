@@ -10,7 +10,7 @@ from components.data.sources import SOURCES
 
 def summary(manifest: dict, out_dir: Path) -> str:
     shape = "x".join(map(str, manifest["image_shape"]))
-    what = "points" if manifest.get("kind") == "points" else "images"
+    what = {"points": "points", "pairs": f"{manifest.get('pairing')} pairs"}.get(manifest.get("kind"), "images")
     counts = ", ".join(f"{s} {manifest['splits'][s]['count']}" for s in SPLITS)
     return (f"prepared {manifest['dataset']} (source {manifest['source']}, seed {manifest['seed']}): "
             f"{manifest['count']} {what} of {shape} in {manifest['num_classes']} classes; {counts}; "
@@ -21,6 +21,10 @@ def run(params: Params, repo_root: Path | str = ".") -> Path:
     cfg = params.data
     out_dir = params.prepared_path(Path(repo_root))
     data = SOURCES.get(cfg.source)(cfg)
+    if cfg.pairs is not None:
+        from components.data.pairings import PAIRINGS
+
+        data = PAIRINGS.get(cfg.pairs)(data, cfg, params.seed)
     manifest = write_prepared(data, cfg, params.seed, out_dir)
     print(summary(manifest, out_dir))
     return out_dir

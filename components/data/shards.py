@@ -46,7 +46,9 @@ _POINT_SCHEMA = pa.schema([
     ("label", pa.int32()),  # mixture component
     ("index", pa.int64()),
 ])
-_SAMPLE_COLUMN = {"image": "image", "points": "point"}  # manifest kind -> column holding the samples
+# translation pairs (components/data/pairings.py): the target image plus its input image and label
+_PAIR_SCHEMA = pa.schema([*_SCHEMA, ("input", pa.list_(pa.field("element", pa.uint8()))), ("input_label", pa.int32())])
+_SAMPLE_COLUMN = {"image": "image", "points": "point", "pairs": "image"}  # manifest kind -> samples column
 
 
 # ---------------------------------------------------------------------------------------------- split
@@ -84,25 +86,29 @@ def _list_column(samples: np.ndarray, schema: pa.Schema) -> pa.ListArray:
     return pa.ListArray.from_arrays(offsets, values, type=schema.field(0).type)
 
 
-def _table(samples: np.ndarray, labels: np.ndarray, index: np.ndarray) -> pa.Table:
+def _table(samples: np.ndarray, labels: np.ndarray, index: np.ndarray, inputs: np.ndarray | None = None,
+           input_labels: np.ndarray | None = None) -> pa.Table:
     tail = [pa.array(labels.astype(np.int32)), pa.array(index.astype(np.int64))]
     if samples.ndim == 2:  # points
         return pa.Table.from_arrays([_list_column(samples, _POINT_SCHEMA), *tail], schema=_POINT_SCHEMA)
     n, c, h, w = samples.shape
     const = lambda v: pa.array(np.full(n, v, dtype=np.int32))  # noqa: E731
     columns = [_list_column(samples, _SCHEMA), const(c), const(h), const(w), *tail]
-    return pa.Table.from_arrays(columns, schema=_SCHEMA)
+    if inputs is None:
+        return pa.Table.from_arrays(columns, schema=_SCHEMA)
+    columns += [_list_column(inputs, _PAIR_SCHEMA), pa.array(input_labels.astype(np.int32))]
+    return pa.Table.from_arrays(columns, schema=_PAIR_SCHEMA)
 
 
-def _write_split(root: Path, name: str, images: np.ndarray, labels: np.ndarray, index: np.ndarray,
-                 cfg: DataConfig) -> list[str]:
+def _write_split(root: Path, name: str, rows_of: SourceData, index: np.ndarray, cfg: DataConfig) -> list[str]:
     (root / name).mkdir()
     files = []
-    for part, start in enumerate(range(0, len(labels), cfg.rows_per_shard)):
-        rows = slice(start, start + cfg.rows_per_shard)
+    for part, start in enumerate(range(0, len(index), cfg.rows_per_shard)):
+        rows = index[start : start + cfg.rows_per_shard]
         rel = f"{name}/part-{part:05d}.parquet"
+        pair = (rows_of.inputs[rows], rows_of.input_labels[rows]) if rows_of.inputs is not None else ()
         # pyarrow stamps no time or host into the file (only "created_by" with its version): same data → same bytes.
-        pq.write_table(_table(images[rows], labels[rows], index[rows]), root / rel,
+        pq.write_table(_table(rows_of.samples[rows], rows_of.labels[rows], rows, *pair), root / rel,
                        row_group_size=cfg.row_group_rows, compression="zstd")
         files.append(rel)
     return files
@@ -135,9 +141,11 @@ def write_prepared(data: SourceData, cfg: DataConfig, seed: int, out_dir: Path) 
             splits[name] = {
                 "count": len(labels),
                 "class_counts": np.bincount(labels, minlength=num_classes).tolist(),
-                "files": _write_split(tmp, name, images, labels, idx[name], cfg),
+                "files": _write_split(tmp, name, data, idx[name], cfg),
             }
             _hash_split(digest, name, images, labels)
+            if data.inputs is not None:
+                _hash_split(digest, f"{name} inputs", data.inputs[idx[name]], data.input_labels[idx[name]])
         manifest = {
             "format_version": FORMAT_VERSION,
             "dataset": cfg.dataset,
@@ -154,6 +162,8 @@ def write_prepared(data: SourceData, cfg: DataConfig, seed: int, out_dir: Path) 
         }
         if data.mixture is not None:
             manifest["mixture"] = data.mixture
+        if data.inputs is not None:
+            manifest.update(pairing=data.pairing, input_shape=list(data.inputs.shape[1:]))
         (tmp / MANIFEST).write_text(json.dumps(manifest, sort_keys=True, indent=2) + "\n")
     return manifest
 
@@ -224,30 +234,46 @@ def read_rank_table(prepared_dir: Path, split: str, rank: int = 0, world_size: i
         with pq.ParquetFile(path) as f:
             tables.append(f.read_row_groups([i for _, i in group], columns=columns))
     if not tables:  # more ranks than row groups: this rank gets nothing
-        empty = (_POINT_SCHEMA if sample_kind(prepared_dir) == "points" else _SCHEMA).empty_table()
+        empty = {"points": _POINT_SCHEMA, "pairs": _PAIR_SCHEMA}.get(sample_kind(prepared_dir), _SCHEMA).empty_table()
         return empty.select(columns) if columns else empty
     return pa.concat_tables(tables)
 
 
 def sample_kind(prepared_dir: Path) -> str:
-    """'image' or 'points' (manifests written before points existed hold images)."""
+    """'image', 'points' or 'pairs' (manifests written before points existed hold images)."""
     return read_manifest(prepared_dir).get("kind", "image")
 
 
-def load_rank_share(prepared_dir: Path, split: str, rank: int = 0, world_size: int = 1) -> tuple[np.ndarray, np.ndarray]:
-    """One rank's samples — images uint8 (n, C, H, W) or points float32 (n, D) — and labels, int64 (n,)."""
-    manifest = read_manifest(prepared_dir)
-    shape = manifest["image_shape"]
-    column = _SAMPLE_COLUMN[manifest.get("kind", "image")]
-    table = read_rank_table(prepared_dir, split, rank, world_size, columns=[column, "label"])
+def _column_array(table: pa.Table, column: str, shape: list[int], where: str) -> np.ndarray:
     n = table.num_rows
     # flatten() honours list offsets (unlike .values on a sliced array); writable=True copies once so
     # torch.from_numpy gets a writable buffer (Arrow memory is immutable).
     flat = table.column(column).combine_chunks().flatten().to_numpy(zero_copy_only=False, writable=True)
     if flat.size != n * int(np.prod(shape)):
-        raise DataError(f"{prepared_dir} {split}: sample values do not match the manifest shape "
-                        f"{'x'.join(map(str, shape))}; {_HINT}")
-    return flat.reshape(n, *shape), table.column("label").to_numpy().astype(np.int64)
+        raise DataError(f"{where}: {column} values do not match the manifest shape {'x'.join(map(str, shape))}; {_HINT}")
+    return flat.reshape(n, *shape)
+
+
+def load_rank_share(prepared_dir: Path, split: str, rank: int = 0, world_size: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """One rank's samples — images uint8 (n, C, H, W) or points float32 (n, D) — and labels, int64 (n,).
+    For translation pairs these are the targets (load_rank_inputs: what they are translated from)."""
+    manifest = read_manifest(prepared_dir)
+    column = _SAMPLE_COLUMN[manifest.get("kind", "image")]
+    table = read_rank_table(prepared_dir, split, rank, world_size, columns=[column, "label"])
+    samples = _column_array(table, column, manifest["image_shape"], f"{prepared_dir} {split}")
+    return samples, table.column("label").to_numpy().astype(np.int64)
+
+
+def load_rank_inputs(prepared_dir: Path, split: str, rank: int = 0, world_size: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Translation pairs: one rank's input images uint8 (n, C', H', W') and their labels, row for row
+    with load_rank_share."""
+    manifest = read_manifest(prepared_dir)
+    if manifest.get("kind") != "pairs":
+        raise DataError(f"{prepared_dir} holds {manifest.get('kind', 'image')} samples, not translation pairs; "
+                        "set data.pairs and run `genpipe prepare`")
+    table = read_rank_table(prepared_dir, split, rank, world_size, columns=["input", "input_label"])
+    inputs = _column_array(table, "input", manifest["input_shape"], f"{prepared_dir} {split}")
+    return inputs, table.column("input_label").to_numpy().astype(np.int64)
 
 
 def load_split(prepared_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:

@@ -35,9 +35,16 @@ class SourceData:
     class_names: list[str]
     # points only: the mixture the points come from, {"centers": [[x, y], …], "sigma": σ}, for mode metrics
     mixture: dict | None = None
+    # translation pairs only (components/data/pairings.py): row i is (inputs[i] → samples[i]); for an
+    # unpaired dataset the two are drawn independently from two domains and the pairing means nothing
+    inputs: np.ndarray | None = None  # uint8 (N, C', H', W')
+    input_labels: np.ndarray | None = None  # int64 (N,)
+    pairing: str | None = None
 
     @property
     def kind(self) -> str:
+        if self.inputs is not None:
+            return "pairs"
         return "points" if self.samples.ndim == 2 else "image"
 
     def __post_init__(self) -> None:
@@ -55,6 +62,13 @@ class SourceData:
             raise DataError(f"class_names must be distinct strings, got {names!r}")
         if len(lb) and (lb.min() < 0 or lb.max() >= len(self.class_names)):
             raise DataError(f"labels must lie in [0, {len(self.class_names)}), got [{lb.min()}, {lb.max()}]")
+        if self.inputs is not None:
+            x, xl = self.inputs, self.input_labels
+            if not (is_image and x.dtype == np.uint8 and x.ndim == 4 and len(x) == len(im)):
+                raise DataError(f"pairs need uint8 images on both sides, one input per sample; got inputs "
+                                f"{x.dtype} {x.shape} for samples {im.dtype} {im.shape}")
+            if xl is None or xl.dtype != np.int64 or xl.shape != lb.shape:
+                raise DataError(f"input_labels must be int64 of shape ({len(lb)},)")
 
 
 SOURCES: Registry[Callable[["DataConfig"], SourceData]] = Registry("source")
@@ -169,3 +183,4 @@ def imagefolder(cfg: DataConfig) -> SourceData:
 
 
 from components.data import mixtures as _mixtures  # noqa: E402,F401  (registers the 2D mixture sources)
+from components.data import pairings as _pairings  # noqa: E402,F401  (registers the translation pairings)

@@ -30,7 +30,8 @@ class Discriminator(nn.Module):
 
 
 @MODELS.register("mlp")
-def build(model_cfg, sample_shape: tuple[int, ...], d_shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
+def build(model_cfg, sample_shape: tuple[int, ...], d_shape: tuple[int, ...],
+          num_classes: int = 0) -> tuple[nn.Module, nn.Module]:
     if len(sample_shape) != 1:
         raise ValueError(f"mlp needs flat samples (points of shape (D,)), got {sample_shape}; use dcgan for images")
     n = model_cfg.hidden_layers

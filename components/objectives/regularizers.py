@@ -17,9 +17,9 @@ Tensor = torch.Tensor
 
 
 def apply_spectral_norm(d: nn.Module) -> nn.Module:
-    """Spectral norm on every Linear and Conv weight of `d` (in place; returns `d`)."""
+    """Spectral norm on every Linear, Conv and Embedding weight of `d` (in place; returns `d`)."""
     for m in list(d.modules()):
-        if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        if isinstance(m, (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Embedding)):  # Embedding: projection D
             spectral_norm(m)
     return d
 

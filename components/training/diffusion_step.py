@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from torch.nn.parallel import DistributedDataParallel as DDP
 
 from components.config import Params
 from components.diffusion import process
 from components.models import build_diffusion
 from components.training import checkpoint as ckpt
 from components.training.ema import EMA
-from components.training.loop import Batch, Worker, set_learning_rates, spec_meta, stream_seed
+from components.training.loop import Batch, Worker, ddp, set_learning_rates, spec_meta, stream_seed
 
 NOISE_STREAM = 4  # (seed, stream, rank, step) → this step's t, ε and label dropout
 
@@ -31,7 +30,7 @@ class DiffusionTask:
         if resume is not None:
             ckpt.restore(resume, nets=self.nets, optimizers=self.optimizers, ema=self.ema)
         self.local = model
-        self.net = DDP(model, device_ids=[dev.index] if dev.type == "cuda" else None) if distributed else model
+        self.net = ddp(model, dev, distributed)
         self.opt = opt
         self.scheduler = process.noise_scheduler(dc)
         self.rng = torch.Generator(device="cpu")
@@ -40,7 +39,7 @@ class DiffusionTask:
     def step(self, step: int, total_steps: int, batch: Batch) -> torch.Tensor:
         tc, dc, dev = self.params.train, self.params.diffusion, self.worker.device
         set_learning_rates(tc, step, total_steps, (self.opt, tc.lr_g))
-        x0, labels = batch(0)
+        x0, labels = batch(0)[:2]
         self.rng.manual_seed(stream_seed(self.params.seed, NOISE_STREAM, self.worker.rank, step))
         n = x0.shape[0]
         t = torch.randint(0, dc.timesteps, (n,), generator=self.rng).to(dev)

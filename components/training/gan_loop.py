@@ -1,16 +1,17 @@
 """The GAN family's `Task` for the shared loop (components/training/loop.py): one step is
-d_steps_per_g_step D updates, each on its own real batch, then g_steps_per_d_step G updates."""
+d_steps_per_g_step D updates, each on its own real batch, then g_steps_per_d_step G updates.
+A class-conditional GAN generates for the real batch's labels, so fakes follow the data's class mix;
+a matching-aware D also sees the real batch under wrong labels (each shifted by 1..K-1)."""
 from __future__ import annotations
 
 import torch
-from torch.nn.parallel import DistributedDataParallel as DDP
-
 from components.config import Params
 from components.models import build_gan
 from components.training import checkpoint as ckpt
 from components.training.ema import EMA
 from components.training.gan_step import STATS, GanGame, instance_noise_std
-from components.training.loop import Batch, Worker, sample, set_learning_rates, spec_meta, stream_seed
+from components.sampling import balanced_labels
+from components.training.loop import Batch, Worker, ddp, sample, set_learning_rates, spec_meta, stream_seed
 
 
 class GanTask:
@@ -20,7 +21,9 @@ class GanTask:
         tc, dev = params.train, worker.device
         self.params, self.worker = params, worker
         self.batches_per_step = tc.d_steps_per_g_step
-        g, d = build_gan(params.model, manifest["image_shape"], pack=tc.pack, spectral_norm=tc.spectral_norm)
+        self.num_classes = len(manifest["class_names"]) if params.model.conditional else 0
+        g, d = build_gan(params.model, manifest["image_shape"], pack=tc.pack, spectral_norm=tc.spectral_norm,
+                         num_classes=self.num_classes)
         g, d = g.to(dev), d.to(dev)
         opt_g = torch.optim.Adam(g.parameters(), lr=tc.lr_g, betas=(tc.beta1, tc.beta2))
         opt_d = torch.optim.Adam(d.parameters(), lr=tc.lr_d, betas=(tc.beta1, tc.beta2))
@@ -29,17 +32,16 @@ class GanTask:
         self.optimizers = {"opt_g": opt_g, "opt_d": opt_d}
         if resume is not None:
             ckpt.restore(resume, nets=self.nets, optimizers=self.optimizers, ema=self.ema)
-        if distributed:
-            # G and D wrapped separately; no buffer sync in forward because D runs several forwards
-            # per step and BatchNorm buffers would otherwise be re-broadcast between them.
-            ids = [dev.index] if dev.type == "cuda" else None
-            g = DDP(g, device_ids=ids, forward_sync_buffers=False)
-            d = DDP(d, device_ids=ids, forward_sync_buffers=False)
+        # G and D wrapped separately; no buffer sync in forward because D runs several forwards
+        # per step and BatchNorm buffers would otherwise be re-broadcast between them.
+        g = ddp(g, dev, distributed, forward_sync_buffers=False)
+        d = ddp(d, dev, distributed, forward_sync_buffers=False)
         self.g = g
         self.game = GanGame(g, d, opt_g, opt_d, tc, self.ema)
         self.noise = torch.Generator(device="cpu")
         self.fixed_z = torch.randn(tc.sample_grid, params.model.latent_dim,
                                    generator=torch.Generator().manual_seed(params.seed))
+        self.fixed_labels = balanced_labels(tc.sample_grid, self.num_classes) if self.num_classes else None
         self.meta = spec_meta(params, manifest, objective=tc.objective)
 
     def latents(self, stream: int, step: int, i: int) -> torch.Tensor:
@@ -54,16 +56,31 @@ class GanTask:
         game.g.train(), game.d.train()
         k_d, k_g = tc.d_steps_per_g_step, tc.g_steps_per_d_step
         d_stats = torch.zeros(4, device=self.worker.device)
+        cond = None
         for i in range(k_d):
-            real, _ = batch(i)
+            real, labels = batch(i)[:2]
+            cond = labels if self.num_classes else None
             # The last D step keeps G's graph: the first G step reuses that fake batch.
             with torch.set_grad_enabled(i == k_d - 1):
-                fake = game.g(self.latents(2, step, i))
-            d_stats += game.d_step(real, fake, noise_std, self.noise) / k_d
+                fake = self.generate(self.latents(2, step, i), cond)
+            d_stats += game.d_step(real, fake, noise_std, self.noise, cond, self.mismatched(cond)) / k_d
         g_loss = torch.zeros((), device=self.worker.device)
         for j in range(k_g):
-            g_loss += game.g_step(fake if j == 0 else game.g(self.latents(3, step, j)), noise_std, self.noise, step) / k_g
+            if j > 0:
+                fake = self.generate(self.latents(3, step, j), cond)
+            g_loss += game.g_step(fake, noise_std, self.noise, step, cond) / k_g
         return torch.cat([d_stats[:1], g_loss[None], d_stats[1:]])
 
+    def generate(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        return self.game.g(z) if labels is None else self.game.g(z, labels)
+
+    def mismatched(self, labels: torch.Tensor | None) -> torch.Tensor | None:
+        """Matching-aware D: every label moved to another class, uniformly (from this step's noise stream)."""
+        if labels is None or not self.params.train.matching_aware:
+            return None
+        shift = torch.randint(1, self.num_classes, labels.shape, generator=self.noise).to(labels.device)
+        return (labels + shift) % self.num_classes
+
     def preview(self) -> torch.Tensor:
-        return sample(self.game.sampler, self.fixed_z, self.worker.device)
+        inputs = (self.fixed_z,) if self.fixed_labels is None else (self.fixed_z, self.fixed_labels)
+        return sample(self.game.sampler, self.worker.device, *inputs)

@@ -1,5 +1,6 @@
 """One D update and one G update of the GAN game, with every knob of `train`: objective, label
-smoothing, regularisers (spectral norm is built into D), PacGAN packing, instance noise, EMA."""
+smoothing, regularisers (spectral norm is built into D), PacGAN packing, instance noise, EMA, and the
+conditioning of class-conditional and translation discriminators."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -22,6 +23,55 @@ def instance_noise_std(cfg: TrainConfig, step: int, total_steps: int) -> float:
     return cfg.instance_noise * max(0.0, 1.0 - step / total_steps)
 
 
+class Adversary:
+    """The adversarial terms of train.objective with train's D knobs (smoothing, instance noise, PacGAN,
+    gradient penalty, R1), for any discriminator: plain, class-conditional, or judging translations.
+    `cond` is what D is conditioned on (labels, or the input image), passed as d(x, cond)."""
+
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        self.objective = OBJECTIVES.get(cfg.objective)
+
+    def judge(self, d: nn.Module, x: Tensor, noise_std: float, rng: torch.Generator, cond=None,
+              input_grad: bool = False) -> tuple[Tensor, Tensor]:
+        """D's outputs on x after instance noise and packing, and D's actual (packed) input."""
+        if noise_std > 0:
+            x = x + noise_std * torch.randn(x.shape, generator=rng).to(x.device)
+        x = pack_batch(x, self.cfg.pack)
+        if input_grad:  # R1 differentiates D's output with respect to its input
+            x = x.detach().requires_grad_(True)
+        return (d(x) if cond is None else d(x, cond)), x
+
+    def d_loss(self, d: nn.Module, real: Tensor, fake: Tensor, noise_std: float, rng: torch.Generator,
+               cond=None, mismatched=None) -> tuple[Tensor, Tensor]:
+        """D's loss (with penalties) on a real and a (detached) fake batch, and [loss, d_real, d_fake, penalty].
+        `mismatched`: wrong conditions for the real batch, judged as negatives beside the fakes
+        (matching-aware D); the fake term then averages fakes and mismatches."""
+        cfg = self.cfg
+        # Real and fake in separate forwards, so D's BatchNorm never mixes their statistics (mixed
+        # batches let D tell them apart by batch statistics and starve G). Safe under DDP because
+        # buffers are not synced in forward (forward_sync_buffers=False).
+        out_real, seen_real = self.judge(d, real, noise_std, rng, cond, input_grad=bool(cfg.r1))
+        out_fake, seen_fake = self.judge(d, fake.detach(), noise_std, rng, cond)
+        negatives = out_fake
+        if mismatched is not None:
+            negatives = torch.cat([out_fake, self.judge(d, real, noise_std, rng, mismatched)[0]])
+        loss = self.objective.discriminator_loss(out_real, negatives, cfg.label_smoothing)
+        penalty = torch.zeros((), device=loss.device)
+        if cfg.gradient_penalty:
+            judge = d if cond is None else (lambda x: d(x, cond))
+            penalty = penalty + gradient_penalty(judge, seen_real, seen_fake, cfg.gradient_penalty, rng)
+        if cfg.r1:
+            penalty = penalty + r1_penalty(out_real, seen_real, cfg.r1)
+        belief = self.objective.belief
+        stats = torch.stack([loss.detach(), belief(out_real.detach()).mean(), belief(out_fake.detach()).mean(),
+                             penalty.detach()])
+        return loss + penalty, stats
+
+    def g_loss(self, d: nn.Module, fake: Tensor, noise_std: float, rng: torch.Generator, cond=None) -> Tensor:
+        return self.objective.g_loss(self.judge(d, fake, noise_std, rng, cond)[0])
+
+
 @dataclass
 class GanGame:
     g: nn.Module  # possibly DDP-wrapped
@@ -32,48 +82,27 @@ class GanGame:
     ema: EMA | None = None
 
     def __post_init__(self) -> None:
-        self.objective = OBJECTIVES.get(self.cfg.objective)
+        self.adversary = Adversary(self.cfg)
         self.d_local = getattr(self.d, "module", self.d)  # G step: no D gradient all-reduce needed
 
-    def _judge(self, d: nn.Module, x: Tensor, noise_std: float, rng: torch.Generator,
-               input_grad: bool = False) -> tuple[Tensor, Tensor]:
-        """D's outputs on x after instance noise and packing, and D's actual (packed) input."""
-        if noise_std > 0:
-            x = x + noise_std * torch.randn(x.shape, generator=rng).to(x.device)
-        x = pack_batch(x, self.cfg.pack)
-        if input_grad:  # R1 differentiates D's output with respect to its input
-            x = x.detach().requires_grad_(True)
-        return d(x), x
-
-    def d_step(self, real: Tensor, fake: Tensor, noise_std: float, rng: torch.Generator) -> Tensor:
+    def d_step(self, real: Tensor, fake: Tensor, noise_std: float, rng: torch.Generator, cond=None,
+               mismatched=None) -> Tensor:
         """One D update on a real batch and a (detached) fake batch; returns [d_loss, d_real, d_fake, penalty]."""
-        cfg = self.cfg
-        # Real and fake in separate forwards, so D's BatchNorm never mixes their statistics (mixed
-        # batches let D tell them apart by batch statistics and starve G). Safe under DDP because
-        # buffers are not synced in forward (forward_sync_buffers=False).
-        out_real, seen_real = self._judge(self.d, real, noise_std, rng, input_grad=bool(cfg.r1))
-        out_fake, seen_fake = self._judge(self.d, fake.detach(), noise_std, rng)
-        loss = self.objective.discriminator_loss(out_real, out_fake, cfg.label_smoothing)
-        penalty = torch.zeros((), device=loss.device)
-        if cfg.gradient_penalty:
-            penalty = penalty + gradient_penalty(self.d, seen_real, seen_fake, cfg.gradient_penalty, rng)
-        if cfg.r1:
-            penalty = penalty + r1_penalty(out_real, seen_real, cfg.r1)
+        total, stats = self.adversary.d_loss(self.d, real, fake, noise_std, rng, cond, mismatched)
         self.opt_d.zero_grad(set_to_none=True)
-        (loss + penalty).backward()
+        total.backward()
         self.opt_d.step()
-        if cfg.weight_clip is not None:
-            clip_weights(self.d_local, cfg.weight_clip)
-        belief = self.objective.belief
-        return torch.stack([loss.detach(), belief(out_real.detach()).mean(), belief(out_fake.detach()).mean(),
-                            penalty.detach()])
+        if self.cfg.weight_clip is not None:
+            clip_weights(self.d_local, self.cfg.weight_clip)
+        return stats
 
-    def g_step(self, fake: Tensor, noise_std: float, rng: torch.Generator, step: int) -> Tensor:
-        """One G update through the current D (its local copy); returns G's loss."""
-        out, _ = self._judge(self.d_local, fake, noise_std, rng)
-        loss = self.objective.g_loss(out)
+    def g_step(self, fake: Tensor, noise_std: float, rng: torch.Generator, step: int, cond=None,
+               extra: Tensor | None = None) -> Tensor:
+        """One G update through the current D (its local copy), plus `extra` (e.g. pix2pix's L1 term);
+        returns G's adversarial loss."""
+        loss = self.adversary.g_loss(self.d_local, fake, noise_std, rng, cond)
         self.opt_g.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss if extra is None else loss + extra).backward()
         self.opt_g.step()
         if self.ema is not None:
             self.ema.update(self.g, step)

@@ -9,11 +9,12 @@ import torch
 from PIL import Image
 
 
-def grid(images: torch.Tensor, pad: int = 2) -> np.ndarray:
-    """N×C×H×W in [-1, 1] → one H'×W'×C uint8 array (C=1 squeezed to H'×W'), near-square layout."""
+def grid(images: torch.Tensor, pad: int = 2, cols: int | None = None) -> np.ndarray:
+    """N×C×H×W in [-1, 1] → one H'×W'×C uint8 array (C=1 squeezed to H'×W'); `cols` images per row,
+    default a near-square layout."""
     x = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
     n, c, h, w = x.shape
-    cols = math.ceil(math.sqrt(n))
+    cols = cols or math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
     out = np.zeros((rows * (h + pad) + pad, cols * (w + pad) + pad, c), dtype=np.uint8)
     for i in range(n):
@@ -38,13 +39,23 @@ def scatter(points: torch.Tensor, size: int = 256) -> np.ndarray:
     return canvas
 
 
-def preview(samples: torch.Tensor) -> np.ndarray:
+def preview(samples: torch.Tensor, cols: int | None = None) -> np.ndarray:
     """Images (N, C, H, W) → grid; points (N, D) → scatter."""
-    return grid(samples) if samples.dim() == 4 else scatter(samples)
+    return grid(samples, cols=cols) if samples.dim() == 4 else scatter(samples)
 
 
-def preview_png(samples: torch.Tensor) -> bytes:
+def side_by_side(*columns: torch.Tensor) -> torch.Tensor:
+    """Images of equal count (e.g. input | output | target), resized to the largest (nearest) and
+    interleaved row by row: preview with cols=len(columns) shows each example on one row."""
+    size = max(c.shape[-1] for c in columns)
+    channels = max(c.shape[1] for c in columns)
+    fit = [torch.nn.functional.interpolate(c, size=(size, size), mode="nearest").expand(-1, channels, -1, -1)
+           for c in columns]
+    return torch.stack(fit, 1).flatten(0, 1)
+
+
+def preview_png(samples: torch.Tensor, cols: int | None = None) -> bytes:
     """`preview` encoded as PNG bytes (for atomic writes and artifacts)."""
     buf = io.BytesIO()
-    Image.fromarray(preview(samples)).save(buf, format="PNG")
+    Image.fromarray(preview(samples, cols)).save(buf, format="PNG")
     return buf.getvalue()

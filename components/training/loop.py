@@ -11,19 +11,28 @@ import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable, NamedTuple, Protocol
 
 import numpy as np
 import torch
 import torch.distributed as dist
 
 from components.config import Params
-from components.data.shards import load_rank_share, rank_row_counts, read_manifest
+from components.data.shards import load_rank_inputs, load_rank_share, rank_row_counts, read_manifest
 from components.training import checkpoint as ckpt
 from components.training.images import preview
 
 Tensor = torch.Tensor
-Batch = Callable[[int], tuple[Tensor, Tensor]]  # i -> (i-th real batch of this step in model space, its labels)
+
+
+class RealBatch(NamedTuple):
+    x: Tensor  # samples in model space ([-1, 1] images; points as stored); translation: the targets
+    labels: Tensor
+    inputs: Tensor | None = None  # translation pairs: what x is translated from, in model space
+    input_labels: Tensor | None = None
+
+
+Batch = Callable[[int], RealBatch]  # i -> the i-th real batch of this step
 
 
 class NonFiniteLossError(RuntimeError):
@@ -53,7 +62,7 @@ class Task(Protocol):
     meta: dict  # checkpoint meta: what rebuilds the exported model (spec_meta)
 
     def step(self, step: int, total_steps: int, batch: Batch) -> Tensor: ...
-    def preview(self) -> Tensor: ...
+    def preview(self) -> Tensor: ...  # images (N, C, H, W) or points; a `preview_cols` attribute sets the grid
 
 
 @dataclass(frozen=True)
@@ -115,17 +124,30 @@ def set_learning_rates(cfg, step: int, total_steps: int, *pairs: tuple[torch.opt
 
 
 def build_task(params: Params, manifest: dict, worker: Worker, resume: dict | None) -> Task:
-    from components.models import is_diffusion
+    import importlib
 
     seed_all(params.seed)  # identical initial weights on every rank
     distributed = worker.world_size > 1 and dist.is_available() and dist.is_initialized()
-    if is_diffusion(params.model.family):
-        from components.training.diffusion_step import DiffusionTask
+    family = params.model.family
+    module, cls = TASKS.get(family) or TASKS[params.model.kind]
+    return getattr(importlib.import_module(module), cls)(params, manifest, worker, resume, distributed)
 
-        return DiffusionTask(params, manifest, worker, resume, distributed)
-    from components.training.gan_loop import GanTask
 
-    return GanTask(params, manifest, worker, resume, distributed)
+# family or family kind -> (module, Task class): imported when used, so a GAN worker never imports diffusers
+TASKS = {"gan": ("components.training.gan_loop", "GanTask"),
+         "diffusion": ("components.training.diffusion_step", "DiffusionTask"),
+         "pix2pix": ("components.training.translation_step", "Pix2PixTask"),
+         "cyclegan": ("components.training.translation_step", "CycleGanTask"),
+         "vae": ("components.training.vae_step", "VaeTask")}
+
+
+def ddp(module: torch.nn.Module, device: torch.device, distributed: bool, **kwargs) -> torch.nn.Module:
+    """`module` wrapped for DistributedDataParallel when the run is distributed, else as it is."""
+    if not distributed:
+        return module
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    return DDP(module, device_ids=[device.index] if device.type == "cuda" else None, **kwargs)
 
 
 def spec_meta(params: Params, manifest: dict, **extra) -> dict:
@@ -133,8 +155,11 @@ def spec_meta(params: Params, manifest: dict, **extra) -> dict:
     meta = {"model": params.model.model_dump(mode="json"), "image_shape": list(manifest["image_shape"]),
             "class_names": manifest["class_names"], "dataset": manifest["dataset"],
             "data_hash": manifest["content_hash"], "ema": bool(params.train.ema_decay), **extra}
-    if params.model.is_diffusion:
-        meta["diffusion"] = params.diffusion.model_dump(mode="json")
+    kind = params.model.kind
+    if kind in ("diffusion", "translation", "vae"):
+        meta[kind] = getattr(params, kind).model_dump(mode="json")
+    if "input_shape" in manifest:
+        meta.update(input_shape=list(manifest["input_shape"]), pairing=manifest["pairing"])
     return meta
 
 
@@ -152,6 +177,9 @@ def train_model(params: Params, prepared_dir: Path, worker: Worker, callbacks: C
     samples, labels = load_rank_share(prepared_dir, "train", worker.rank, worker.world_size)
     data = torch.from_numpy(samples)  # uint8 images stay uint8 in memory; scaled per batch
     targets = torch.from_numpy(labels)
+    paired = None
+    if manifest.get("kind") == "pairs":
+        paired = tuple(map(torch.from_numpy, load_rank_inputs(prepared_dir, "train", worker.rank, worker.world_size)))
     b, k_b = tc.batch_size, task.batches_per_step
 
     def state_at(step: int) -> dict | None:
@@ -169,9 +197,13 @@ def train_model(params: Params, prepared_dir: Path, worker: Worker, callbacks: C
         if order is None or k == 0:
             order = torch.randperm(len(data), generator=torch.Generator().manual_seed(stream_seed(params.seed, 1, worker.rank, epoch)))
 
-        def batch(i: int) -> tuple[Tensor, Tensor]:
+        def batch(i: int) -> RealBatch:
             rows = order[(k * k_b + i) * b : (k * k_b + i + 1) * b]
-            return to_model_space(data[rows].to(dev, non_blocking=True)), targets[rows].to(dev, non_blocking=True)
+            real = RealBatch(to_model_space(data[rows].to(dev, non_blocking=True)), targets[rows].to(dev, non_blocking=True))
+            if paired is None:
+                return real
+            return real._replace(inputs=to_model_space(paired[0][rows].to(dev, non_blocking=True)),
+                                 input_labels=paired[1][rows].to(dev, non_blocking=True))
 
         stats = task.step(step, steps.total_steps, batch).double().cpu()
         if worker.world_size > 1 and dist.is_available() and dist.is_initialized():
@@ -194,7 +226,7 @@ def train_model(params: Params, prepared_dir: Path, worker: Worker, callbacks: C
             window_steps = 0
         end_of_epoch = k + 1 == steps.steps_per_epoch
         if worker.rank == 0 and ((end_of_epoch and (epoch + 1) % tc.sample_every == 0) or done == steps.total_steps):
-            callbacks.samples(done, epoch + 1, preview(task.preview()))
+            callbacks.samples(done, epoch + 1, preview(task.preview(), getattr(task, "preview_cols", None)))
         if done % tc.checkpoint_every == 0 or done == steps.total_steps:
             callbacks.checkpoint(done, state_at(done), last)
         if window_steps == 0:
@@ -203,11 +235,12 @@ def train_model(params: Params, prepared_dir: Path, worker: Worker, callbacks: C
 
 
 @torch.no_grad()
-def sample(g: torch.nn.Module, z: Tensor, device: torch.device) -> Tensor:
-    """A GAN generator's output for latents z, in eval mode (BatchNorm running statistics)."""
+def sample(g: torch.nn.Module, device: torch.device, *inputs: Tensor) -> Tensor:
+    """A generator's output for its inputs (latents and labels, or images to translate), in eval mode
+    (BatchNorm running statistics)."""
     g_local = getattr(g, "module", g)
     was_training = g_local.training
     g_local.eval()
-    out = g_local(z.to(device)).cpu()
+    out = g_local(*(x.to(device) for x in inputs)).cpu()
     g_local.train(was_training)
     return out

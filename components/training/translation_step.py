@@ -1,0 +1,171 @@
+"""The translation families' `Task`s for the shared loop (components/training/loop.py).
+
+pix2pix: one step is one D update on (input, target) vs (input, G(input)) pairs, then one G update
+on the adversarial loss + λ·‖G(x) - y‖₁ — the GAN game of gan_step with the input as D's condition.
+CycleGAN: one step updates both generators on adversarial + λ_cyc·cycle (+ identity) losses, then
+both discriminators on real images vs fakes drawn from a pool of past fakes (FakePool).
+The adversarial terms use train.objective and D's regularisers (gan_step.Adversary)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from components.config import Params
+from components.models import build_translation
+from components.training import checkpoint as ckpt
+from components.training.ema import EMA
+from components.training.gan_step import Adversary, GanGame, instance_noise_std
+from components.training.images import side_by_side
+from components.training.loop import Batch, RealBatch, Worker, ddp, sample, set_learning_rates, spec_meta, stream_seed
+from components.objectives.regularizers import clip_weights
+
+POOL_STREAM, NOISE_STREAM = 5, 6
+PREVIEW_ROWS = 16
+
+
+class FakePool(nn.Module):
+    """The image buffer of Shrivastava et al. 2017 / CycleGAN: D is shown, for each new fake, with
+    probability ½ a random past fake (which the new one replaces), else the new fake; while the pool
+    fills, new fakes are stored and shown. Its contents are buffers, so they are checkpointed."""
+
+    def __init__(self, size: int, image_shape):
+        super().__init__()
+        self.size = size
+        self.register_buffer("images", torch.zeros(size, *image_shape))
+        self.register_buffer("count", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def query(self, fakes: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+        if self.size == 0:
+            return fakes
+        out = fakes.detach().clone()
+        swap = torch.rand(len(fakes), generator=rng) < 0.5
+        pick = torch.randint(0, self.size, (len(fakes),), generator=rng)
+        for i, fake in enumerate(fakes.detach()):
+            if self.count < self.size:
+                self.images[self.count] = fake.to(self.images.device)
+                self.count += 1
+            elif swap[i]:
+                out[i] = self.images[pick[i]].to(out.device)
+                self.images[pick[i]] = fake.to(self.images.device)
+        return out
+
+
+class _TranslationTask:
+    """What both families share: networks, optimizers, EMA, resume, per-step seeded noise, previews."""
+
+    preview_cols = 3
+    batches_per_step = 1
+
+    def __init__(self, params: Params, manifest: dict, worker: Worker, resume: dict | None, extra_nets: dict):
+        tc, dev = params.train, worker.device
+        self.params, self.worker = params, worker
+        g, d = build_translation(params.translation, params.model, manifest["input_shape"], manifest["image_shape"],
+                                 spectral_norm=tc.spectral_norm)
+        g, d = g.to(dev), d.to(dev)
+        self.opt_g = torch.optim.Adam(g.parameters(), lr=tc.lr_g, betas=(tc.beta1, tc.beta2))
+        self.opt_d = torch.optim.Adam(d.parameters(), lr=tc.lr_d, betas=(tc.beta1, tc.beta2))
+        self.ema = EMA(g, tc.ema_decay) if tc.ema_decay else None
+        self.nets = {"generator": g, "discriminator": d, **{k: m.to(dev) for k, m in extra_nets.items()}}
+        self.optimizers = {"opt_g": self.opt_g, "opt_d": self.opt_d}
+        if resume is not None:
+            ckpt.restore(resume, nets=self.nets, optimizers=self.optimizers, ema=self.ema)
+        self.g_local, self.d_local = g, d
+        self.adversary = Adversary(tc)
+        self.rng = torch.Generator(device="cpu")
+        self.meta = spec_meta(params, manifest, objective=tc.objective)
+        self.shown: RealBatch | None = None  # the first batch this process trained on: the preview's examples
+
+    def begin(self, step: int, total_steps: int, batch: Batch) -> tuple[RealBatch, float]:
+        tc = self.params.train
+        set_learning_rates(tc, step, total_steps, (self.opt_g, tc.lr_g), (self.opt_d, tc.lr_d))
+        self.rng.manual_seed(stream_seed(self.params.seed, NOISE_STREAM, self.worker.rank, step))
+        real = batch(0)
+        if self.shown is None:
+            self.shown = RealBatch(*(t[:PREVIEW_ROWS].cpu() for t in real))
+        return real, instance_noise_std(tc, step, total_steps)
+
+    @property
+    def sampler(self) -> nn.Module:
+        return self.ema.model if self.ema is not None else self.g_local
+
+
+class Pix2PixTask(_TranslationTask):
+    stats = ("d_loss", "g_loss", "d_real", "d_fake", "d_penalty", "l1")
+
+    def __init__(self, params: Params, manifest: dict, worker: Worker, resume: dict | None, distributed: bool):
+        super().__init__(params, manifest, worker, resume, {})
+        g = ddp(self.g_local, worker.device, distributed, forward_sync_buffers=False)
+        d = ddp(self.d_local, worker.device, distributed, forward_sync_buffers=False)
+        self.game = GanGame(g, d, self.opt_g, self.opt_d, params.train, self.ema)
+
+    def step(self, step: int, total_steps: int, batch: Batch) -> torch.Tensor:
+        real, noise_std = self.begin(step, total_steps, batch)
+        game = self.game
+        game.g.train(), game.d.train()
+        fake = game.g(real.inputs)
+        d_stats = game.d_step(real.x, fake, noise_std, self.rng, cond=real.inputs)
+        l1 = F.l1_loss(fake, real.x)
+        g_loss = game.g_step(fake, noise_std, self.rng, step, cond=real.inputs,
+                             extra=self.params.translation.lambda_l1 * l1)
+        return torch.cat([d_stats[:1], g_loss[None], d_stats[1:], l1.detach()[None]])
+
+    def preview(self) -> torch.Tensor:
+        """input | output | target, one example per row."""
+        return side_by_side(self.shown.inputs, sample(self.sampler, self.worker.device, self.shown.inputs), self.shown.x)
+
+
+class CycleGanTask(_TranslationTask):
+    stats = ("d_loss", "g_loss", "d_real", "d_fake", "d_penalty", "cycle_l1", "identity_l1")
+
+    def __init__(self, params: Params, manifest: dict, worker: Worker, resume: dict | None, distributed: bool):
+        tr = params.translation
+        shape = manifest["image_shape"]
+        pools = nn.ModuleDict({"a": FakePool(tr.pool_size, shape), "b": FakePool(tr.pool_size, shape)})
+        super().__init__(params, manifest, worker, resume, {"fake_pool": pools})
+        self.pools = pools
+        # every network wrapped on its own: each is called several times per step before one backward
+        wrap = lambda m: ddp(m, worker.device, distributed)  # noqa: E731
+        self.g_ab, self.g_ba = wrap(self.g_local.a2b), wrap(self.g_local.b2a)
+        self.d_a, self.d_b = wrap(self.d_local.d_a), wrap(self.d_local.d_b)
+
+    def step(self, step: int, total_steps: int, batch: Batch) -> torch.Tensor:
+        tc, tr = self.params.train, self.params.translation
+        real, noise_std = self.begin(step, total_steps, batch)
+        a, b = real.inputs, real.x
+        for m in (self.g_ab, self.g_ba, self.d_a, self.d_b):
+            m.train()
+        # generators: fool both discriminators, and come back (F(G(a)) ≈ a, G(F(b)) ≈ b)
+        fake_b, fake_a = self.g_ab(a), self.g_ba(b)
+        cycle = F.l1_loss(self.g_ba(fake_b), a) + F.l1_loss(self.g_ab(fake_a), b)
+        identity = torch.zeros((), device=a.device)
+        if tr.lambda_identity:
+            identity = F.l1_loss(self.g_ab(b), b) + F.l1_loss(self.g_ba(a), a)
+        adv = (self.adversary.g_loss(self.d_local.d_b, fake_b, noise_std, self.rng)
+               + self.adversary.g_loss(self.d_local.d_a, fake_a, noise_std, self.rng))
+        self.opt_g.zero_grad(set_to_none=True)
+        (adv + tr.lambda_cycle * (cycle + tr.lambda_identity * identity)).backward()
+        self.opt_g.step()
+        if self.ema is not None:
+            self.ema.update(self.g_local, step)
+        # discriminators: real images of their domain vs fakes from the pool
+        pool_rng = torch.Generator().manual_seed(stream_seed(self.params.seed, POOL_STREAM, self.worker.rank, step))
+        loss_a, st_a = self.adversary.d_loss(self.d_a, a, self.pools["a"].query(fake_a, pool_rng), noise_std, self.rng)
+        loss_b, st_b = self.adversary.d_loss(self.d_b, b, self.pools["b"].query(fake_b, pool_rng), noise_std, self.rng)
+        self.opt_d.zero_grad(set_to_none=True)
+        (0.5 * (loss_a + loss_b)).backward()  # halved, as CycleGAN: D learns slower than G
+        self.opt_d.step()
+        if tc.weight_clip is not None:
+            clip_weights(self.d_local, tc.weight_clip)
+        d_stats = (st_a + st_b) / 2
+        return torch.cat([d_stats[:1], adv.detach()[None] / 2, d_stats[1:], cycle.detach()[None] / 2,
+                          identity.detach()[None] / 2])
+
+    def preview(self) -> torch.Tensor:
+        """a | G(a) | F(G(a)) rows, then b | F(b) | G(F(b)) rows."""
+        g, dev = self.sampler, self.worker.device
+        a, b = self.shown.inputs[: PREVIEW_ROWS // 2], self.shown.x[: PREVIEW_ROWS // 2]
+        fake_b, fake_a = sample(g.a2b, dev, a), sample(g.b2a, dev, b)
+        return torch.cat([side_by_side(a, fake_b, sample(g.b2a, dev, fake_b)),
+                          side_by_side(b, fake_a, sample(g.a2b, dev, fake_a))])
