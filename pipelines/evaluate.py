@@ -1,7 +1,12 @@
 """Stage `evaluate`: sample the candidate generator with a fixed seed and score it against the
 held-out split under the evaluator: FID, KID, IS, precision/recall/density/coverage, class
 histogram KL, and the real-vs-real floor (train split vs test split). For 2D mixtures: modes
-captured, % high quality and reverse KL (components/metrics/modes.py), the test split as floor."""
+captured, % high quality and reverse KL (components/metrics/modes.py), the test split as floor.
+
+Per family: class-conditional models add cond_accuracy (every class requested equally often);
+translators translate the whole test split and add what they are for (components/metrics/
+translation.py: PSNR/SSIM vs bicubic, or label preservation and cycle error); a VAE adds its
+negative ELBO on the test split."""
 from __future__ import annotations
 
 import json
@@ -13,12 +18,12 @@ import torch
 
 from components.atomic import atomic_write
 from components.config import SAMPLING_KEYS, Params
-from components.data.shards import load_split, read_manifest
-from components.metrics import modes, scores
-from components.sampling import draw_samples, requested_labels
+from components.data.shards import load_rank_inputs, load_split, read_manifest
+from components.metrics import modes, scores, translation
+from components.sampling import draw_samples, requested_labels, translate
 from components.training.checkpoint import load_generator
 from components.training.images import preview_png
-from pipelines.evaluator import open_evaluator
+from pipelines.evaluator import open_evaluator, open_input_evaluator
 
 EVALUATOR_HASH_TAG = "genpipe.evaluator_hash"
 
@@ -43,6 +48,10 @@ def load_candidate(params: Params, repo_root: Path) -> tuple[torch.nn.Module, di
     if spec["model"] != configured:
         raise EvaluateError(f"the generator in {model_dir} was trained with model {spec['model']}, "
                             f"but params.yaml configures model {configured}; retrain or fix the model section")
+    if params.model.kind == "translation" and spec["translation"] != params.translation.model_dump(mode="json"):
+        raise EvaluateError(f"the translator in {model_dir} was trained with translation {spec['translation']}, "
+                            f"but params.yaml configures {params.translation.model_dump(mode='json')}; retrain "
+                            "or fix the translation section")
     if params.model.is_diffusion:  # sampling keys may differ: evaluate samples as configured now
         trained, now = ({k: v for k, v in d.items() if k not in SAMPLING_KEYS}
                         for d in (spec["diffusion"], params.diffusion.model_dump(mode="json")))
@@ -72,6 +81,51 @@ def _classifies_dataset(extractor) -> bool:
     return extractor.kind == "classifier"
 
 
+def generate(g: torch.nn.Module, params: Params, prepared: Path, n: int,
+             latent_dim: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """What a candidate is scored on, and the labels its samples should have (None: no such thing).
+    A translator translates the whole test split (n is ignored): its outputs should keep the labels of
+    their inputs. Any other model draws n samples with the evaluation seed, every class equally often
+    when class-conditional."""
+    if params.model.kind == "translation":
+        inputs, input_labels = load_rank_inputs(prepared, "test")
+        return translate(g, _to_float(inputs)), torch.from_numpy(input_labels)
+    labels = requested_labels(g, n)
+    return draw_samples(g, latent_dim or params.model.latent_dim, n, params.evaluate.seed, labels=labels,
+                        sampling=sampling_options(params)), labels
+
+
+def metric_names(params: Params, kind: str) -> list[str]:
+    """The scalar metrics evaluate (and a sweep's QuickScorer) reports for this family on `kind` data."""
+    if kind == "points":
+        return ["modes", "high_quality", "reverse_kl"]
+    names = ["fid", "kid_mean", "is_mean", "precision", "recall", "density", "coverage", "class_kl"]
+    m = params.model
+    if m.conditional or m.kind == "translation" or (m.is_diffusion and params.diffusion.class_conditional):
+        names.append("cond_accuracy")
+    return names + {"pix2pix": ["psnr", "ssim", "l1"], "cyclegan": ["label_preservation", "cycle_l1"],
+                    "vae": ["nelbo"]}.get(m.family, [])
+
+
+def family_metrics(g: torch.nn.Module, params: Params, prepared: Path, repo_root: Path, fake: torch.Tensor,
+                   generated: dict) -> dict:
+    """What the family is for, beyond generation metrics: translation quality or the VAE's ELBO."""
+    kind, family = params.model.kind, params.model.family
+    if kind == "vae":
+        test_x, _ = load_split(prepared, "test")
+        return {"nelbo": g.negative_elbo(_to_float(test_x), torch.Generator().manual_seed(params.evaluate.seed))}
+    if family == "pix2pix":
+        inputs, _ = load_rank_inputs(prepared, "test")
+        return translation.paired_scores(fake, _to_float(load_split(prepared, "test")[0]), _to_float(inputs))
+    if family == "cyclegan":
+        a, _ = load_rank_inputs(prepared, "test")
+        b, labels_b = load_split(prepared, "test")
+        classifier_a, _ = open_input_evaluator(params, repo_root)
+        return translation.cycle_scores(g, _to_float(a), _to_float(b), torch.from_numpy(labels_b), classifier_a,
+                                        generated["cond_accuracy"])
+    return {}
+
+
 def score(extractor, real_test: torch.Tensor, real_train: torch.Tensor, fake: torch.Tensor, params: Params,
           requested: torch.Tensor | None = None) -> dict:
     """Every metric of one candidate (features extracted once per image set), plus the real-vs-real
@@ -79,7 +133,7 @@ def score(extractor, real_test: torch.Tensor, real_train: torch.Tensor, fake: to
     ev = params.evaluate
     test = extractor.features_and_logits(real_test)
     out = scores.all_scores(test, extractor.features_and_logits(fake), prdc_k=ev.prdc_k,
-                            kid_subset_size=ev.kid_subset_size, seed=ev.seed,
+                            kid_subset_size=min(ev.kid_subset_size, len(fake), len(real_test)), seed=ev.seed,
                             requested=requested if _classifies_dataset(extractor) else None)
     floor = scores.fid_kid(test[0], extractor.features(real_train), kid_subset_size=ev.kid_subset_size, seed=ev.seed)
     out.update(fid_floor=floor["fid"], kid_floor=floor["kid_mean"], fid_over_floor=out["fid"] / max(floor["fid"], 1e-12))
@@ -99,9 +153,10 @@ class QuickScorer:
     what a sweep reports during training (pipelines/tune.py). Real-side features are computed once."""
 
     def __init__(self, params: Params, repo_root: Path, num_samples: int):
-        self.params, self.num_samples = params, num_samples
+        self.params, self.num_samples, self.repo_root = params, num_samples, Path(repo_root)
+        self.prepared = params.prepared_path(repo_root)
         self.extractor, self.info = open_evaluator(params, repo_root)
-        test_x, _ = load_split(params.prepared_path(repo_root), "test")
+        test_x, _ = load_split(self.prepared, "test")
         if self.extractor is None:
             self.real = test_x
         else:
@@ -110,23 +165,33 @@ class QuickScorer:
             self.real = self.extractor.features_and_logits(_to_float(test_x))
 
     @torch.no_grad()
-    def __call__(self, g: torch.nn.Module, latent_dim: int) -> dict:
-        labels = requested_labels(g, self.num_samples)
-        fake = draw_samples(g, latent_dim, self.num_samples, self.params.evaluate.seed, labels=labels,
-                            sampling=sampling_options(self.params))
+    def __call__(self, g: torch.nn.Module) -> dict:
+        fake, labels = generate(g, self.params, self.prepared, self.num_samples)
         if self.extractor is None:
             return modes.mode_scores(fake.numpy(), self.info["centers"], self.info["sigma"], self.info["hq_sigmas"])
         ev = self.params.evaluate
         out = scores.all_scores(self.real, self.extractor.features_and_logits(fake), prdc_k=ev.prdc_k,
-                                kid_subset_size=min(ev.kid_subset_size, self.num_samples, len(self.real[0])),
+                                kid_subset_size=min(ev.kid_subset_size, len(fake), len(self.real[0])),
                                 seed=ev.seed, requested=labels if _classifies_dataset(self.extractor) else None)
         out.pop("class_histogram")
+        out.update(family_metrics(g, self.params, self.prepared, self.repo_root, fake, out))
         return out
 
 
 _PRINTED = {"image": ("fid", "fid_floor", "fid_over_floor", "kid_mean", "is_mean", "precision", "recall", "density",
-                      "coverage", "class_kl", "cond_accuracy", "sampling_seconds", "eval_seconds"),
+                      "coverage", "class_kl", "cond_accuracy", "psnr", "bicubic_psnr", "ssim", "bicubic_ssim",
+                      "label_preservation_ab", "label_preservation_ba", "cycle_l1", "nelbo", "sampling_seconds",
+                      "eval_seconds"),
             "points": ("modes", "high_quality", "reverse_kl", "floor_high_quality", "eval_seconds")}
+
+
+def _report_grid(fake: torch.Tensor, prepared: Path, translator: bool) -> bytes:
+    if translator:  # input | output | target for the first 16 test pairs
+        from components.training.images import side_by_side
+
+        inputs, targets = load_rank_inputs(prepared, "test")[0][:16], load_split(prepared, "test")[0][:16]
+        return preview_png(side_by_side(_to_float(inputs), fake[:16], _to_float(targets)), cols=3)
+    return preview_png(fake[:64] if fake.dim() == 4 else fake)  # every point of a scatter
 
 
 def run(params: Params, repo_root: Path) -> dict:
@@ -140,14 +205,15 @@ def run(params: Params, repo_root: Path) -> dict:
     if spec["data_hash"] != manifest["content_hash"]:
         raise EvaluateError(f"the candidate was trained on data {spec['data_hash'][:12]} but {prepared} holds "
                             f"{manifest['content_hash'][:12]}; rerun the pipeline")
-    kind = manifest.get("kind", "image")
+    kind = "points" if manifest.get("kind") == "points" else "image"
+    translator = params.model.kind == "translation"
     if extractor is not None:
-        scores.check_sample_size(params.evaluate.num_samples, extractor.feature_dim, "generated samples")
-    labels = requested_labels(g, params.evaluate.num_samples)
+        n = manifest["splits"]["test"]["count"] if translator else params.evaluate.num_samples
+        scores.check_sample_size(n, extractor.feature_dim, "test pairs" if translator else "generated samples",
+                                 knob="data.test_fraction" if translator else scores.SAMPLES_KNOB)
     sampling = sampling_options(params)
     sampling_started = time.perf_counter()
-    fake = draw_samples(g, spec["model"]["latent_dim"], params.evaluate.num_samples, params.evaluate.seed,
-                        labels=labels, sampling=sampling)
+    fake, labels = generate(g, params, prepared, params.evaluate.num_samples)
     sampling_seconds = time.perf_counter() - sampling_started
     test_x, _ = load_split(prepared, "test")
     if kind == "points":
@@ -155,16 +221,17 @@ def run(params: Params, repo_root: Path) -> dict:
     else:
         train_x, _ = load_split(prepared, "train")
         metrics = score(extractor, _to_float(test_x), _to_float(train_x), fake, params, labels)
+        metrics.update(family_metrics(g, params, prepared, repo_root, fake, metrics))
     metrics["sampling_seconds"] = sampling_seconds
     report = {**metrics, "evaluator_hash": info["hash"], "evaluator_kind": info["kind"],
-              "num_samples": params.evaluate.num_samples, "seed": params.evaluate.seed,
+              "num_samples": len(fake), "seed": params.evaluate.seed,
               "model_uri": summary["model_uri"], "mlflow_run_id": summary["mlflow_run_id"],
               **({"sampling": sampling} if sampling else {}),
               "eval_seconds": time.perf_counter() - started}
 
     report_path = (repo_root / params.evaluate.report).resolve()
     grid_path = (repo_root / params.evaluate.grid).resolve()
-    atomic_write(grid_path, preview_png(fake[:64] if fake.dim() == 4 else fake))  # every point of a scatter
+    atomic_write(grid_path, _report_grid(fake, prepared, translator))
     atomic_write(report_path, json.dumps(report, indent=2, sort_keys=True) + "\n")
 
     from mlflow.entities import Metric, RunTag  # here: in-training scoring (QuickScorer) needs no MLflow

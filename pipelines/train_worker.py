@@ -72,7 +72,7 @@ def _ray_worker(config: dict) -> None:
             ray.train.report(metrics)  # every rank reports the same number of times
             return
         if scorer is not None:
-            metrics.update(scorer(ckpt.generator_from_state(state), params.model.latent_dim))
+            metrics.update(scorer(ckpt.generator_from_state(state)))
         with tempfile.TemporaryDirectory() as d:
             ckpt.save(state, d)
             (Path(d) / ORIGIN_FILE).write_text(json.dumps({"run": config.get("origin"), "step": step}))

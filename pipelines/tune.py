@@ -40,7 +40,7 @@ from components.tracking import mlflow_store
 from components.tracking.logged_model import log_generator
 from components.tuning import space as search_space
 from components.tuning.space import flatten
-from components.sampling import draw_samples, requested_labels
+from pipelines.evaluate import generate, metric_names
 from pipelines.train import _unwrap_failure, init_ray
 from pipelines.train_worker import ORIGIN_FILE, _ray_worker
 
@@ -57,11 +57,12 @@ class TuneError(RuntimeError):
 
 
 def metric_and_mode(params: Params, kind: str) -> tuple[str, str]:
-    metric = params.tune.metric or ("reverse_kl" if kind == "points" else "fid")
-    point_metrics = {"modes", "high_quality", "reverse_kl"}
-    if (metric in point_metrics) != (kind == "points"):
-        allowed = sorted(point_metrics if kind == "points" else set(TUNE_METRICS) - point_metrics)
-        raise ConfigError(f"tune.metric = {metric!r} does not apply to {kind} data; allowed: {', '.join(allowed)}")
+    default = {"pix2pix": "psnr", "cyclegan": "label_preservation"}.get(params.model.family, "fid")
+    metric = params.tune.metric or ("reverse_kl" if kind == "points" else default)
+    allowed = metric_names(params, kind)
+    if metric not in allowed:
+        raise ConfigError(f"tune.metric = {metric!r} is not reported for model.family = {params.model.family!r} "
+                          f"on {kind} data; allowed: {', '.join(allowed)}")
     return metric, "max" if TUNE_METRICS[metric] else "min"
 
 
@@ -206,7 +207,8 @@ def child_run_id(client: MlflowClient, experiment_id: str, sweep: str, trial_id:
     return found[0].info.run_id if found else None
 
 
-def _child_run_callback(uri: str, experiment_id: str, parent_run_id: str, sweep: str, sample_z: int):
+def _child_run_callback(uri: str, experiment_id: str, parent_run_id: str, sweep: str, sample_z: int,
+                        params: Params, prepared: Path):
     from ray.tune import Callback
 
     class ChildRuns(Callback):
@@ -251,8 +253,7 @@ def _child_run_callback(uri: str, experiment_id: str, parent_run_id: str, sweep:
             if trial.checkpoint is not None:
                 state = _load_state(trial.checkpoint)
                 g = ckpt.generator_from_state(state)
-                images = draw_samples(g, state["meta"]["model"]["latent_dim"], sample_z, 0,
-                                      labels=requested_labels(g, sample_z))
+                images = generate(g, params, prepared, sample_z, state["meta"]["model"]["latent_dim"])[0][:sample_z]
                 self.client.log_image(run_id, preview(images), artifact_file=f"samples/final_step_{state['step']:08d}.png")
             self.client.set_terminated(run_id, "FINISHED")
 
@@ -539,7 +540,8 @@ def _start(params: Params, ctx: dict, trainable, skipped):
             failure_config=tune.FailureConfig(max_failures=t.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
             callbacks=[_child_run_callback(ctx["uri"], ctx["exp_id"], parent_id, name,
-                                           sample_z=min(params.train.sample_grid, 1024))],
+                                           sample_z=min(params.train.sample_grid, 1024), params=params,
+                                           prepared=ctx["prepared"])],
             verbose=1),
     )
     return tuner, parent_id
@@ -592,7 +594,7 @@ def run(params: Params, repo_root: Path, resume: bool | None = None) -> dict:
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
     init_ray()
     ctx = {"name": name, "exp_path": exp_path, "storage": storage, "uri": uri, "exp_id": exp_id, "metric": metric,
-           "mode": mode, "concurrency": _concurrency(params)}
+           "mode": mode, "concurrency": _concurrency(params), "prepared": params.prepared_path(repo_root)}
     trainable = tune.with_parameters(run_trial, base=params.model_dump(mode="json"), repo_root=str(repo_root),
                                      storage=str(storage / "train"))
     # The trial itself only waits: no CPU (its Train workers hold them); a 1-byte memory request gives

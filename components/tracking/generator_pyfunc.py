@@ -5,8 +5,12 @@ loading it rebuilds the network from code and reads tensors — nothing is unpic
 
 predict(model_input) with model_input a dict or one-row DataFrame:
   num_samples (int, default 16, or len(labels)), seed (int, default 0)
-  labels      (class-conditional models: one class index, or one per sample; default every class in turn)
+  labels      (class-conditional GANs and diffusion models: one class index, or one per sample;
+               default every class in turn)
   steps, guidance, sampler, eta (diffusion models: default as trained; see params.yaml `diffusion`)
+  images      (translators, pix2pix / cyclegan: the batch to translate, N×C×H×W floats in [-1, 1] shaped
+               like the dataset's inputs — or uint8 0..255 — and nothing else is needed)
+  reverse     (cyclegan: true translates domain B → A; default A → B)
 returns float32 images N×C×H×W in [-1, 1], or points N×D for a points model (e.g. the 2D mixtures);
 the weights are the EMA ones when the run kept them."""
 from __future__ import annotations
@@ -52,6 +56,11 @@ class GeneratorModel(PythonModel):
         from components.sampling import draw_samples, requested_labels
 
         get = (lambda k: model_input[k] if k in model_input else None) if model_input is not None else (lambda k: None)
+        if hasattr(self.generator, "translate"):
+            return self._translate(get)
+        if get("images") is not None:
+            raise ValueError(f"images: only translators (pix2pix, cyclegan) take an image batch; this is a "
+                             f"{self.spec['model']['family']} model")
         n_given = get("num_samples")
         labels = _labels(get("labels"), None if n_given is None else int(_first(n_given, 16)))
         n = int(_first(n_given, len(labels) if labels is not None else 16))
@@ -74,6 +83,27 @@ class GeneratorModel(PythonModel):
             sampling["sample_steps"] = int(sampling["sample_steps"])
         out = draw_samples(self.generator, self.spec["model"]["latent_dim"], n, seed, labels=labels, sampling=sampling)
         return out.numpy().astype(np.float32)
+
+
+    def _translate(self, get):
+        from components.sampling import translate
+
+        images = get("images")
+        if images is None:
+            raise ValueError(f"images: a {self.spec['model']['family']} translator needs the batch to translate "
+                             f"(N×{'×'.join(map(str, self.spec['input_shape']))} floats in [-1, 1])")
+        if hasattr(images, "iloc"):  # a DataFrame column holding the batch
+            images = images.iloc[0] if len(images) == 1 else np.stack(list(images))
+        x = np.asarray(images)
+        reverse = bool(_first(get("reverse"), False))
+        expected = self.spec["image_shape"] if reverse else self.spec["input_shape"]
+        if x.ndim == 3:
+            x = x[None]
+        if x.ndim != 4 or list(x.shape[1:]) != list(expected):
+            raise ValueError(f"images must be N×{'×'.join(map(str, expected))} "
+                             f"({'domain B' if reverse else 'the inputs'}), got shape {x.shape}")
+        x = torch.from_numpy(x.astype(np.float32) / 127.5 - 1.0) if x.dtype == np.uint8 else torch.from_numpy(x.astype(np.float32))
+        return translate(self.generator, x, reverse=reverse).numpy().astype(np.float32)
 
 
 mlflow.models.set_model(GeneratorModel())
