@@ -105,9 +105,11 @@ def _label_tensor(labels: torch.Tensor | None) -> torch.Tensor:
 
 def init_weights(m: nn.Module) -> None:
     # DCGAN paper: N(0, 0.02) conv/linear weights, N(1, 0.02) BatchNorm scales.
-    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
+        # the projection embedding too: at torch's N(0, 1) its ⟨embed(y), φ(x)⟩ over thousands of
+        # features starts D's logits in the tens and saturates the loss
         nn.init.normal_(m.weight, 0.0, 0.02)
-        if m.bias is not None:
+        if getattr(m, "bias", None) is not None:
             nn.init.zeros_(m.bias)
     elif isinstance(m, nn.BatchNorm2d):
         nn.init.normal_(m.weight, 1.0, 0.02)

@@ -4,6 +4,8 @@ MNIST-like data). loss = E_q[-log p(x|z)] + β·KL(q(z|x) ‖ N(0, I)); with β 
 ELBO, in nats per image. Samples are decoder means for z ~ N(0, I), mapped to [-1, 1]."""
 from __future__ import annotations
 
+from contextlib import contextmanager
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -19,6 +21,18 @@ def kl_to_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tenso
 
 def to_unit(x: torch.Tensor) -> torch.Tensor:
     return (x + 1.0) / 2.0  # model space [-1, 1] → Bernoulli means in [0, 1]
+
+
+@contextmanager
+def _evaluating(model: nn.Module):
+    """Eval mode (BatchNorm running statistics, untouched) for the block, then the previous mode."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
 
 
 class VAE(nn.Module):
@@ -43,33 +57,27 @@ class VAE(nn.Module):
         nll = F.binary_cross_entropy_with_logits(logits, to_unit(x), reduction="none").flatten(1).sum(1)
         return {"nll": nll, "kl": kl_to_standard_normal(mu, logvar), "logits": logits}
 
-    @torch.no_grad()
     def negative_elbo(self, x: torch.Tensor, rng: torch.Generator, batch: int = 500) -> float:
         """Mean -ELBO (nats per image) over x with one posterior sample per image: an upper bound on -log p(x)."""
-        was_training = self.training
-        self.eval()
         total = 0.0
-        for chunk in x.split(batch):
-            out = self(chunk, torch.randn(len(chunk), self.latent_dim, generator=rng).to(chunk.device))
-            total += float((out["nll"] + out["kl"]).sum())
-        self.train(was_training)
+        with _evaluating(self):
+            for chunk in x.split(batch):
+                out = self(chunk, torch.randn(len(chunk), self.latent_dim, generator=rng).to(chunk.device))
+                total += float((out["nll"] + out["kl"]).sum())
         return total / len(x)
 
-    @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.decoder(self.encode(x)[0])) * 2.0 - 1.0
+        """Decoder means at the posterior means, in [-1, 1]."""
+        with _evaluating(self):
+            return torch.sigmoid(self.decoder(self.encode(x)[0])) * 2.0 - 1.0
 
-    @torch.no_grad()
     def sample(self, n: int, rng: torch.Generator, labels: torch.Tensor | None = None) -> torch.Tensor:
         """n decoder means for z ~ N(0, I) drawn from `rng`, in [-1, 1]."""
         if labels is not None:
             raise ValueError("labels given, but the VAE is unconditional")
-        was_training = self.training
-        self.eval()
-        z = torch.randn(n, self.latent_dim, generator=rng).to(next(self.parameters()).device)
-        out = torch.sigmoid(self.decoder(z)) * 2.0 - 1.0
-        self.train(was_training)
-        return out
+        with _evaluating(self):
+            z = torch.randn(n, self.latent_dim, generator=rng).to(next(self.parameters()).device)
+            return torch.sigmoid(self.decoder(z)) * 2.0 - 1.0
 
 
 @VAE_MODELS.register("vae")

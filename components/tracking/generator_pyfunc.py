@@ -96,6 +96,9 @@ class GeneratorModel(PythonModel):
             images = images.iloc[0] if len(images) == 1 else np.stack(list(images))
         x = np.asarray(images)
         reverse = bool(_first(get("reverse"), False))
+        if reverse and self.spec["model"]["family"] != "cyclegan":
+            raise ValueError(f"reverse: {self.spec['model']['family']} translates one way (input → target); "
+                             "reverse is for cyclegan")
         expected = self.spec["image_shape"] if reverse else self.spec["input_shape"]
         if x.ndim == 3:
             x = x[None]

@@ -24,6 +24,17 @@ POOL_STREAM, NOISE_STREAM = 5, 6
 PREVIEW_ROWS = 16
 
 
+def paired_l1(fake: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """pix2pix's reconstruction term ‖G(x) - y‖₁ (mean per pixel, model units)."""
+    return F.l1_loss(fake, target)
+
+
+def cycle_l1(g_ab: nn.Module, g_ba: nn.Module, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """CycleGAN's cycle-consistency term ‖F(G(a)) - a‖₁ + ‖G(F(b)) - b‖₁, and the fakes G(a), F(b)."""
+    fake_b, fake_a = g_ab(a), g_ba(b)
+    return F.l1_loss(g_ba(fake_b), a) + F.l1_loss(g_ab(fake_a), b), fake_b, fake_a
+
+
 class FakePool(nn.Module):
     """The image buffer of Shrivastava et al. 2017 / CycleGAN: D is shown, for each new fake, with
     probability ½ a random past fake (which the new one replaces), else the new fake; while the pool
@@ -106,7 +117,7 @@ class Pix2PixTask(_TranslationTask):
         game.g.train(), game.d.train()
         fake = game.g(real.inputs)
         d_stats = game.d_step(real.x, fake, noise_std, self.rng, cond=real.inputs)
-        l1 = F.l1_loss(fake, real.x)
+        l1 = paired_l1(fake, real.x)
         g_loss = game.g_step(fake, noise_std, self.rng, step, cond=real.inputs,
                              extra=self.params.translation.lambda_l1 * l1)
         return torch.cat([d_stats[:1], g_loss[None], d_stats[1:], l1.detach()[None]])
@@ -137,8 +148,7 @@ class CycleGanTask(_TranslationTask):
         for m in (self.g_ab, self.g_ba, self.d_a, self.d_b):
             m.train()
         # generators: fool both discriminators, and come back (F(G(a)) ≈ a, G(F(b)) ≈ b)
-        fake_b, fake_a = self.g_ab(a), self.g_ba(b)
-        cycle = F.l1_loss(self.g_ba(fake_b), a) + F.l1_loss(self.g_ab(fake_a), b)
+        cycle, fake_b, fake_a = cycle_l1(self.g_ab, self.g_ba, a, b)
         identity = torch.zeros((), device=a.device)
         if tr.lambda_identity:
             identity = F.l1_loss(self.g_ab(b), b) + F.l1_loss(self.g_ba(a), a)

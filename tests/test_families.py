@@ -1,0 +1,279 @@
+"""The class-conditional GAN, the translation families (pix2pix, CycleGAN) and the VAE: their losses,
+datasets, resume, DDP and the stages they go through (prepare → evaluator → train → evaluate →
+promote → pyfunc), on scikit-learn's 8×8 digits."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from components.config import ConfigError, load_params
+from components.data.pairings import sobel_edges
+from components.data.shards import load_rank_inputs, load_split, read_manifest
+from components.metrics.translation import image_quality, paired_scores
+from components.models import build_gan
+from components.models.vae import kl_to_standard_normal
+from components.training.loop import Worker, train_model
+from components.training.translation_step import FakePool, cycle_l1, paired_l1
+from conftest import REPO, tiny_params
+from pipelines import prepare
+from test_training import Recorder
+
+FAMILIES = {  # name → params sections on the digits (and, for CycleGAN, mnist5k at 8×8)
+    "cgan": {"model": {"conditioning": "projection"}, "train": {"matching_aware": True}},
+    "cgan_concat": {"model": {"conditioning": "concat"}, "train": {"gradient_penalty": 1.0}},
+    "pix2pix": {"data": {"pairs": "downsample", "pair_size": 4}, "model": {"family": "pix2pix"},
+                "train": {"ema_decay": 0.9}},
+    "edges": {"data": {"pairs": "edges"}, "model": {"family": "pix2pix"}, "train": {"r1": 0.5}},
+    "cyclegan": {"data": {"pairs": "unpaired", "domain_b": "mnist5k"}, "model": {"family": "cyclegan"},
+                 "train": {"objective": "lsgan"}, "translation": {"pool_size": 8}},
+    "vae": {"model": {"family": "vae"}, "train": {"ema_decay": 0.9}},
+}
+
+
+def family_params(root, name, **train):
+    sections = {k: dict(v) for k, v in FAMILIES[name].items()}
+    sections["data"] = {"source": "digits", "prepared_dir": str(root / "prepared"), "row_group_rows": 64,
+                        **sections.get("data", {})}
+    sections["train"] = {**sections.get("train", {}), **train}
+    return tiny_params(root, **sections)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    """Every dataset the families train on, prepared once."""
+    root = tmp_path_factory.mktemp("families")
+    for name in ("cgan", "pix2pix", "edges", "cyclegan"):
+        prepare.run(family_params(root, name), root)
+    return root
+
+
+def _train(params, root, resume=None):
+    rec = Recorder()
+    return rec, train_model(params, params.prepared_path(root), Worker(), rec, resume)
+
+
+# ------------------------------------------------------------------------------------------ config
+
+def test_families_refuse_what_they_cannot_use():
+    with pytest.raises(ConfigError, match="pix2pix needs data.pairs: downsample or edges"):
+        load_params(REPO / "params.yaml", ["model.family=pix2pix"])
+    with pytest.raises(ConfigError, match="cyclegan needs data.pairs: unpaired"):
+        load_params(REPO / "params.yaml", ["model.family=cyclegan", "data.pairs=edges"])
+    with pytest.raises(ConfigError, match="dcgan needs data.pairs: null"):
+        load_params(REPO / "params.yaml", ["data.pairs=edges"])
+    with pytest.raises(ConfigError, match="matching_aware = true needs a class-conditional D"):
+        load_params(REPO / "params.yaml", ["train.matching_aware=true"])
+    with pytest.raises(ConfigError, match="conditioning = 'concat' is for family dcgan"):
+        load_params(REPO / "params.yaml", ["model.family=vae", "model.conditioning=concat"])
+    with pytest.raises(ConfigError, match="train.r1 = 1.0 is a GAN setting"):
+        load_params(REPO / "params.yaml", ["model.family=vae", "train.r1=1.0"])
+    with pytest.raises(ConfigError, match="unknown pairing 'blur'"):
+        load_params(REPO / "params.yaml", ["data.pairs=blur"])
+    for preset, family in [("cgan", "dcgan"), ("pix2pix_sr", "pix2pix"), ("pix2pix_edges", "pix2pix"),
+                           ("cyclegan", "cyclegan"), ("vae", "vae")]:
+        assert load_params(REPO / "params.yaml", [f"preset={preset}"]).model.family == family
+
+
+# ------------------------------------------------------------------------------------------ data
+
+def test_pairings_derive_inputs_from_the_targets(root):
+    p = family_params(root, "pix2pix")
+    prepared = p.prepared_path(root)
+    manifest = read_manifest(prepared)
+    assert manifest["kind"] == "pairs" and manifest["input_shape"] == [1, 4, 4] and prepared.name == "digits-downsample4"
+    x, y = load_split(prepared, "train")
+    small, small_y = load_rank_inputs(prepared, "train")
+    assert np.array_equal(y, small_y)
+    box = x.reshape(len(x), 1, 4, 2, 4, 2).astype(np.float64).mean((3, 5))  # 2×2 box average of each target
+    assert np.abs(small - box).max() <= 1.0  # PIL's BOX filter, rounded to uint8
+
+    edges = load_rank_inputs(family_params(root, "edges").prepared_path(root), "test")[0]
+    assert set(np.unique(edges)) == {0, 255} and 0.05 < (edges == 255).mean() < 0.7
+    assert not sobel_edges(np.full((1, 1, 8, 8), 200, np.uint8)).any()  # no gradient, no edge
+
+
+def test_unpaired_domains_use_each_image_once_and_keep_their_labels(root):
+    prepared = family_params(root, "cyclegan").prepared_path(root)
+    manifest = read_manifest(prepared)
+    assert manifest["pairing"] == "unpaired" and manifest["count"] == 1797  # the smaller domain: digits
+    a = np.concatenate([load_rank_inputs(prepared, s)[0] for s in ("train", "test")])
+    b = np.concatenate([load_split(prepared, s)[0] for s in ("train", "test")])
+    assert a.shape[1:] == b.shape[1:] == (1, 8, 8)
+    from sklearn.datasets import load_digits
+
+    digits = np.rint(load_digits().images * (255 / 16)).astype(np.uint8).reshape(-1, 64)
+    assert sorted(r.tobytes() for r in a.reshape(len(a), -1)) == sorted(r.tobytes() for r in digits)  # A: every digit once
+    assert len(np.unique(b.reshape(len(b), -1), axis=0)) > 0.99 * len(b)  # B: mnist images, none drawn twice
+    # the rows pair nothing: a row's two labels agree no more often than chance
+    a_labels = np.concatenate([load_rank_inputs(prepared, s)[1] for s in ("train", "test")])
+    b_labels = np.concatenate([load_split(prepared, s)[1] for s in ("train", "test")])
+    assert (a_labels == b_labels).mean() < 0.2
+
+
+# ------------------------------------------------------------------------------------------ losses
+
+def test_matching_aware_d_ranks_the_right_label_above_a_wrong_one(root):
+    params = family_params(root, "cgan", max_steps=150, epochs=10, log_every=50, checkpoint_every=150)
+    rec, _ = _train(params, root)
+    _, d = build_gan(params.model, (1, 8, 8), num_classes=10)
+    d.load_state_dict(rec.states[-1]["discriminator"])
+    d.eval()
+    x, y = load_split(params.prepared_path(root), "test")
+    x = torch.from_numpy(x).float() / 127.5 - 1
+    y = torch.from_numpy(y)
+    wrong = (y + torch.randint(1, 10, y.shape, generator=torch.Generator().manual_seed(0))) % 10
+    with torch.no_grad():
+        right_score, wrong_score = d(x, y), d(x, wrong)
+    assert (right_score > wrong_score).float().mean() > 0.8, (right_score - wrong_score).mean()
+
+
+def test_pix2pix_l1_is_zero_exactly_when_g_outputs_the_target():
+    y = torch.rand(4, 1, 8, 8) * 2 - 1
+    assert paired_l1(y.clone(), y) == 0
+    assert paired_l1(y + 0.1, y) == pytest.approx(0.1, rel=1e-5)
+
+
+def test_cycle_loss_is_zero_for_identity_generators_and_positive_otherwise():
+    a, b = torch.rand(4, 1, 8, 8) * 2 - 1, torch.rand(4, 1, 8, 8) * 2 - 1
+    loss, fake_b, fake_a = cycle_l1(nn.Identity(), nn.Identity(), a, b)
+    assert loss == 0 and torch.equal(fake_b, a) and torch.equal(fake_a, b)
+    shift = lambda x: (x + 0.25).clamp(-1, 1)  # noqa: E731
+    assert cycle_l1(shift, nn.Identity(), a, b)[0] > 0.1
+
+
+def test_fake_pool_fills_then_returns_a_past_fake_half_of_the_time():
+    pool = FakePool(10, (1,))
+    rng = torch.Generator().manual_seed(0)
+    first = torch.arange(10.0)[:, None]
+    assert torch.equal(pool.query(first, rng), first)  # filling: the new fakes themselves, all stored
+    assert torch.equal(pool.images, first)
+    past = 0
+    for i in range(400):
+        new = torch.full((1, 1), 100.0 + i)
+        past += int(pool.query(new, rng).item() != new.item())
+    assert 0.43 < past / 400 < 0.57  # documented: ½
+    assert (pool.images >= 100).all()  # swapped-out entries were replaced by newer fakes
+    assert FakePool(0, (1,)).query(first, rng) is first  # pool_size 0: off
+
+
+def test_vae_kl_matches_the_closed_form():
+    mu = torch.tensor([[0.0, 0.0], [1.0, -2.0]])
+    logvar = torch.tensor([[0.0, 0.0], [np.log(4.0), np.log(0.25)]])
+    # KL(N(μ, σ²) ‖ N(0, 1)) = log(1/σ) + (σ² + μ²)/2 - 1/2, summed over dimensions
+    expected = [0.0, (np.log(1 / 2) + (4 + 1) / 2 - 0.5) + (np.log(1 / 0.5) + (0.25 + 4) / 2 - 0.5)]
+    assert torch.allclose(kl_to_standard_normal(mu, logvar), torch.tensor(expected), atol=1e-6)
+
+
+def test_image_quality_and_the_bicubic_baseline():
+    y = torch.rand(6, 1, 8, 8) * 2 - 1
+    same = image_quality(y, y)
+    assert same["psnr"] == 100.0 and same["ssim"] == pytest.approx(1.0) and same["l1"] == 0
+    noisy = image_quality((y + 0.2 * torch.randn(y.shape, generator=torch.Generator().manual_seed(0))).clamp(-1, 1), y)
+    assert noisy["psnr"] == pytest.approx(20.0, abs=1.0) and noisy["ssim"] < 0.99  # σ = 0.1 in [0, 1]: 20 dB
+    small = torch.nn.functional.avg_pool2d(y, 2)
+    scores = paired_scores(y, y, small)
+    assert scores["psnr_gain"] == pytest.approx(100.0 - scores["bicubic_psnr"]) and scores["bicubic_psnr"] < 40
+
+
+# ------------------------------------------------------------------------------------------ training
+
+@pytest.mark.parametrize("name", ["cgan", "cgan_concat", "pix2pix", "edges", "cyclegan", "vae"])
+def test_each_family_resumes_to_the_uninterrupted_run(root, name):
+    straight, _ = _train(family_params(root, name), root)
+    first, _ = _train(family_params(root, name, max_steps=3), root)
+    resumed, out = _train(family_params(root, name), root, resume=first.states[-1])
+    assert out["started_at"] == 3 and out["step"] == 6
+    a, b = straight.states[-1], resumed.states[-1]
+    parts = [k for k in ("generator", "generator_ema", "discriminator", "fake_pool") if k in a]
+    assert "generator" in parts and (name != "cyclegan" or "fake_pool" in parts)
+    for part in parts:
+        for key in a[part]:
+            assert torch.equal(a[part][key], b[part][key]), (part, key)
+    assert straight.logs[-1][1] == {**resumed.logs[-1][1], "images_per_s": straight.logs[-1][1]["images_per_s"]}
+
+
+# ------------------------------------------------------------------------------------------ stages
+
+@pytest.fixture(scope="module")
+def staged(root, tmp_path_factory):
+    """prepare → evaluator → train (in process; Ray Train DDP: test_ddp_* below and the benchmarks) →
+    evaluate → promote, once per family, each with its own store and outputs."""
+    from pipelines import evaluate, evaluator, promote, train
+
+    def run(name):
+        base = tmp_path_factory.mktemp(name)
+        params = family_params(root, name, max_steps=4, checkpoint_every=2).with_overrides({
+            "evaluator.epochs": 3, "evaluator.output_dir": str(base / "evaluator"), "train.output_dir": str(base / "train"),
+            "tracking.uri": f"sqlite:///{base / 'mlflow.db'}", "scaling.storage_path": str(base / "checkpoints"),
+            "evaluate.num_samples": 300, "evaluate.report": str(base / "metrics.json"),
+            "evaluate.grid": str(base / "samples.png"), "promote.report": str(base / "promotion.json")})
+        evaluator.run(params, root)
+        summary = train.run(params, root, use_ray=False)
+        return params, summary, evaluate.run(params, root), promote.run(params, root)
+
+    cache = {}
+    return lambda name: cache.setdefault(name, run(name))
+
+
+def _pyfunc(params, summary):
+    import mlflow
+
+    mlflow.set_tracking_uri(params.tracking.uri)
+    return mlflow.pyfunc.load_model(summary["model_uri"])
+
+
+def test_cgan_stages_and_pyfunc_with_labels(staged):
+    params, summary, report, promoted = staged("cgan")
+    assert 0 <= report["cond_accuracy"] <= 1 and report["fid"] > 0 and promoted["model_name"] == "digits-dcgan"
+    model = _pyfunc(params, summary)
+    out = model.predict({"labels": [3, 1, 4], "seed": 1})
+    assert out.shape == (3, 1, 8, 8) and out.dtype == np.float32 and -1 <= out.min() and out.max() <= 1
+    assert np.array_equal(out, model.predict({"labels": [3, 1, 4], "seed": 1}))
+    assert not np.array_equal(out, model.predict({"labels": [5, 9, 2], "seed": 1}))  # the label changes the image
+    assert model.predict({"num_samples": 4, "labels": 7}).shape == (4, 1, 8, 8)
+    with pytest.raises(ValueError, match="2 labels for num_samples = 5"):
+        model.predict({"num_samples": 5, "labels": [1, 2]})
+
+
+def test_pix2pix_stages_report_psnr_against_bicubic_and_pyfunc_translates(staged):
+    params, summary, report, promoted = staged("pix2pix")
+    assert report["num_samples"] == read_manifest(params.prepared_path(params.data.prepared_dir))["splits"]["test"]["count"]  # all test pairs
+    assert {"psnr", "ssim", "l1", "bicubic_psnr", "bicubic_ssim", "psnr_gain", "cond_accuracy", "fid"} <= set(report)
+    assert report["psnr_gain"] == pytest.approx(report["psnr"] - report["bicubic_psnr"])
+    assert promoted["model_name"] == "digits-downsample4-pix2pix"
+    model = _pyfunc(params, summary)
+    x = np.random.default_rng(0).uniform(-1, 1, (5, 1, 4, 4)).astype(np.float32)
+    out = model.predict({"images": x})
+    assert out.shape == (5, 1, 8, 8) and out.dtype == np.float32 and -1 <= out.min() and out.max() <= 1
+    u8 = np.rint((x + 1) * 127.5).astype(np.uint8)
+    assert np.abs(model.predict({"images": u8}) - out).max() < 0.1  # uint8 0..255 is read as images too
+    with pytest.raises(ValueError, match=r"images must be N×1×4×4 \(the inputs\), got shape \(5, 1, 8, 8\)"):
+        model.predict({"images": np.zeros((5, 1, 8, 8), np.float32)})
+    with pytest.raises(ValueError, match="reverse is for cyclegan"):
+        model.predict({"images": x, "reverse": True})
+
+
+def test_cyclegan_stages_report_label_preservation_both_ways_and_pyfunc_translates_back(staged):
+    params, summary, report, _ = staged("cyclegan")
+    for key in ("label_preservation_ab", "label_preservation_ba", "cycle_l1"):
+        assert 0 <= report[key] <= 1, key
+    assert report["label_preservation"] == min(report["label_preservation_ab"], report["label_preservation_ba"])
+    assert report["label_preservation_ab"] == report["cond_accuracy"]
+    model = _pyfunc(params, summary)
+    x = np.zeros((2, 1, 8, 8), np.float32) - 1
+    forward, back = model.predict({"images": x}), model.predict({"images": x, "reverse": True})
+    assert forward.shape == back.shape == (2, 1, 8, 8) and not np.array_equal(forward, back)  # G and F differ
+
+
+def test_vae_stages_report_the_negative_elbo_and_pyfunc_samples(staged):
+    params, summary, report, _ = staged("vae")
+    assert 0 < report["nelbo"] < 64 * np.log(2) * 4 and report["fid"] > 0  # nats per 8×8 image
+    model = _pyfunc(params, summary)
+    out = model.predict({"num_samples": 6, "seed": 2})
+    assert out.shape == (6, 1, 8, 8) and np.array_equal(out, model.predict({"num_samples": 6, "seed": 2}))
+    with pytest.raises(ValueError, match="unconditional"):
+        model.predict({"num_samples": 2, "labels": [1, 2]})
+    with pytest.raises(ValueError, match="only translators"):
+        model.predict({"images": np.zeros((1, 1, 8, 8), np.float32)})
