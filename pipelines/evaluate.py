@@ -186,11 +186,12 @@ _PRINTED = {"image": ("fid", "fid_floor", "fid_over_floor", "kid_mean", "is_mean
 
 
 def _report_grid(fake: torch.Tensor, prepared: Path, translator: bool) -> bytes:
-    if translator:  # input | output | target for the first 16 test pairs
+    if translator:  # input | output | target for 16 test pairs spread over the split (it is sorted by source row)
         from components.training.images import side_by_side
 
-        inputs, targets = load_rank_inputs(prepared, "test")[0][:16], load_split(prepared, "test")[0][:16]
-        return preview_png(side_by_side(_to_float(inputs), fake[:16], _to_float(targets)), cols=3)
+        rows = np.linspace(0, len(fake) - 1, min(16, len(fake))).astype(int)
+        inputs, targets = load_rank_inputs(prepared, "test")[0][rows], load_split(prepared, "test")[0][rows]
+        return preview_png(side_by_side(_to_float(inputs), fake[rows], _to_float(targets)), cols=3)
     return preview_png(fake[:64] if fake.dim() == 4 else fake)  # every point of a scatter
 
 
