@@ -334,3 +334,27 @@ def build_initial(params, root) -> dict:
     from components.training.loop import build_task
 
     return build_task(params, read_manifest(params.prepared_path(root)), Worker(), None).nets["generator"].state_dict()
+
+
+def test_sweeps_take_each_familys_keys_and_metrics(staged, root):
+    from pipelines.evaluate import QuickScorer
+    from pipelines.tune import metric_and_mode
+    from components.training.checkpoint import load_generator
+
+    space = {"translation.lambda_l1": {"choice": [10.0, 100.0]}, "translation.pool_size": {"choice": [0, 50]},
+             "vae.beta": {"choice": [0.5, 1.0]}, "model.conditioning": {"choice": ["concat", "projection"]},
+             "train.matching_aware": {"choice": [False, True]}}
+    tuned = load_params(REPO / "params.yaml", [f"tune.space={space}"])
+    assert set(tuned.tune.space) == set(space)
+    with pytest.raises(ConfigError, match="translation has no key 'lambda_l2'"):
+        load_params(REPO / "params.yaml", ["tune.space={translation.lambda_l2: {choice: [1.0]}}"])
+    # each family's default sweep metric and direction, and what a trial reports at its checkpoints
+    expected = {"pix2pix": ("psnr", "max", "ssim"), "cyclegan": ("label_preservation", "max", "cycle_l1"),
+                "vae": ("fid", "min", "nelbo"), "cgan": ("fid", "min", "cond_accuracy")}
+    for name, (metric, mode, extra) in expected.items():
+        params = staged(name)[0]
+        assert metric_and_mode(params, "image") == (metric, mode)
+        scores = QuickScorer(params, root, 200)(load_generator(params.train.output_dir)[0])
+        assert {metric, extra} <= set(scores), name
+    with pytest.raises(ConfigError, match="tune.metric = 'psnr' is not reported for model.family = 'vae'"):
+        metric_and_mode(staged("vae")[0].with_overrides({"tune.metric": "psnr"}), "image")
