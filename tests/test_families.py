@@ -239,7 +239,7 @@ def test_cgan_stages_and_pyfunc_with_labels(staged):
         model.predict({"num_samples": 5, "labels": [1, 2]})
 
 
-def test_pix2pix_stages_report_psnr_against_bicubic_and_pyfunc_translates(staged):
+def test_pix2pix_stages_report_psnr_against_bicubic_and_pyfunc_translates(staged, root):
     params, summary, report, promoted = staged("pix2pix")
     assert report["num_samples"] == read_manifest(params.prepared_path(params.data.prepared_dir))["splits"]["test"]["count"]  # all test pairs
     assert {"psnr", "ssim", "l1", "bicubic_psnr", "bicubic_ssim", "psnr_gain", "cond_accuracy", "fid"} <= set(report)
@@ -255,6 +255,12 @@ def test_pix2pix_stages_report_psnr_against_bicubic_and_pyfunc_translates(staged
         model.predict({"images": np.zeros((5, 1, 8, 8), np.float32)})
     with pytest.raises(ValueError, match="reverse is for cyclegan"):
         model.predict({"images": x, "reverse": True})
+    from PIL import Image
+
+    from pipelines import sample
+
+    png = sample.run(params, root, summary["model_uri"], 4, 0, Path(params.evaluate.grid).with_name("cli.png"))
+    assert Image.open(png).size == (2 * (8 + 2) + 2, 4 * (8 + 2) + 2)  # 4 rows of input | output
 
 
 def test_cyclegan_stages_report_label_preservation_both_ways_and_pyfunc_translates_back(staged):
