@@ -45,6 +45,9 @@ class DataConfig(_Section):
                               "edges (paired, pix2pix) | unpaired (two domains, CycleGAN); null: plain samples")
     pair_size: int = Field(7, ge=2, le=1024, description="downsample: the input's side (e.g. 7 for 7×7 → 28×28)")
     domain_b: str = Field("digits", description="unpaired: the second domain's source, resized to the first's size")
+    domain_b_box: int | None = Field(None, ge=2, le=1024, description="unpaired: resize domain B into a centred "
+                                     "box of this side, background around it (MNIST's digits sit in a 20×20 box "
+                                     "of 28×28); null: to the full size")
 
     @field_validator("pairs")
     @classmethod
@@ -61,7 +64,8 @@ class DataConfig(_Section):
         """The prepared folder's name: data.name, else the source (with its pairing, e.g. mnist5k-edges)."""
         if self.name:
             return self.name
-        suffix = {None: "", "downsample": f"-downsample{self.pair_size}", "unpaired": f"-{self.domain_b}"}
+        suffix = {None: "", "downsample": f"-downsample{self.pair_size}",
+                  "unpaired": f"-{self.domain_b}{self.domain_b_box or ''}"}
         return self.source + suffix.get(self.pairs, f"-{self.pairs}")
 
 

@@ -27,15 +27,19 @@ def draw_samples(g: torch.nn.Module, latent_dim: int, n: int, seed: int, batch: 
         out = torch.cat([g.sample(min(batch, n - i), rng, None if labels is None else labels[i : i + batch],
                                   **(sampling or {})).cpu() for i in range(0, n, batch)])
     else:
-        z = torch.randn(n, latent_dim, generator=rng)
+        dev = next(g.parameters()).device  # z is drawn on the CPU: a seed gives the same samples on any device
+        z = torch.randn(n, latent_dim, generator=rng).to(dev)
         if getattr(g, "conditional", False):  # a class-conditional GAN: G(z, y)
-            out = torch.cat([g(z[i : i + batch], labels[i : i + batch]) for i in range(0, n, batch)])
+            labels = labels.to(dev)
+            out = torch.cat([g(z[i : i + batch], labels[i : i + batch]) for i in range(0, n, batch)]).cpu()
         else:
-            out = torch.cat([g(z[i : i + batch]) for i in range(0, n, batch)])
+            out = torch.cat([g(z[i : i + batch]) for i in range(0, n, batch)]).cpu()
     return out.clamp_(-1, 1) if out.dim() == 4 else out  # images live in [-1, 1]; points are unbounded
 
 
 @torch.no_grad()
 def translate(g: torch.nn.Module, inputs: torch.Tensor, reverse: bool = False, batch: int = 500) -> torch.Tensor:
     """A translator's outputs (eval mode) for input images in [-1, 1]; reverse: cyclegan's B → A."""
-    return torch.cat([g.translate(inputs[i : i + batch], reverse=reverse) for i in range(0, len(inputs), batch)]).clamp_(-1, 1)
+    dev = next(g.parameters()).device
+    return torch.cat([g.translate(inputs[i : i + batch].to(dev), reverse=reverse).cpu()
+                      for i in range(0, len(inputs), batch)]).clamp_(-1, 1)

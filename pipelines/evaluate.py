@@ -185,14 +185,17 @@ _PRINTED = {"image": ("fid", "fid_floor", "fid_over_floor", "kid_mean", "is_mean
             "points": ("modes", "high_quality", "reverse_kl", "floor_high_quality", "eval_seconds")}
 
 
-def _report_grid(fake: torch.Tensor, prepared: Path, translator: bool) -> bytes:
-    if translator:  # input | output | target for 16 test pairs spread over the split (it is sorted by source row)
-        from components.training.images import side_by_side
+def _report_grid(g: torch.nn.Module, fake: torch.Tensor, prepared: Path, family: str | None) -> bytes:
+    """64 samples; a translator: 16 test inputs spread over the split (it is sorted by source row), each
+    as input | output | target (pix2pix) or a | G(a) | F(G(a)) (cyclegan: no row is a pair)."""
+    if family is None:
+        return preview_png(fake[:64] if fake.dim() == 4 else fake)  # every point of a scatter
+    from components.training.images import side_by_side
 
-        rows = np.linspace(0, len(fake) - 1, min(16, len(fake))).astype(int)
-        inputs, targets = load_rank_inputs(prepared, "test")[0][rows], load_split(prepared, "test")[0][rows]
-        return preview_png(side_by_side(_to_float(inputs), fake[rows], _to_float(targets)), cols=3)
-    return preview_png(fake[:64] if fake.dim() == 4 else fake)  # every point of a scatter
+    rows = np.linspace(0, len(fake) - 1, min(16, len(fake))).astype(int)
+    inputs = _to_float(load_rank_inputs(prepared, "test")[0][rows])
+    third = translate(g, fake[rows], reverse=True) if family == "cyclegan" else _to_float(load_split(prepared, "test")[0][rows])
+    return preview_png(side_by_side(inputs, fake[rows], third), cols=3)
 
 
 def run(params: Params, repo_root: Path) -> dict:
@@ -232,7 +235,7 @@ def run(params: Params, repo_root: Path) -> dict:
 
     report_path = (repo_root / params.evaluate.report).resolve()
     grid_path = (repo_root / params.evaluate.grid).resolve()
-    atomic_write(grid_path, _report_grid(fake, prepared, translator))
+    atomic_write(grid_path, _report_grid(g, fake, prepared, params.model.family if translator else None))
     atomic_write(report_path, json.dumps(report, indent=2, sort_keys=True) + "\n")
 
     from mlflow.entities import Metric, RunTag  # here: in-training scoring (QuickScorer) needs no MLflow

@@ -2,8 +2,8 @@
 
     downsample  (box-averaged data.pair_size² image → the image): super-resolution, e.g. 7×7 → 28×28
     edges       (Sobel edge map of the image → the image): the pix2pix "edges → photo" task
-    unpaired    (an image of data.source, an image of data.domain_b resized to the same size): two real
-                domains for CycleGAN. Each image is used once and the two sides are drawn independently,
+    unpaired    (an image of data.source, an image of data.domain_b resized to the same size, or into a
+                centred data.domain_b_box² box of it): two real domains for CycleGAN. Each image is used once and the two sides are drawn independently,
                 so no row is a pair; the dataset has as many rows as the smaller domain.
 
 The target (`samples`, `labels`) is what a translator produces; `inputs` is what it is given.
@@ -66,8 +66,14 @@ def unpaired(data: SourceData, cfg: DataConfig, seed: int) -> SourceData:
     from components.data.sources import SOURCES
 
     a = _images(data, "unpaired")
-    side = a.shape[2]
-    b = SOURCES.get(cfg.domain_b)(cfg.model_copy(update={"source": cfg.domain_b, "image_size": side}))
+    side, box = a.shape[2], cfg.domain_b_box
+    if box is not None and box >= side:
+        raise ValueError(f"data.domain_b_box = {box} must be below the image side {side}")
+    b = SOURCES.get(cfg.domain_b)(cfg.model_copy(update={"source": cfg.domain_b, "image_size": box or side}))
+    if box is not None and b.kind == "image":  # centred in the full frame, background (0) around it
+        before = (side - box) // 2
+        pad = ((0, 0), (0, 0), (before, side - box - before), (before, side - box - before))
+        b = replace(b, samples=np.pad(b.samples, pad))
     if b.kind != "image" or b.samples.shape[1:] != a.shape[1:]:
         raise ValueError(f"data.domain_b = {cfg.domain_b!r} gives {b.samples.shape[1:]} samples; domain A "
                          f"({cfg.source}) has images {a.shape[1:]}: both domains need the same image shape")

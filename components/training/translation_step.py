@@ -38,7 +38,9 @@ def cycle_l1(g_ab: nn.Module, g_ba: nn.Module, a: torch.Tensor, b: torch.Tensor)
 class FakePool(nn.Module):
     """The image buffer of Shrivastava et al. 2017 / CycleGAN: D is shown, for each new fake, with
     probability ½ a random past fake (which the new one replaces), else the new fake; while the pool
-    fills, new fakes are stored and shown. Its contents are buffers, so they are checkpointed."""
+    fills, new fakes are stored and shown. A batch's swaps happen at once (vectorised: one host sync per
+    batch; two fakes drawing the same slot both see its old content, the later one is kept). Its
+    contents are buffers, so they are checkpointed."""
 
     def __init__(self, size: int, image_shape):
         super().__init__()
@@ -50,16 +52,16 @@ class FakePool(nn.Module):
     def query(self, fakes: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
         if self.size == 0:
             return fakes
-        out = fakes.detach().clone()
-        swap = torch.rand(len(fakes), generator=rng) < 0.5
-        pick = torch.randint(0, self.size, (len(fakes),), generator=rng)
-        for i, fake in enumerate(fakes.detach()):
-            if self.count < self.size:
-                self.images[self.count] = fake.to(self.images.device)
-                self.count += 1
-            elif swap[i]:
-                out[i] = self.images[pick[i]].to(out.device)
-                self.images[pick[i]] = fake.to(self.images.device)
+        fakes = fakes.detach()
+        swap = (torch.rand(len(fakes), generator=rng) < 0.5).to(fakes.device)
+        pick = torch.randint(0, self.size, (len(fakes),), generator=rng).to(fakes.device)
+        count = int(self.count)
+        fill = min(len(fakes), self.size - count)  # still filling: store and show these as they are
+        self.images[count : count + fill] = fakes[:fill]
+        self.count += fill
+        swap[:fill] = False
+        out = torch.where(swap.view(-1, *[1] * (fakes.dim() - 1)), self.images[pick], fakes)
+        self.images[pick[swap]] = fakes[swap]
         return out
 
 
