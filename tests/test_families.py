@@ -289,8 +289,9 @@ def test_vae_stages_report_the_negative_elbo_and_pyfunc_samples(staged):
 
 # ------------------------------------------------------------------------------------------ DDP
 
-def _ddp_rank(rank: int, port: int, params_json: str, prepared: str, out: str) -> None:
-    """One DDP rank (gloo), as a Ray Train worker runs it; saves its generator and discriminator."""
+def _ddp_rank(rank: int, port: int, runs: list[tuple[str, str, str]], out: str) -> None:
+    """One DDP rank (gloo), as a Ray Train worker runs it; trains each (name, params, prepared dir) in
+    turn and saves its networks."""
     import torch.distributed as dist
 
     from components.config import Params
@@ -298,41 +299,49 @@ def _ddp_rank(rank: int, port: int, params_json: str, prepared: str, out: str) -
 
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
-    built = {}
     build = loop.build_task
-    loop.build_task = lambda *a: built.setdefault("task", build(*a))
     try:
-        loop.train_model(Params.model_validate_json(params_json), Path(prepared), Worker(rank, 2), Recorder())
+        for name, params_json, prepared in runs:
+            built = {}
+            loop.build_task = lambda *a: built.setdefault("task", build(*a))  # noqa: B023
+            loop.train_model(Params.model_validate_json(params_json), Path(prepared), Worker(rank, 2), Recorder())
+            nets = built["task"].nets
+            torch.save({k: getattr(m, "module", m).state_dict() for k, m in nets.items() if k != "fake_pool"},
+                       f"{out}/{name}-rank{rank}.pt")
     finally:
+        loop.build_task = build
         dist.destroy_process_group()
-    nets = built["task"].nets
-    torch.save({name: getattr(m, "module", m).state_dict() for name, m in nets.items() if name != "fake_pool"},
-               f"{out}/rank{rank}.pt")
 
 
-@pytest.mark.parametrize("name", ["cgan", "pix2pix", "cyclegan", "vae", "ddpm"])
-def test_ddp_keeps_both_ranks_identical(root, tmp_path, name):
-    """Each rank trains on its own half of the data; only DDP's gradient all-reduce keeps the weights equal."""
+DDP_FAMILIES = ["cgan", "pix2pix", "cyclegan", "vae", "ddpm"]
+
+
+def test_ddp_keeps_both_ranks_identical_for_every_family(root, tmp_path):
+    """Each rank trains on its own half of the data; only DDP's gradient all-reduce keeps the weights
+    equal. (Ray Train runs the same code in its workers: benchmarks/families_mnist5k.sh, 2 workers.)"""
     import socket
 
     import torch.multiprocessing as mp
 
-    params = (family_params(root, name) if name != "ddpm" else tiny_params(
-        root, model={"family": "ddpm"}, diffusion={"channels": [8, 16], "timesteps": 50}))
-    params = params.with_overrides({"train.max_steps": 3, "train.batch_size": 16})
+    runs = {}
+    for name in DDP_FAMILIES:
+        params = (family_params(root, name) if name != "ddpm" else tiny_params(
+            root, model={"family": "ddpm"}, diffusion={"channels": [8, 16], "timesteps": 50}))
+        runs[name] = params.with_overrides({"train.max_steps": 3, "train.batch_size": 16})
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    mp.start_processes(_ddp_rank, args=(port, params.model_dump_json(), str(params.prepared_path(root)), str(tmp_path)),
-                       nprocs=2, start_method="spawn")
-    r0, r1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=True) for r in (0, 1))
-    initial = build_initial(params, root)
-    for net in r0:
-        for key, value in r0[net].items():
-            if value.is_floating_point() and "running" not in key:  # BatchNorm statistics are per rank
-                assert torch.equal(value, r1[net][key]), (net, key)
-    moved = [k for k, v in r0["generator"].items() if v.is_floating_point() and not torch.equal(v, initial[k])]
-    assert moved, "the generator did not train"
+    jobs = [(n, p.model_dump_json(), str(p.prepared_path(root))) for n, p in runs.items()]
+    mp.start_processes(_ddp_rank, args=(port, jobs, str(tmp_path)), nprocs=2, start_method="spawn")
+    for name, params in runs.items():
+        r0, r1 = (torch.load(tmp_path / f"{name}-rank{r}.pt", weights_only=True) for r in (0, 1))
+        for net in r0:
+            for key, value in r0[net].items():
+                if value.is_floating_point() and "running" not in key:  # BatchNorm statistics are per rank
+                    assert torch.equal(value, r1[net][key]), (name, net, key)
+        initial = build_initial(params, root)
+        moved = [k for k, v in r0["generator"].items() if v.is_floating_point() and not torch.equal(v, initial[k])]
+        assert moved, f"{name}: the generator did not train"
 
 
 def build_initial(params, root) -> dict:
