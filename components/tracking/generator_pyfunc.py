@@ -84,7 +84,6 @@ class GeneratorModel(PythonModel):
         out = draw_samples(self.generator, self.spec["model"]["latent_dim"], n, seed, labels=labels, sampling=sampling)
         return out.numpy().astype(np.float32)
 
-
     def _translate(self, get):
         from components.sampling import translate
 
