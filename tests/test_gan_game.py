@@ -106,16 +106,16 @@ def test_pacgan_packs_consecutive_samples_into_one_d_input():
 
 def test_instance_noise_decays_linearly_to_zero_and_reaches_d():
     from components.config import TrainConfig
-    from components.training.gan_step import GanGame, instance_noise_std
+    from components.training.gan_step import Adversary, instance_noise_std
 
     cfg = TrainConfig(instance_noise=0.2)
     assert [instance_noise_std(cfg, s, 100) for s in (0, 50, 100)] == pytest.approx([0.2, 0.1, 0.0])
     identity = torch.nn.Identity()
-    game = GanGame(identity, identity, None, None, cfg)
+    adversary = Adversary(cfg)
     x = torch.zeros(10_000, 2)
-    out, _ = game._judge(identity, x, 0.2, torch.Generator().manual_seed(0))
+    out, _ = adversary.judge(identity, x, 0.2, torch.Generator().manual_seed(0))
     assert out.std().item() == pytest.approx(0.2, rel=0.05)
-    assert torch.equal(game._judge(identity, x, 0.0, torch.Generator())[0], x)
+    assert torch.equal(adversary.judge(identity, x, 0.0, torch.Generator())[0], x)
 
 
 def test_linear_lr_schedule_decays_both_learning_rates_to_zero():
