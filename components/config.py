@@ -500,6 +500,9 @@ class Params(_Section):
             need = {"paired": "data.pairs: downsample or edges", "unpaired": "data.pairs: unpaired",
                     None: "data.pairs: null"}[wants]
             raise ValueError(f"model.family = {family!r} with data.pairs = {self.data.pairs!r}: {family} needs {need}")
+        if family == "cyclegan" and self.evaluator.kind != "classifier":
+            raise ValueError(f"evaluator.kind = {self.evaluator.kind!r}: CycleGAN's label preservation needs the "
+                             "classifier evaluator (a classifier of each domain's own classes)")
         if (self.model.conditional or kind == "translation") and self.train.pack != 1:
             raise ValueError(f"train.pack = {self.train.pack}: PacGAN packing is for unconditional GANs (a "
                              "conditional or translation D judges each sample with its own condition)")

@@ -71,6 +71,8 @@ def test_families_refuse_what_they_cannot_use():
         load_params(REPO / "params.yaml", ["model.family=vae", "model.conditioning=concat"])
     with pytest.raises(ConfigError, match="train.r1 = 1.0 is a GAN setting"):
         load_params(REPO / "params.yaml", ["model.family=vae", "train.r1=1.0"])
+    with pytest.raises(ConfigError, match="label preservation needs the classifier evaluator"):
+        load_params(REPO / "params.yaml", ["preset=cyclegan", "evaluator.kind=inception", "evaluator.inception_weights=w.pt"])
     with pytest.raises(ConfigError, match="unknown pairing 'blur'"):
         load_params(REPO / "params.yaml", ["data.pairs=blur"])
     for preset, family in [("cgan", "dcgan"), ("pix2pix_sr", "pix2pix"), ("pix2pix_edges", "pix2pix"),
