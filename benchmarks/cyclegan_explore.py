@@ -67,8 +67,9 @@ def run(name: str, device: str, per_class: bool) -> dict:
     f = lambda x: torch.from_numpy(x).float() / 127.5 - 1  # noqa: E731
     clf_b, _ = load_evaluator(EVALUATOR)
     clf_a, _ = load_evaluator(f"{EVALUATOR}/input_domain")
-    pred_ab = clf_b.logits(translate(g, f(a))).argmax(1).numpy()
-    out = cycle_scores(g, f(a), f(b), torch.from_numpy(lb), clf_a, float((pred_ab == la).mean()))
+    fake_b = translate(g, f(a))
+    pred_ab = clf_b.logits(fake_b).argmax(1).numpy()
+    out = cycle_scores(g, f(a), f(b), fake_b, torch.from_numpy(lb), clf_a, float((pred_ab == la).mean()))
     out.update(gap_ab=float((clf_b.logits(f(a)).argmax(1).numpy() == la).mean()),
                gap_ba=float((clf_a.logits(f(b)).argmax(1).numpy() == lb).mean()))
     if per_class:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -81,15 +82,33 @@ def _classifies_dataset(extractor) -> bool:
     return extractor.kind == "classifier"
 
 
-def generate(g: torch.nn.Module, params: Params, prepared: Path, n: int,
+@dataclass(frozen=True)
+class TestSplit:
+    """The held-out split, read once per evaluation (or once per sweep trial): samples in model space
+    (points as stored) and labels; for translation pairs also the inputs and their labels."""
+    x: torch.Tensor | np.ndarray
+    labels: torch.Tensor
+    inputs: torch.Tensor | None = None
+    input_labels: torch.Tensor | None = None
+
+    @classmethod
+    def load(cls, prepared: Path) -> "TestSplit":
+        x, labels = load_split(prepared, "test")
+        pairs = {}
+        if read_manifest(prepared).get("kind") == "pairs":
+            inputs, input_labels = load_rank_inputs(prepared, "test")
+            pairs = {"inputs": _to_float(inputs), "input_labels": torch.from_numpy(input_labels)}
+        return cls(x if x.dtype != np.uint8 else _to_float(x), torch.from_numpy(labels), **pairs)
+
+
+def generate(g: torch.nn.Module, params: Params, test: TestSplit, n: int,
              latent_dim: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """What a candidate is scored on, and the labels its samples should have (None: no such thing).
     A translator translates the whole test split (n is ignored): its outputs should keep the labels of
     their inputs. Any other model draws n samples with the evaluation seed, every class equally often
     when class-conditional."""
     if params.model.kind == "translation":
-        inputs, input_labels = load_rank_inputs(prepared, "test")
-        return translate(g, _to_float(inputs)), torch.from_numpy(input_labels)
+        return translate(g, test.inputs), test.input_labels
     labels = requested_labels(g, n)
     return draw_samples(g, latent_dim or params.model.latent_dim, n, params.evaluate.seed, labels=labels,
                         sampling=sampling_options(params)), labels
@@ -107,23 +126,23 @@ def metric_names(params: Params, kind: str) -> list[str]:
                     "vae": ["nelbo"]}.get(m.family, [])
 
 
-def family_metrics(g: torch.nn.Module, params: Params, prepared: Path, repo_root: Path, fake: torch.Tensor,
-                   generated: dict) -> dict:
-    """What the family is for, beyond generation metrics: translation quality or the VAE's ELBO."""
+def family_metrics(g: torch.nn.Module, params: Params, test: TestSplit, fake: torch.Tensor, generated: dict,
+                   classifier_a=None) -> dict:
+    """What the family is for, beyond generation metrics: translation quality or the VAE's ELBO.
+    classifier_a: CycleGAN's domain-A classifier (open_input_evaluator)."""
     kind, family = params.model.kind, params.model.family
     if kind == "vae":
-        test_x, _ = load_split(prepared, "test")
-        return {"nelbo": g.negative_elbo(_to_float(test_x), torch.Generator().manual_seed(params.evaluate.seed))}
+        return {"nelbo": g.negative_elbo(test.x, torch.Generator().manual_seed(params.evaluate.seed))}
     if family == "pix2pix":
-        inputs, _ = load_rank_inputs(prepared, "test")
-        return translation.paired_scores(fake, _to_float(load_split(prepared, "test")[0]), _to_float(inputs))
+        return translation.paired_scores(fake, test.x, test.inputs)
     if family == "cyclegan":
-        a, _ = load_rank_inputs(prepared, "test")
-        b, labels_b = load_split(prepared, "test")
-        classifier_a, _ = open_input_evaluator(params, repo_root)
-        return translation.cycle_scores(g, _to_float(a), _to_float(b), torch.from_numpy(labels_b), classifier_a,
+        return translation.cycle_scores(g, test.inputs, test.x, fake, test.labels, classifier_a,
                                         generated["cond_accuracy"])
     return {}
+
+
+def _input_classifier(params: Params, repo_root: Path):
+    return open_input_evaluator(params, repo_root)[0] if params.model.family == "cyclegan" else None
 
 
 def score(extractor, real_test: torch.Tensor, real_train: torch.Tensor, fake: torch.Tensor, params: Params,
@@ -153,20 +172,20 @@ class QuickScorer:
     what a sweep reports during training (pipelines/tune.py). Real-side features are computed once."""
 
     def __init__(self, params: Params, repo_root: Path, num_samples: int):
-        self.params, self.num_samples, self.repo_root = params, num_samples, Path(repo_root)
-        self.prepared = params.prepared_path(repo_root)
+        self.params, self.num_samples = params, num_samples
+        self.test = TestSplit.load(params.prepared_path(repo_root))
+        self.classifier_a = _input_classifier(params, repo_root)
         self.extractor, self.info = open_evaluator(params, repo_root)
-        test_x, _ = load_split(self.prepared, "test")
         if self.extractor is None:
-            self.real = test_x
+            self.real = self.test.x
         else:
             scores.check_sample_size(num_samples, self.extractor.feature_dim, "in-training samples",
                                      knob="tune.eval_samples")
-            self.real = self.extractor.features_and_logits(_to_float(test_x))
+            self.real = self.extractor.features_and_logits(self.test.x)
 
     @torch.no_grad()
     def __call__(self, g: torch.nn.Module) -> dict:
-        fake, labels = generate(g, self.params, self.prepared, self.num_samples)
+        fake, labels = generate(g, self.params, self.test, self.num_samples)
         if self.extractor is None:
             return modes.mode_scores(fake.numpy(), self.info["centers"], self.info["sigma"], self.info["hq_sigmas"])
         ev = self.params.evaluate
@@ -174,7 +193,7 @@ class QuickScorer:
                                 kid_subset_size=min(ev.kid_subset_size, len(fake), len(self.real[0])),
                                 seed=ev.seed, requested=labels if _classifies_dataset(self.extractor) else None)
         out.pop("class_histogram")
-        out.update(family_metrics(g, self.params, self.prepared, self.repo_root, fake, out))
+        out.update(family_metrics(g, self.params, self.test, fake, out, self.classifier_a))
         return out
 
 
@@ -185,7 +204,7 @@ _PRINTED = {"image": ("fid", "fid_floor", "fid_over_floor", "kid_mean", "is_mean
             "points": ("modes", "high_quality", "reverse_kl", "floor_high_quality", "eval_seconds")}
 
 
-def _report_grid(g: torch.nn.Module, fake: torch.Tensor, prepared: Path, family: str | None) -> bytes:
+def _report_grid(g: torch.nn.Module, fake: torch.Tensor, test: TestSplit, family: str | None) -> bytes:
     """64 samples; a translator: 16 test inputs spread over the split (it is sorted by source row), each
     as input | output | target (pix2pix) or a | G(a) | F(G(a)) (cyclegan: no row is a pair)."""
     if family is None:
@@ -193,9 +212,8 @@ def _report_grid(g: torch.nn.Module, fake: torch.Tensor, prepared: Path, family:
     from components.training.images import side_by_side
 
     rows = np.linspace(0, len(fake) - 1, min(16, len(fake))).astype(int)
-    inputs = _to_float(load_rank_inputs(prepared, "test")[0][rows])
-    third = translate(g, fake[rows], reverse=True) if family == "cyclegan" else _to_float(load_split(prepared, "test")[0][rows])
-    return preview_png(side_by_side(inputs, fake[rows], third), cols=3)
+    third = translate(g, fake[rows], reverse=True) if family == "cyclegan" else test.x[rows]
+    return preview_png(side_by_side(test.inputs[rows], fake[rows], third), cols=3)
 
 
 def run(params: Params, repo_root: Path) -> dict:
@@ -216,16 +234,16 @@ def run(params: Params, repo_root: Path) -> dict:
         scores.check_sample_size(n, extractor.feature_dim, "test pairs" if translator else "generated samples",
                                  knob="data.test_fraction" if translator else scores.SAMPLES_KNOB)
     sampling = sampling_options(params)
+    test = TestSplit.load(prepared)
     sampling_started = time.perf_counter()
-    fake, labels = generate(g, params, prepared, params.evaluate.num_samples)
+    fake, labels = generate(g, params, test, params.evaluate.num_samples)
     sampling_seconds = time.perf_counter() - sampling_started
-    test_x, _ = load_split(prepared, "test")
     if kind == "points":
-        metrics = score_points(info, test_x, fake)
+        metrics = score_points(info, test.x, fake)
     else:
         train_x, _ = load_split(prepared, "train")
-        metrics = score(extractor, _to_float(test_x), _to_float(train_x), fake, params, labels)
-        metrics.update(family_metrics(g, params, prepared, repo_root, fake, metrics))
+        metrics = score(extractor, test.x, _to_float(train_x), fake, params, labels)
+        metrics.update(family_metrics(g, params, test, fake, metrics, _input_classifier(params, repo_root)))
     metrics["sampling_seconds"] = sampling_seconds
     report = {**metrics, "evaluator_hash": info["hash"], "evaluator_kind": info["kind"],
               "num_samples": len(fake), "seed": params.evaluate.seed,
@@ -235,7 +253,7 @@ def run(params: Params, repo_root: Path) -> dict:
 
     report_path = (repo_root / params.evaluate.report).resolve()
     grid_path = (repo_root / params.evaluate.grid).resolve()
-    atomic_write(grid_path, _report_grid(g, fake, prepared, params.model.family if translator else None))
+    atomic_write(grid_path, _report_grid(g, fake, test, params.model.family if translator else None))
     atomic_write(report_path, json.dumps(report, indent=2, sort_keys=True) + "\n")
 
     from mlflow.entities import Metric, RunTag  # here: in-training scoring (QuickScorer) needs no MLflow

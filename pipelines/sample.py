@@ -24,10 +24,11 @@ def run(params: Params, repo_root: Path, model_uri: str, n: int, seed: int, out:
     if "input_shape" in spec:  # a translator: translate real inputs
         from components.data.shards import load_rank_inputs
         from components.training.images import side_by_side
+        from components.training.loop import to_model_space
 
         inputs = load_rank_inputs((Path(repo_root) / params.data.prepared_dir / spec["dataset"]).resolve(), "test")[0][:n]
         outputs = torch.from_numpy(model.predict({"images": inputs}))
-        png = preview_png(side_by_side(torch.from_numpy(inputs).float() / 127.5 - 1, outputs), cols=2)
+        png = preview_png(side_by_side(to_model_space(torch.from_numpy(inputs)), outputs), cols=2)
     else:
         png = preview_png(torch.from_numpy(model.predict({"num_samples": n, "seed": seed})))
     atomic_write(out, png)

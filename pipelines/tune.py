@@ -40,7 +40,7 @@ from components.tracking import mlflow_store
 from components.tracking.logged_model import log_generator
 from components.tuning import space as search_space
 from components.tuning.space import flatten
-from pipelines.evaluate import generate, metric_names
+from pipelines.evaluate import TestSplit, generate, metric_names
 from pipelines.train import _unwrap_failure, init_ray
 from pipelines.train_worker import ORIGIN_FILE, _ray_worker
 
@@ -211,6 +211,8 @@ def _child_run_callback(uri: str, experiment_id: str, parent_run_id: str, sweep:
                         params: Params, prepared: Path):
     from ray.tune import Callback
 
+    test = TestSplit.load(prepared)  # read once: what a finished trial's final grid is drawn from
+
     class ChildRuns(Callback):
         """One MLflow child run per trial, written from the driver's event loop: a single writer."""
 
@@ -253,7 +255,7 @@ def _child_run_callback(uri: str, experiment_id: str, parent_run_id: str, sweep:
             if trial.checkpoint is not None:
                 state = _load_state(trial.checkpoint)
                 g = ckpt.generator_from_state(state)
-                images = generate(g, params, prepared, sample_z, state["meta"]["model"]["latent_dim"])[0][:sample_z]
+                images = generate(g, params, test, sample_z, state["meta"]["model"]["latent_dim"])[0][:sample_z]
                 self.client.log_image(run_id, preview(images), artifact_file=f"samples/final_step_{state['step']:08d}.png")
             self.client.set_terminated(run_id, "FINISHED")
 

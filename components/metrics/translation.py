@@ -42,13 +42,14 @@ def paired_scores(outputs: Tensor, targets: Tensor, inputs: Tensor) -> dict[str,
 
 
 @torch.no_grad()
-def cycle_scores(g: torch.nn.Module, a: Tensor, b: Tensor, labels_b: Tensor, classifier_a,
+def cycle_scores(g: torch.nn.Module, a: Tensor, b: Tensor, fake_b: Tensor, labels_b: Tensor, classifier_a,
                  ab_accuracy: float) -> dict[str, float]:
     """cyclegan: B → A label preservation under domain A's classifier, both cycle errors, and the
-    summary label_preservation (the lower direction; A → B's accuracy is given)."""
+    summary label_preservation (the lower direction). fake_b = G(a) and A → B's accuracy are the
+    caller's, who scored them already."""
     fake_a = translate(g, b, reverse=True)
     ba = float((classifier_a.logits(fake_a).argmax(1) == labels_b).float().mean())
-    rec_a, rec_b = translate(g, translate(g, a), reverse=True), translate(g, fake_a)
+    rec_a, rec_b = translate(g, fake_b, reverse=True), translate(g, fake_a)
     cycle = 0.5 * (float((_unit(rec_a) - _unit(a)).abs().mean()) + float((_unit(rec_b) - _unit(b)).abs().mean()))
     return {"label_preservation_ab": ab_accuracy, "label_preservation_ba": ba,
             "label_preservation": min(ab_accuracy, ba), "cycle_l1": cycle}
