@@ -1,19 +1,61 @@
-"""Training state as tensors and plain data only, so every load is `weights_only=True`."""
+"""Training state as tensors and plain data only, so every load is `weights_only=True`.
+
+Integrity: `save` records the SHA-256 and size of `state.pt` in `state.sha256.json`, written after
+the state file (its presence means the state is complete); `load` checks them before unpickling
+and refuses a truncated or modified file with a `CheckpointIntegrityError`. A checkpoint without
+the record (written before these checks) still loads, with an `UnverifiedCheckpointWarning`.
+The exported generator records its weights' hash in generator.json, checked by `load_generator`."""
 from __future__ import annotations
 
+import hashlib
 import json
+import pickle
 import random
 import shutil
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from components.atomic import atomic_dir
+from components.atomic import atomic_dir, atomic_write
 
 STATE_FILE = "state.pt"
+INTEGRITY_FILE = "state.sha256.json"  # {"file", "sha256", "size"} of STATE_FILE, written after it
 FORMAT_VERSION = 1
+
+
+class CheckpointIntegrityError(ValueError):
+    """A checkpoint or exported model whose bytes are not the ones written (truncated, modified, missing)."""
+
+
+class UnverifiedCheckpointWarning(UserWarning):
+    """A checkpoint or exported model written before hashes were recorded: loaded without a check."""
+
+
+def file_digest(path: str | Path) -> tuple[str, int]:
+    """(SHA-256 hex, size in bytes) of a file, read in 1 MiB chunks."""
+    h, size = hashlib.sha256(), 0
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+            size += len(chunk)
+    return h.hexdigest(), size
+
+
+def check_file(path: Path, sha256: str, size: int, *, recorded_in: Path, remedy: str) -> None:
+    """Raise CheckpointIntegrityError unless `path` has exactly the recorded size and hash."""
+    if not path.is_file():
+        raise CheckpointIntegrityError(f"{path} is missing, but {recorded_in} records it "
+                                       f"({size} bytes, sha256 {sha256}); {remedy}")
+    actual, actual_size = file_digest(path)
+    if actual != sha256 or actual_size != size:
+        what = ("truncated" if actual_size < size else "longer than written") if actual_size != size else "modified"
+        raise CheckpointIntegrityError(
+            f"{path} is corrupt ({what}): expected {size} bytes with sha256 {sha256} (recorded in {recorded_in}), "
+            f"found {actual_size} bytes with sha256 {actual}; {remedy}")
 
 
 def _unwrap(m: torch.nn.Module) -> torch.nn.Module:
@@ -64,16 +106,60 @@ def restore(state: dict, *, nets: dict, optimizers: dict, ema=None) -> None:
 
 
 def save(state: dict, directory: str | Path) -> Path:
-    path = Path(directory) / STATE_FILE
+    """`state.pt`, then its hash record: a folder with the record holds a complete state."""
+    directory = Path(directory)
+    path = directory / STATE_FILE
     torch.save(state, path)
+    sha256, size = file_digest(path)  # of the bytes on disk, i.e. what `load` will read
+    atomic_write(directory / INTEGRITY_FILE, json.dumps({"file": STATE_FILE, "sha256": sha256, "size": size}) + "\n")
     return path
 
 
+def _remedy(directory: Path) -> str:
+    return (f"delete the checkpoint folder {directory} so that resume starts from the previous checkpoint "
+            "(or delete the run's checkpoint folder to start over)")
+
+
+def verify(directory: str | Path) -> bool:
+    """Check a checkpoint folder's state file against its hash record without unpickling it.
+    True: verified; False: no record (written before hashes were kept; nothing to check against).
+    Raises CheckpointIntegrityError (truncated, modified, missing state, unreadable record) or
+    FileNotFoundError (neither a state file nor a record: not a checkpoint)."""
+    directory = Path(directory)
+    path, record_path = directory / STATE_FILE, directory / INTEGRITY_FILE
+    if not record_path.is_file():
+        if not path.is_file():
+            raise FileNotFoundError(f"no checkpoint state at {path}")
+        return False
+    try:
+        record = json.loads(record_path.read_text())
+        sha256, size = str(record["sha256"]), int(record["size"])
+    except (ValueError, KeyError, TypeError) as e:
+        raise CheckpointIntegrityError(f"{record_path} (the hash record of {path}) is unreadable ({e}); "
+                                       f"{_remedy(directory)}") from None
+    check_file(path, sha256, size, recorded_in=record_path, remedy=_remedy(directory))
+    return True
+
+
 def load(directory: str | Path) -> dict:
-    path = Path(directory) / STATE_FILE
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint state at {path}")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    """The training state of a checkpoint folder, after `verify`. A folder without a hash record
+    (an earlier genpipe) is loaded with an UnverifiedCheckpointWarning; if it cannot be read it is
+    reported as corrupt."""
+    directory = Path(directory)
+    path = directory / STATE_FILE
+    if verify(directory):
+        return torch.load(path, map_location="cpu", weights_only=True)
+    warnings.warn(f"{path} has no hash record ({INTEGRITY_FILE}; written before genpipe kept one): "
+                  "loading it unverified", UnverifiedCheckpointWarning, stacklevel=2)
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, pickle.UnpicklingError) as e:
+        if isinstance(e, (FileNotFoundError, PermissionError)) or (
+                isinstance(e, pickle.UnpicklingError) and "weights_only" in str(e).lower()):
+            raise  # not a damaged file: absent, not ours to read, or holding what a weights-only load refuses
+        first_line = str(e).splitlines()[0] if str(e) else ""
+        raise CheckpointIntegrityError(f"{path} cannot be read ({type(e).__name__}: {first_line}); it has no hash "
+                                       f"record to check, so it is likely truncated or damaged; {_remedy(directory)}") from None
 
 
 class LocalCheckpoints:
@@ -87,8 +173,23 @@ class LocalCheckpoints:
         return sorted(self.root.glob("checkpoint_*")) if self.root.is_dir() else []
 
     def latest(self) -> Path | None:
+        """The newest checkpoint whose state matches its hash record. A corrupt newer one is skipped,
+        saying so (it stays on disk until a save at its step replaces it); if every checkpoint is
+        corrupt this raises rather than silently starting over."""
         found = self._all()
-        return found[-1] if found else None
+        skipped = []
+        for path in reversed(found):
+            try:
+                verify(path)
+            except (CheckpointIntegrityError, FileNotFoundError) as e:
+                print(f"checkpoint: skipping {path.name}, resuming from an older one if any: {e}", flush=True)
+                skipped.append(path.name)
+                continue
+            return path
+        if skipped:
+            raise CheckpointIntegrityError(f"every checkpoint in {self.root} is corrupt ({', '.join(skipped)}); "
+                                           f"delete {self.root} to start the run over")
+        return None
 
     def save(self, state: dict) -> Path:
         target = self.root / f"checkpoint_{state['step']:09d}"
@@ -101,6 +202,7 @@ class LocalCheckpoints:
 
 GENERATOR_WEIGHTS = "generator.safetensors"
 GENERATOR_SPEC = "generator.json"
+WEIGHTS_KEY = "weights"  # in generator.json: {"file", "sha256", "size"} of the safetensors file
 
 
 def write_generator(state: dict, out_dir: str | Path) -> Path:
@@ -110,7 +212,9 @@ def write_generator(state: dict, out_dir: str | Path) -> Path:
     out_dir = Path(out_dir)
     weights = {k: v.contiguous() for k, v in state.get("generator_ema", state["generator"]).items()}
     save_file(weights, str(out_dir / GENERATOR_WEIGHTS))
-    spec = {"step": state["step"], "epoch": state["epoch"], **state["meta"]}
+    sha256, size = file_digest(out_dir / GENERATOR_WEIGHTS)
+    spec = {"step": state["step"], "epoch": state["epoch"], **state["meta"],
+            WEIGHTS_KEY: {"file": GENERATOR_WEIGHTS, "sha256": sha256, "size": size}}
     (out_dir / GENERATOR_SPEC).write_text(json.dumps(spec, indent=2, sort_keys=True))
     return out_dir
 
@@ -128,8 +232,25 @@ def generator_from_state(state: dict) -> torch.nn.Module:
     return _build_generator(state["meta"], state.get("generator_ema", state["generator"]))
 
 
-def load_generator(model_dir: str | Path):
-    """Rebuild the exported generator (eval mode) from its folder; no pickle involved."""
+def verify_generator(model_dir: str | Path) -> dict:
+    """The spec of an exported generator folder, after checking its weights against the hash the spec
+    records (CheckpointIntegrityError if they differ or are missing). An export without a recorded
+    hash (an earlier genpipe) passes with an UnverifiedCheckpointWarning."""
     model_dir = Path(model_dir)
-    spec = json.loads((model_dir / GENERATOR_SPEC).read_text())
+    spec_path, weights_path = model_dir / GENERATOR_SPEC, model_dir / GENERATOR_WEIGHTS
+    spec = json.loads(spec_path.read_text())
+    record = spec.get(WEIGHTS_KEY)
+    if record is None:
+        warnings.warn(f"{spec_path} records no hash of {GENERATOR_WEIGHTS} (exported before genpipe kept one): "
+                      "loading the weights unverified", UnverifiedCheckpointWarning, stacklevel=2)
+        return spec
+    check_file(weights_path, record["sha256"], int(record["size"]), recorded_in=spec_path,
+               remedy="export the generator again (`genpipe train` rewrites it from the run's final checkpoint)")
+    return spec
+
+
+def load_generator(model_dir: str | Path):
+    """Rebuild the exported generator (eval mode) from its folder, weights verified; no pickle involved."""
+    model_dir = Path(model_dir)
+    spec = verify_generator(model_dir)
     return _build_generator(spec, load_file(str(model_dir / GENERATOR_WEIGHTS))), spec

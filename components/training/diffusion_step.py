@@ -11,6 +11,7 @@ from components.diffusion import process
 from components.models import build_diffusion
 from components.training import checkpoint as ckpt
 from components.training.ema import EMA
+from components.training.fast import FastPath
 from components.training.loop import Batch, Worker, ddp, set_learning_rates, spec_meta, stream_seed
 
 NOISE_STREAM = 4  # (seed, stream, rank, step) → this step's t, ε and label dropout
@@ -23,35 +24,39 @@ class DiffusionTask:
     def __init__(self, params: Params, manifest: dict, worker: Worker, resume: dict | None, distributed: bool):
         tc, dc, dev = params.train, params.diffusion, worker.device
         self.params, self.worker = params, worker
-        model = build_diffusion(dc, params.model.family, manifest["image_shape"], len(manifest["class_names"])).to(dev)
+        self.fast = FastPath.resolve(tc, dev)
+        model = self.fast.prepare(build_diffusion(dc, params.model.family, manifest["image_shape"],
+                                                  len(manifest["class_names"])))
         opt = torch.optim.Adam(model.parameters(), lr=tc.lr_g, betas=(tc.beta1, tc.beta2))
         self.ema = EMA(model, tc.ema_decay) if tc.ema_decay else None
         self.nets, self.optimizers = {"generator": model}, {"opt_g": opt}
         if resume is not None:
             ckpt.restore(resume, nets=self.nets, optimizers=self.optimizers, ema=self.ema)
         self.local = model
-        self.net = ddp(model, dev, distributed)
+        self.net = self.fast.compiled(ddp(model, dev, distributed))
         self.opt = opt
         self.scheduler = process.noise_scheduler(dc)
         self.rng = torch.Generator(device="cpu")
         self.meta = spec_meta(params, manifest)
 
     def step(self, step: int, total_steps: int, batch: Batch) -> torch.Tensor:
-        tc, dc, dev = self.params.train, self.params.diffusion, self.worker.device
+        tc, dc, fast = self.params.train, self.params.diffusion, self.fast
         set_learning_rates(tc, step, total_steps, (self.opt, tc.lr_g))
         x0, labels = batch(0)[:2]
         self.rng.manual_seed(stream_seed(self.params.seed, NOISE_STREAM, self.worker.rank, step))
         n = x0.shape[0]
-        t = torch.randint(0, dc.timesteps, (n,), generator=self.rng).to(dev)
-        noise = torch.randn(x0.shape, generator=self.rng).to(dev)
+        # drawn on the CPU: the same seed stream on every device
+        t = fast.to_device(torch.randint(0, dc.timesteps, (n,), generator=self.rng))
+        noise = fast.images(fast.to_device(torch.randn(x0.shape, generator=self.rng)))
         if self.local.conditional:
-            dropped = torch.rand(n, generator=self.rng).to(dev) < dc.cond_drop_prob
+            dropped = fast.to_device(torch.rand(n, generator=self.rng)) < dc.cond_drop_prob
             labels = torch.where(dropped, torch.full_like(labels, self.local.null_label), labels)
         else:
             labels = None
         self.net.train()
-        pred = self.net(process.q_sample(self.scheduler, x0, t, noise), t, labels)
-        loss = F.mse_loss(pred, process.target(self.scheduler, x0, t, noise))
+        with fast.autocast():
+            pred = self.net(process.q_sample(self.scheduler, x0, t, noise), t, labels)
+            loss = F.mse_loss(pred.float(), process.target(self.scheduler, x0, t, noise))
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         if dc.grad_clip is not None:

@@ -9,6 +9,7 @@ from components.config import Params
 from components.models import build_gan
 from components.training import checkpoint as ckpt
 from components.training.ema import EMA
+from components.training.fast import FastPath, double_backprop
 from components.training.gan_step import STATS, GanGame, instance_noise_std
 from components.sampling import balanced_labels
 from components.training.loop import Batch, Worker, ddp, sample, set_learning_rates, spec_meta, stream_seed
@@ -24,7 +25,8 @@ class GanTask:
         self.num_classes = len(manifest["class_names"]) if params.model.conditional else 0
         g, d = build_gan(params.model, manifest["image_shape"], pack=tc.pack, spectral_norm=tc.spectral_norm,
                          num_classes=self.num_classes)
-        g, d = g.to(dev), d.to(dev)
+        self.fast = fast = FastPath.resolve(tc, dev)
+        g, d = fast.prepare(g), fast.prepare(d)
         opt_g = torch.optim.Adam(g.parameters(), lr=tc.lr_g, betas=(tc.beta1, tc.beta2))
         opt_d = torch.optim.Adam(d.parameters(), lr=tc.lr_d, betas=(tc.beta1, tc.beta2))
         self.ema = EMA(g, tc.ema_decay) if tc.ema_decay else None
@@ -36,8 +38,10 @@ class GanTask:
         # per step and BatchNorm buffers would otherwise be re-broadcast between them.
         g = ddp(g, dev, distributed, forward_sync_buffers=False)
         d = ddp(d, dev, distributed, forward_sync_buffers=False)
+        g = fast.compiled(g)
+        d = d if double_backprop(tc) else fast.compiled(d)
         self.g = g
-        self.game = GanGame(g, d, opt_g, opt_d, tc, self.ema)
+        self.game = GanGame(g, d, opt_g, opt_d, tc, self.ema, fast.autocast, fast.to_device)
         self.noise = torch.Generator(device="cpu")
         self.fixed_z = torch.randn(tc.sample_grid, params.model.latent_dim,
                                    generator=torch.Generator().manual_seed(params.seed))
@@ -47,7 +51,7 @@ class GanTask:
     def latents(self, stream: int, step: int, i: int) -> torch.Tensor:
         self.noise.manual_seed(stream_seed(self.params.seed, stream, self.worker.rank, step, i))
         z = torch.randn(self.params.train.batch_size, self.params.model.latent_dim, generator=self.noise)
-        return z.to(self.worker.device, non_blocking=True)
+        return self.fast.to_device(z)
 
     def step(self, step: int, total_steps: int, batch: Batch) -> torch.Tensor:
         tc, game = self.params.train, self.game
@@ -61,13 +65,14 @@ class GanTask:
             real, labels = batch(i)[:2]
             cond = labels if self.num_classes else None
             # The last D step keeps G's graph: the first G step reuses that fake batch.
-            with torch.set_grad_enabled(i == k_d - 1):
+            with torch.set_grad_enabled(i == k_d - 1), self.fast.autocast():
                 fake = self.generate(self.latents(2, step, i), cond)
             d_stats += game.d_step(real, fake, noise_std, self.noise, cond, self.mismatched(cond)) / k_d
         g_loss = torch.zeros((), device=self.worker.device)
         for j in range(k_g):
             if j > 0:
-                fake = self.generate(self.latents(3, step, j), cond)
+                with self.fast.autocast():
+                    fake = self.generate(self.latents(3, step, j), cond)
             g_loss += game.g_step(fake, noise_std, self.noise, step, cond) / k_g
         return torch.cat([d_stats[:1], g_loss[None], d_stats[1:]])
 
@@ -78,7 +83,7 @@ class GanTask:
         """Matching-aware D: every label moved to another class, uniformly (from this step's noise stream)."""
         if labels is None or not self.params.train.matching_aware:
             return None
-        shift = torch.randint(1, self.num_classes, labels.shape, generator=self.noise).to(labels.device)
+        shift = self.fast.to_device(torch.randint(1, self.num_classes, labels.shape, generator=self.noise))
         return (labels + shift) % self.num_classes
 
     def preview(self) -> torch.Tensor:

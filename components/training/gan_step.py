@@ -3,7 +3,9 @@ smoothing, regularisers (spectral norm is built into D), PacGAN packing, instanc
 conditioning of class-conditional and translation discriminators."""
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
+from typing import Callable, ContextManager
 
 import torch
 from torch import nn
@@ -13,6 +15,7 @@ from components.models import pack_batch
 from components.objectives import OBJECTIVES
 from components.objectives.regularizers import clip_weights, gradient_penalty, r1_penalty
 from components.training.ema import EMA
+from components.training.fast import unwrap
 
 Tensor = torch.Tensor
 STATS = ("d_loss", "g_loss", "d_real", "d_fake", "d_penalty")
@@ -28,15 +31,17 @@ class Adversary:
     gradient penalty, R1), for any discriminator: plain, class-conditional, or judging translations.
     `cond` is what D is conditioned on (labels, or the input image), passed as d(x, cond)."""
 
-    def __init__(self, cfg: TrainConfig):
+    def __init__(self, cfg: TrainConfig, to_device: Callable[[Tensor], Tensor] | None = None):
         self.cfg = cfg
         self.objective = OBJECTIVES.get(cfg.objective)
+        self.to_device = to_device  # CPU-drawn noise to the device (FastPath.to_device: no host sync on CUDA)
 
     def judge(self, d: nn.Module, x: Tensor, noise_std: float, rng: torch.Generator, cond=None,
               input_grad: bool = False) -> tuple[Tensor, Tensor]:
         """D's outputs on x after instance noise and packing, and D's actual (packed) input."""
         if noise_std > 0:
-            x = x + noise_std * torch.randn(x.shape, generator=rng).to(x.device)
+            noise = torch.randn(x.shape, generator=rng)
+            x = x + noise_std * (self.to_device(noise) if self.to_device else noise.to(x.device))
         x = pack_batch(x, self.cfg.pack)
         if input_grad:  # R1 differentiates D's output with respect to its input
             x = x.detach().requires_grad_(True)
@@ -58,14 +63,16 @@ class Adversary:
             negatives = torch.cat([out_fake, self.judge(d, real, noise_std, rng, mismatched)[0]])
         loss = self.objective.discriminator_loss(out_real, negatives, cfg.label_smoothing)
         penalty = torch.zeros((), device=loss.device)
-        if cfg.gradient_penalty:
-            judge = d if cond is None else (lambda x: d(x, cond))
-            penalty = penalty + gradient_penalty(judge, seen_real, seen_fake, cfg.gradient_penalty, rng)
-        if cfg.r1:
-            penalty = penalty + r1_penalty(out_real, seen_real, cfg.r1)
+        # penalties in fp32 under autocast (GP's forward too); R1 differentiates the shared (bf16) forward
+        with torch.autocast(loss.device.type, enabled=False):
+            if cfg.gradient_penalty:
+                judge = d if cond is None else (lambda x: d(x, cond))
+                penalty = penalty + gradient_penalty(judge, seen_real, seen_fake.float(), cfg.gradient_penalty, rng)
+            if cfg.r1:
+                penalty = penalty + r1_penalty(out_real.float(), seen_real, cfg.r1)
         belief = self.objective.belief
-        stats = torch.stack([loss.detach(), belief(out_real.detach()).mean(), belief(out_fake.detach()).mean(),
-                             penalty.detach()])
+        stats = torch.stack([t.float() for t in (loss.detach(), belief(out_real.detach()).mean(),
+                                                 belief(out_fake.detach()).mean(), penalty.detach())])
         return loss + penalty, stats
 
     def g_loss(self, d: nn.Module, fake: Tensor, noise_std: float, rng: torch.Generator, cond=None) -> Tensor:
@@ -80,15 +87,18 @@ class GanGame:
     opt_d: torch.optim.Optimizer
     cfg: TrainConfig
     ema: EMA | None = None
+    autocast: Callable[[], ContextManager] = contextlib.nullcontext  # FastPath.autocast: forwards + losses
+    to_device: Callable[[Tensor], Tensor] | None = None
 
     def __post_init__(self) -> None:
-        self.adversary = Adversary(self.cfg)
+        self.adversary = Adversary(self.cfg, self.to_device)
         self.d_local = getattr(self.d, "module", self.d)  # G step: no D gradient all-reduce needed
 
     def d_step(self, real: Tensor, fake: Tensor, noise_std: float, rng: torch.Generator, cond=None,
                mismatched=None) -> Tensor:
         """One D update on a real batch and a (detached) fake batch; returns [d_loss, d_real, d_fake, penalty]."""
-        total, stats = self.adversary.d_loss(self.d, real, fake, noise_std, rng, cond, mismatched)
+        with self.autocast():
+            total, stats = self.adversary.d_loss(self.d, real, fake, noise_std, rng, cond, mismatched)
         self.opt_d.zero_grad(set_to_none=True)
         total.backward()
         self.opt_d.step()
@@ -100,15 +110,16 @@ class GanGame:
                extra: Tensor | None = None) -> Tensor:
         """One G update through the current D (its local copy), plus `extra` (e.g. pix2pix's L1 term);
         returns G's adversarial loss."""
-        loss = self.adversary.g_loss(self.d_local, fake, noise_std, rng, cond)
+        with self.autocast():
+            loss = self.adversary.g_loss(self.d_local, fake, noise_std, rng, cond)
         self.opt_g.zero_grad(set_to_none=True)
         (loss if extra is None else loss + extra).backward()
         self.opt_g.step()
         if self.ema is not None:
             self.ema.update(self.g, step)
-        return loss.detach()
+        return loss.detach().float()
 
     @property
     def sampler(self) -> nn.Module:
         """What samples, exports and evaluation use: the EMA generator when on."""
-        return self.ema.model if self.ema is not None else getattr(self.g, "module", self.g)
+        return self.ema.model if self.ema is not None else unwrap(self.g)

@@ -20,6 +20,7 @@ import torch.distributed as dist
 from components.config import Params
 from components.data.shards import load_rank_inputs, load_rank_share, rank_row_counts, read_manifest
 from components.training import checkpoint as ckpt
+from components.training import fast
 from components.training.images import preview
 
 Tensor = torch.Tensor
@@ -36,10 +37,14 @@ Batch = Callable[[int], RealBatch]  # i -> the i-th real batch of this step
 
 
 class NonFiniteLossError(RuntimeError):
-    def __init__(self, step: int, metrics: dict[str, float]):
-        self.step = step
+    """`step`: the first step whose losses were not finite; `window`: the steps checked together
+    (losses stay on the device between logging steps, so they are checked there)."""
+
+    def __init__(self, step: int, metrics: dict[str, float], window: tuple[int, int] | None = None):
+        self.step, self.window = step, window
         shown = ", ".join(f"{k}={v:.4g}" for k, v in metrics.items())
-        super().__init__(f"non-finite loss at step {step} ({shown}); lower the learning rates or check the data")
+        where = "" if window is None else f"; found at step {window[1]} checking steps {window[0]}–{window[1]}"
+        super().__init__(f"non-finite loss at step {step} ({shown}{where}); lower the learning rates or check the data")
 
 
 class Callbacks(Protocol):
@@ -173,6 +178,8 @@ def train_model(params: Params, prepared_dir: Path, worker: Worker, callbacks: C
     task = build_task(params, manifest, worker, resume)
     start = int(resume["step"]) if resume is not None else 0
     meta = task.meta
+    path = fast.FastPath.resolve(tc, dev)
+    distributed = worker.world_size > 1 and dist.is_available() and dist.is_initialized()
 
     samples, labels = load_rank_share(prepared_dir, "train", worker.rank, worker.world_size)
     data = torch.from_numpy(samples)  # uint8 images stay uint8 in memory; scaled per batch
@@ -180,6 +187,12 @@ def train_model(params: Params, prepared_dir: Path, worker: Worker, callbacks: C
     paired = None
     if manifest.get("kind") == "pairs":
         paired = tuple(map(torch.from_numpy, load_rank_inputs(prepared_dir, "train", worker.rank, worker.world_size)))
+    share = [data, targets, *(paired or ())]
+    if fast.device_data(tc, dev, sum(t.nbytes for t in share)):  # batches are then gathered on the device
+        data, targets, *rest = [t.to(dev) for t in share]
+        paired = tuple(rest) or None
+    del share
+    on_device = (lambda t: t) if data.device == dev else path.to_device
     b, k_b = tc.batch_size, task.batches_per_step
 
     def state_at(step: int) -> dict | None:
@@ -189,33 +202,50 @@ def train_model(params: Params, prepared_dir: Path, worker: Worker, callbacks: C
                             optimizers=task.optimizers, meta=meta, ema=task.ema)
 
     stats_sum = torch.zeros(len(task.stats), dtype=torch.float64)
+    pending: list[Tensor] = []  # this window's per-step stats, still on the device (no host sync per step)
     window_start, window_steps = time.perf_counter(), 0
     last: dict[str, float] = {}
     order = None
+
+    def check(done: int) -> None:
+        """The loop's one host sync: the pending stats to the host, averaged over ranks, checked finite."""
+        rows = torch.stack(pending).double()
+        if distributed:
+            dist.all_reduce(rows)  # on the device (NCCL); every rank sees the same numbers and stops alike
+            rows /= worker.world_size
+        rows = rows.cpu()
+        first = done - len(pending) + 1
+        bad = (~torch.isfinite(rows).all(1)).nonzero()
+        if len(bad):
+            i = int(bad[0])
+            raise NonFiniteLossError(first + i, dict(zip(task.stats, rows[i].tolist())), window=(first, done))
+        for row in rows:  # summed step by step, as before: the same float64 numbers
+            stats_sum.add_(row)
+        pending.clear()
+
     for step in range(start, steps.total_steps):
         epoch, k = divmod(step, steps.steps_per_epoch)
         if order is None or k == 0:
-            order = torch.randperm(len(data), generator=torch.Generator().manual_seed(stream_seed(params.seed, 1, worker.rank, epoch)))
+            order = torch.randperm(len(data), generator=torch.Generator().manual_seed(
+                stream_seed(params.seed, 1, worker.rank, epoch)))
+            order = order if data.device == order.device else path.to_device(order)
 
         def batch(i: int) -> RealBatch:
             rows = order[(k * k_b + i) * b : (k * k_b + i + 1) * b]
-            real = RealBatch(to_model_space(data[rows].to(dev, non_blocking=True)), targets[rows].to(dev, non_blocking=True))
+            real = RealBatch(path.images(to_model_space(on_device(data[rows]))), on_device(targets[rows]))
             if paired is None:
                 return real
-            return real._replace(inputs=to_model_space(paired[0][rows].to(dev, non_blocking=True)),
-                                 input_labels=paired[1][rows].to(dev, non_blocking=True))
+            return real._replace(inputs=path.images(to_model_space(on_device(paired[0][rows]))),
+                                 input_labels=on_device(paired[1][rows]))
 
-        stats = task.step(step, steps.total_steps, batch).double().cpu()
-        if worker.world_size > 1 and dist.is_available() and dist.is_initialized():
-            dist.all_reduce(stats)  # every rank sees the same numbers, so all stop at the same step
-            stats /= worker.world_size
+        pending.append(task.step(step, steps.total_steps, batch).detach())
         done = step + 1
-        if not torch.isfinite(stats).all():
-            raise NonFiniteLossError(done, dict(zip(task.stats, stats.tolist())))
-        stats_sum += stats
         window_steps += 1
+        logging = done % tc.log_every == 0 or done == steps.total_steps
+        if logging or done % tc.checkpoint_every == 0:  # never checkpoint unchecked weights
+            check(done)
 
-        if done % tc.log_every == 0 or done == steps.total_steps:
+        if logging:
             elapsed = time.perf_counter() - window_start
             last = dict(zip(task.stats, (stats_sum / window_steps).tolist()))
             last.update(images_per_s=window_steps * b * k_b * worker.world_size / elapsed,

@@ -7,6 +7,8 @@ both discriminators on real images vs fakes drawn from a pool of past fakes (Fak
 The adversarial terms use train.objective and D's regularisers (gan_step.Adversary)."""
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -15,6 +17,7 @@ from components.config import Params
 from components.models import build_translation
 from components.training import checkpoint as ckpt
 from components.training.ema import EMA
+from components.training.fast import FastPath, double_backprop
 from components.training.gan_step import Adversary, GanGame, instance_noise_std
 from components.training.images import side_by_side
 from components.training.loop import Batch, RealBatch, Worker, ddp, sample, set_learning_rates, spec_meta, stream_seed
@@ -38,30 +41,41 @@ def cycle_l1(g_ab: nn.Module, g_ba: nn.Module, a: torch.Tensor, b: torch.Tensor)
 class FakePool(nn.Module):
     """The image buffer of Shrivastava et al. 2017 / CycleGAN: D is shown, for each new fake, with
     probability ½ a random past fake (which the new one replaces), else the new fake; while the pool
-    fills, new fakes are stored and shown. A batch's swaps happen at once (vectorised: one host sync per
-    batch; two fakes drawing the same slot both see its old content, the later one is kept). Its
-    contents are buffers, so they are checkpointed."""
+    fills, new fakes are stored and shown. A batch's swaps happen at once (vectorised, no host sync: the
+    fill level is mirrored on the host; two fakes drawing the same slot both see its old content, the
+    later one is kept). Its contents are buffers, so they are checkpointed."""
 
     def __init__(self, size: int, image_shape):
         super().__init__()
         self.size = size
         self.register_buffer("images", torch.zeros(size, *image_shape))
         self.register_buffer("count", torch.zeros((), dtype=torch.long))
+        self.filled: int | None = None  # `count` on the host, read once (after a resume restored it)
 
     @torch.no_grad()
-    def query(self, fakes: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+    def query(self, fakes: torch.Tensor, rng: torch.Generator,
+              to_device: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
         if self.size == 0:
             return fakes
         fakes = fakes.detach()
-        swap = (torch.rand(len(fakes), generator=rng) < 0.5).to(fakes.device)
-        pick = torch.randint(0, self.size, (len(fakes),), generator=rng).to(fakes.device)
-        count = int(self.count)
+        to_device = to_device or (lambda t: t.to(fakes.device))
+        swap = torch.rand(len(fakes), generator=rng) < 0.5
+        pick = torch.randint(0, self.size, (len(fakes),), generator=rng)
+        if self.filled is None:
+            self.filled = int(self.count)
+        count = self.filled
         fill = min(len(fakes), self.size - count)  # still filling: store and show these as they are
         self.images[count : count + fill] = fakes[:fill]
         self.count += fill
+        self.filled += fill
         swap[:fill] = False
+        swap, pick = to_device(swap), to_device(pick)
         out = torch.where(swap.view(-1, *[1] * (fakes.dim() - 1)), self.images[pick], fakes)
-        self.images[pick[swap]] = fakes[swap]
+        # swapped fakes take their slots; the others go to a scratch row past the end (no boolean-mask sync)
+        slots = torch.where(swap, pick, self.size)
+        with_scratch = torch.cat([self.images, self.images[:1]])
+        with_scratch[slots] = fakes.to(self.images.dtype)
+        self.images.copy_(with_scratch[: self.size])
         return out
 
 
@@ -76,7 +90,8 @@ class _TranslationTask:
         self.params, self.worker = params, worker
         g, d = build_translation(params.translation, params.model, manifest["input_shape"], manifest["image_shape"],
                                  spectral_norm=tc.spectral_norm)
-        g, d = g.to(dev), d.to(dev)
+        self.fast = fast = FastPath.resolve(tc, dev)
+        g, d = fast.prepare(g), fast.prepare(d)
         self.opt_g = torch.optim.Adam(g.parameters(), lr=tc.lr_g, betas=(tc.beta1, tc.beta2))
         self.opt_d = torch.optim.Adam(d.parameters(), lr=tc.lr_d, betas=(tc.beta1, tc.beta2))
         self.ema = EMA(g, tc.ema_decay) if tc.ema_decay else None
@@ -85,7 +100,7 @@ class _TranslationTask:
         if resume is not None:
             ckpt.restore(resume, nets=self.nets, optimizers=self.optimizers, ema=self.ema)
         self.g_local, self.d_local = g, d
-        self.adversary = Adversary(tc)
+        self.adversary = Adversary(tc, fast.to_device)
         self.rng = torch.Generator(device="cpu")
         self.meta = spec_meta(params, manifest, objective=tc.objective)
         self.shown: RealBatch | None = None  # the first batch this process trained on: the preview's examples
@@ -109,17 +124,21 @@ class Pix2PixTask(_TranslationTask):
 
     def __init__(self, params: Params, manifest: dict, worker: Worker, resume: dict | None, distributed: bool):
         super().__init__(params, manifest, worker, resume, {})
-        g = ddp(self.g_local, worker.device, distributed, forward_sync_buffers=False)
+        fast = self.fast
+        g = fast.compiled(ddp(self.g_local, worker.device, distributed, forward_sync_buffers=False))
         d = ddp(self.d_local, worker.device, distributed, forward_sync_buffers=False)
-        self.game = GanGame(g, d, self.opt_g, self.opt_d, params.train, self.ema)
+        d = d if double_backprop(params.train) else fast.compiled(d)
+        self.game = GanGame(g, d, self.opt_g, self.opt_d, params.train, self.ema, fast.autocast, fast.to_device)
 
     def step(self, step: int, total_steps: int, batch: Batch) -> torch.Tensor:
         real, noise_std = self.begin(step, total_steps, batch)
         game = self.game
         game.g.train(), game.d.train()
-        fake = game.g(real.inputs)
+        with self.fast.autocast():
+            fake = game.g(real.inputs)
         d_stats = game.d_step(real.x, fake, noise_std, self.rng, cond=real.inputs)
-        l1 = paired_l1(fake, real.x)
+        with self.fast.autocast():
+            l1 = paired_l1(fake, real.x).float()
         g_loss = game.g_step(fake, noise_std, self.rng, step, cond=real.inputs,
                              extra=self.params.translation.lambda_l1 * l1)
         return torch.cat([d_stats[:1], g_loss[None], d_stats[1:], l1.detach()[None]])
@@ -139,9 +158,10 @@ class CycleGanTask(_TranslationTask):
         super().__init__(params, manifest, worker, resume, {"fake_pool": pools})
         self.pools = pools
         # every network wrapped on its own: each is called several times per step before one backward
-        wrap = lambda m: ddp(m, worker.device, distributed)  # noqa: E731
+        wrap = lambda m: self.fast.compiled(ddp(m, worker.device, distributed))  # noqa: E731
         self.g_ab, self.g_ba = wrap(self.g_local.a2b), wrap(self.g_local.b2a)
-        self.d_a, self.d_b = wrap(self.d_local.d_a), wrap(self.d_local.d_b)
+        wrap_d = (lambda m: ddp(m, worker.device, distributed)) if double_backprop(params.train) else wrap
+        self.d_a, self.d_b = wrap_d(self.d_local.d_a), wrap_d(self.d_local.d_b)
 
     def step(self, step: int, total_steps: int, batch: Batch) -> torch.Tensor:
         tc, tr = self.params.train, self.params.translation
@@ -150,12 +170,16 @@ class CycleGanTask(_TranslationTask):
         for m in (self.g_ab, self.g_ba, self.d_a, self.d_b):
             m.train()
         # generators: fool both discriminators, and come back (F(G(a)) ≈ a, G(F(b)) ≈ b)
-        cycle, fake_b, fake_a = cycle_l1(self.g_ab, self.g_ba, a, b)
-        identity = torch.zeros((), device=a.device)
-        if tr.lambda_identity:
-            identity = F.l1_loss(self.g_ab(b), b) + F.l1_loss(self.g_ba(a), a)
-        adv = (self.adversary.g_loss(self.d_local.d_b, fake_b, noise_std, self.rng)
-               + self.adversary.g_loss(self.d_local.d_a, fake_a, noise_std, self.rng))
+        with self.fast.autocast():
+            cycle, fake_b, fake_a = cycle_l1(self.g_ab, self.g_ba, a, b)
+            identity = torch.zeros((), device=a.device)
+            if tr.lambda_identity:
+                identity = F.l1_loss(self.g_ab(b), b) + F.l1_loss(self.g_ba(a), a)
+            # D's local copy (no gradient all-reduce for G's update; compiled when D is)
+            d_a, d_b = (getattr(d, "module", d) for d in (self.d_a, self.d_b))
+            adv = (self.adversary.g_loss(d_b, fake_b, noise_std, self.rng)
+                   + self.adversary.g_loss(d_a, fake_a, noise_std, self.rng))
+            cycle, identity, adv = cycle.float(), identity.float(), adv.float()
         self.opt_g.zero_grad(set_to_none=True)
         (adv + tr.lambda_cycle * (cycle + tr.lambda_identity * identity)).backward()
         self.opt_g.step()
@@ -163,8 +187,12 @@ class CycleGanTask(_TranslationTask):
             self.ema.update(self.g_local, step)
         # discriminators: real images of their domain vs fakes from the pool
         pool_rng = torch.Generator().manual_seed(stream_seed(self.params.seed, POOL_STREAM, self.worker.rank, step))
-        loss_a, st_a = self.adversary.d_loss(self.d_a, a, self.pools["a"].query(fake_a, pool_rng), noise_std, self.rng)
-        loss_b, st_b = self.adversary.d_loss(self.d_b, b, self.pools["b"].query(fake_b, pool_rng), noise_std, self.rng)
+        to_device = self.fast.to_device
+        with self.fast.autocast():
+            loss_a, st_a = self.adversary.d_loss(self.d_a, a, self.pools["a"].query(fake_a, pool_rng, to_device),
+                                                 noise_std, self.rng)
+            loss_b, st_b = self.adversary.d_loss(self.d_b, b, self.pools["b"].query(fake_b, pool_rng, to_device),
+                                                 noise_std, self.rng)
         self.opt_d.zero_grad(set_to_none=True)
         (0.5 * (loss_a + loss_b)).backward()  # halved, as CycleGAN: D learns slower than G
         self.opt_d.step()

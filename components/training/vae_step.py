@@ -9,6 +9,7 @@ from components.config import Params
 from components.models import build_vae
 from components.training import checkpoint as ckpt
 from components.training.ema import EMA
+from components.training.fast import FastPath
 from components.training.images import side_by_side
 from components.training.loop import Batch, Worker, ddp, set_learning_rates, spec_meta, stream_seed
 
@@ -29,13 +30,14 @@ class VaeTask:
     def __init__(self, params: Params, manifest: dict, worker: Worker, resume: dict | None, distributed: bool):
         tc, dev = params.train, worker.device
         self.params, self.worker = params, worker
-        model = build_vae(params.model, manifest["image_shape"]).to(dev)
+        self.fast = FastPath.resolve(tc, dev)
+        model = self.fast.prepare(build_vae(params.model, manifest["image_shape"]))
         self.opt = torch.optim.Adam(model.parameters(), lr=tc.lr_g, betas=(tc.beta1, tc.beta2))
         self.ema = EMA(model, tc.ema_decay) if tc.ema_decay else None
         self.nets, self.optimizers = {"generator": model}, {"opt_g": self.opt}
         if resume is not None:
             ckpt.restore(resume, nets=self.nets, optimizers=self.optimizers, ema=self.ema)
-        self.local, self.net = model, ddp(model, dev, distributed)
+        self.local, self.net = model, self.fast.compiled(ddp(model, dev, distributed))
         self.rng = torch.Generator(device="cpu")
         self.meta = spec_meta(params, manifest)
         self.shown: torch.Tensor | None = None
@@ -47,10 +49,11 @@ class VaeTask:
         if self.shown is None:
             self.shown = x[:16].cpu()
         self.rng.manual_seed(stream_seed(self.params.seed, NOISE_STREAM, self.worker.rank, step))
-        eps = torch.randn(len(x), self.local.latent_dim, generator=self.rng).to(x.device)
+        eps = self.fast.to_device(torch.randn(len(x), self.local.latent_dim, generator=self.rng))
         self.net.train()
-        out = self.net(x, eps)
-        nll, kl = out["nll"].mean(), out["kl"].mean()
+        with self.fast.autocast():
+            out = self.net(x, eps)
+            nll, kl = out["nll"].float().mean(), out["kl"].float().mean()
         loss = nll + kl_weight(vc.beta, vc.kl_warmup, step, total_steps) * kl
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
