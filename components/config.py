@@ -145,6 +145,25 @@ class TrainConfig(_Section):
                                   "decaying linearly to 0 over the run; 0 = off")
     matching_aware: bool = Field(False, description="class-conditional D also sees real images paired with wrong "
                                  "labels as negatives (Reed et al. 2016)")
+    # --- the GPU fast path (components/training/fast.py): "auto" is on for CUDA, off on CPU (CPU runs unchanged)
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="autocast dtype of forwards and "
+                                                        "losses; auto = bf16 on a CUDA GPU with native bf16 "
+                                                        "(Ampere or newer), else fp32")
+    channels_last: Literal["auto"] | bool = Field("auto", description="NHWC memory format for image models "
+                                                  "and batches; auto = on for CUDA")
+    compile: Literal["auto"] | bool = Field("auto", description="torch.compile the networks a step calls "
+                                            "(checkpoint keys unchanged); auto = on for CUDA. D stays eager "
+                                            "under gradient_penalty or r1 (no double backprop when compiled)")
+    device_data: Literal["auto"] | bool = Field("auto", description="hold the worker's whole share of the data "
+                                                "on its device and index batches there; auto = on for CUDA "
+                                                "when the share is under 1 GiB")
+
+    @field_validator("channels_last", "compile", "device_data", mode="before")
+    @classmethod
+    def _auto_or_bool(cls, v: Any) -> Any:
+        if v == "auto" or isinstance(v, bool):
+            return v
+        raise ValueError(f"must be auto, true or false, got {v!r}")
 
     @field_validator("objective")
     @classmethod
@@ -255,11 +274,28 @@ class ScalingConfig(_Section):
     cpus_per_worker: int = Field(1, ge=1)
     storage_path: str | None = Field(None, description="Ray Train storage (shared FS/S3 on a cluster); default data/checkpoints")
     max_failures: int = Field(0, ge=-1, description="worker-group restarts from the latest checkpoint; -1 = unlimited")
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = Field(
+        "PACK", description="how Ray places the workers' bundles on nodes (SPREAD: one per node where possible)")
+    resources_per_worker: dict[str, float] = Field(
+        default_factory=dict, description="extra Ray resources each worker needs beyond CPU/GPU, e.g. {trainer: 1} "
+                                          "to keep workers on nodes started with --resources='{\"trainer\": N}'")
+
+    @field_validator("resources_per_worker")
+    @classmethod
+    def _custom_only(cls, v: dict[str, float]) -> dict[str, float]:
+        for name, amount in v.items():
+            if name.upper() in ("CPU", "GPU"):
+                raise ValueError(f"{name!r} is set by scaling.cpus_per_worker / scaling.use_gpu, not resources_per_worker")
+            if amount <= 0:
+                raise ValueError(f"scaling.resources_per_worker[{name!r}] = {amount} must be > 0")
+        return v
 
 
 class TrackingConfig(_Section):
     uri: str | None = Field(None, description="default: $MLFLOW_TRACKING_URI, else sqlite:///<repo>/mlflow/mlflow.db")
     experiment: str | None = Field(None, description="default: <dataset>-<model family>")
+    flush_timeout_s: float = Field(300.0, ge=0.0, description="at the end of training, how long to wait for metrics "
+                                   "buffered while the store was unavailable before the stage fails (nothing is dropped)")
 
 
 class EvaluatorConfig(_Section):

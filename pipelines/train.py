@@ -6,7 +6,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import time
 from pathlib import Path
 
@@ -42,6 +41,13 @@ def run_name_for(params: Params, manifest: dict) -> str:
     return f"{params.model.family}-{manifest['dataset']}-{digest}"
 
 
+# One machine: no spot preemption to watch and no Prometheus to feed (each costs an actor or a thread
+# per run, which a sweep of short trials pays again and again); Train's controller polls its workers
+# every 0.5 s instead of 2 s, so reports, checkpoints and failures are seen sooner.
+LOCAL_RAY_ENV = {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+                 "RAY_TRAIN_METRICS_ENABLED": "0", "RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5"}
+
+
 def init_ray() -> None:
     """Join $RAY_ADDRESS, or start a private local Ray (see the comment inside)."""
     import ray
@@ -53,35 +59,43 @@ def init_ray() -> None:
     # without the dashboard (slow to start on small machines). Ray's INFO chatter is hidden
     # so the stage log shows training progress; our prints reach the driver unpatched.
     address = os.environ.get("RAY_ADDRESS") or "local"
-    env = {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
-    if address == "local":
-        # One machine: no spot preemption to watch and no Prometheus to feed (each costs an actor or
-        # a thread per run, which a sweep of short trials pays again and again); Train's controller
-        # polls its workers every 0.5 s instead of 2 s, so reports and start-up are seen sooner.
-        env.update(RAY_TRAIN_ENABLE_PREEMPTION_WATCHER="0", RAY_TRAIN_METRICS_ENABLED="0",
-                   RAY_TRAIN_HEALTH_CHECK_INTERVAL_S="0.5")
+    env = LOCAL_RAY_ENV if address == "local" else {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
     ray.init(address=address, **({"include_dashboard": False} if address == "local" else {}),
              logging_config=ray.LoggingConfig(log_level="ERROR"), runtime_env={"env_vars": env})
 
 
 def _check_resources(params: Params) -> None:
+    """Refuse before start-up what the cluster can never hold (Ray would wait for it forever)."""
     import ray
 
     total = ray.cluster_resources()
     s = params.scaling
-    need_cpu = s.num_workers * s.cpus_per_worker
-    if need_cpu > total.get("CPU", 0):
-        raise TrainError(
-            f"scaling.num_workers = {s.num_workers} × scaling.cpus_per_worker = {s.cpus_per_worker} needs {need_cpu} CPUs; "
-            f"the Ray cluster has {total.get('CPU', 0):g}"
-        )
-    if s.use_gpu and s.num_workers > total.get("GPU", 0):
-        raise TrainError(f"scaling.num_workers = {s.num_workers} with scaling.use_gpu needs {s.num_workers} GPUs; "
-                         f"the Ray cluster has {total.get('GPU', 0):g}")
+    n = s.num_workers
+    need = {"CPU": (n * s.cpus_per_worker, f"scaling.num_workers = {n} × scaling.cpus_per_worker = {s.cpus_per_worker}"),
+            **({"GPU": (n, f"scaling.num_workers = {n} with scaling.use_gpu")} if s.use_gpu else {}),
+            **{name: (n * amount, f"scaling.num_workers = {n} × scaling.resources_per_worker[{name!r}] = {amount:g}")
+               for name, amount in s.resources_per_worker.items()}}
+    for name, (amount, why) in need.items():
+        if amount > total.get(name, 0):
+            raise TrainError(f"{why} needs {amount:g} {name}{'s' if name in ('CPU', 'GPU') else ''}; "
+                             f"the Ray cluster has {total.get(name, 0):g}")
+    if s.placement_strategy == "STRICT_SPREAD":
+        alive = sum(1 for node in ray.nodes() if node["Alive"])
+        if n > alive:
+            raise TrainError(f"scaling.placement_strategy = STRICT_SPREAD puts each of the {n} workers on its own node; "
+                             f"the Ray cluster has {alive} nodes")
+
+
+def ray_scaling(s):
+    """Ray Train's ScalingConfig for the `scaling` section (the train stage and every sweep trial)."""
+    from ray.train import ScalingConfig
+
+    return ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu, placement_strategy=s.placement_strategy,
+                         resources_per_worker={"CPU": s.cpus_per_worker, **s.resources_per_worker})
 
 
 def _fit_with_ray(params: Params, prepared_dir: Path, storage: Path, run_name: str, uri: str, run_id: str) -> dict:
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig
     from ray.train.torch import TorchTrainer
 
     started = time.perf_counter()
@@ -91,9 +105,9 @@ def _fit_with_ray(params: Params, prepared_dir: Path, storage: Path, run_name: s
     trainer = TorchTrainer(
         _ray_worker,
         train_loop_config={"params": params.model_dump(mode="json"), "prepared_dir": str(prepared_dir),
-                           "tracking_uri": uri, "run_id": run_id},
-        scaling_config=ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu,
-                                     resources_per_worker={"CPU": s.cpus_per_worker}),
+                           "tracking_uri": uri, "run_id": run_id,
+                           "checkpoint_dir": str(storage / run_name)},
+        scaling_config=ray_scaling(s),
         run_config=RunConfig(
             name=run_name,
             storage_path=str(storage),  # same name + storage → resume from its latest checkpoint
@@ -122,14 +136,18 @@ def _fit_in_process(params: Params, prepared_dir: Path, storage: Path, run_name:
         store.save(state)
         saved["state"] = state
 
-    train_model(params, prepared_dir, Worker(), _Callbacks(mlflow_store.RunLogger(uri, run_id), save), resume)
+    logger = mlflow_store.RunLogger(uri, run_id)
+    if resume is not None:
+        logger.requeue(resume)  # points unsent when that checkpoint was taken
+    train_model(params, prepared_dir, Worker(), _Callbacks(logger, save), resume)
+    logger.flush(params.tracking.flush_timeout_s)
     return saved.get("state") or resume
 
 
 def _unwrap_failure(exc: BaseException) -> str:
     """Ray wraps worker exceptions; surface the NaN step (or the root message) plainly."""
     text = str(exc)
-    m = re.search(r"non-finite loss at step \d+[^\n]*", text)
+    m = re.search(r"non-finite loss at step \d+[^\n]*", text) or re.search(r"\d+ metric points and \d+ images not sent[^\n]*", text)
     return m.group(0) if m else text.strip().splitlines()[-1] if text.strip() else type(exc).__name__
 
 
@@ -159,8 +177,13 @@ def run(params: Params, repo_root: Path, use_ray: bool = True) -> dict:
     try:
         state = fit(params, prepared_dir, storage, run_name, uri, run_id)
     except BaseException as exc:  # includes KeyboardInterrupt: the run must not stay RUNNING
-        client.set_terminated(run_id, status="FAILED" if not isinstance(exc, KeyboardInterrupt) else "KILLED")
-        if isinstance(exc, (NonFiniteLossError, TrainError)) or "non-finite loss" in str(exc):
+        unreachable = isinstance(exc, mlflow_store.TrackingUnavailableError) or "TrackingUnavailableError" in str(exc)
+        try:  # not when the store is what failed: that would wait on it again (the run stays RUNNING; a rerun ends it)
+            if not unreachable:
+                client.set_terminated(run_id, status="FAILED" if not isinstance(exc, KeyboardInterrupt) else "KILLED")
+        except Exception as store_exc:  # report the training error, not this one
+            print(f"could not mark MLflow run {run_id} failed: {store_exc}", flush=True)
+        if isinstance(exc, (NonFiniteLossError, TrainError)) or "non-finite loss" in str(exc) or unreachable:
             raise TrainError(f"training failed: {_unwrap_failure(exc)}") from exc
         raise
 

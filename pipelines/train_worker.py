@@ -30,7 +30,58 @@ class _Callbacks:
             self.logger.log_image(image, f"samples/epoch_{epoch:04d}_step_{step:08d}.png")
 
     def checkpoint(self, step, state, metrics):
+        if self.logger and state is not None:  # points the store has not taken yet survive a crash with it
+            state.update(self.logger.pending_state())
         self.save_checkpoint(step, state, metrics)
+
+
+RESUMED_METRIC = "resumed_at_step"
+NODES_TAG = "genpipe.worker_nodes"  # MLflow tag: the Ray node id of each rank's worker, rank order
+
+
+def _worker_nodes(worker: Worker) -> list[str]:
+    """Every rank's Ray node id, in rank order (a collective: all ranks call it)."""
+    import ray
+    import torch.distributed as dist
+
+    mine = ray.get_runtime_context().get_node_id()
+    if worker.world_size == 1 or not dist.is_initialized():
+        return [mine]
+    every: list = [None] * worker.world_size
+    dist.all_gather_object(every, mine)
+    return every
+
+
+def _newest_persisted(run_dir: Path) -> Path | None:
+    """The run's newest checkpoint folder on storage whose state matches its hash record."""
+    for path in sorted(run_dir.glob("checkpoint_*"), reverse=True):  # Ray names them by time
+        try:
+            if ckpt.verify(path):
+                return path
+        except (ckpt.CheckpointIntegrityError, FileNotFoundError):
+            continue  # cut short by the failure (or damaged): an older one
+    return None
+
+
+def _resume_state(recorded, run_dir: str | None) -> dict | None:
+    """What to start from: after a restart, the newest checkpoint persisted to the run's storage. Ray
+    resumes from the last one its controller recorded, which can be one interval older when the failure
+    came between a checkpoint's upload and that record; the hash record says a newer folder is whole.
+    A sweep trial (no run_dir) starts from its Tune checkpoint."""
+    newest = _newest_persisted(Path(run_dir)) if run_dir else None
+    if recorded is not None and (newest is None or Path(recorded.path) == newest):
+        with recorded.as_directory() as d:
+            return ckpt.load(d)
+    if newest is None:
+        return None
+    state = ckpt.load(newest)
+    if recorded is not None:
+        try:
+            with recorded.as_directory() as d:
+                state = max(state, ckpt.load(d), key=lambda s: int(s["step"]))
+        except ckpt.CheckpointIntegrityError as e:  # damaged after its record: the newest whole one
+            print(f"checkpoint: skipping the one Ray recorded, resuming from {newest.name}: {e}", flush=True)
+    return state
 
 
 ORIGIN_FILE = "origin.json"  # beside a checkpoint: which run wrote it (PBT exploits copy it across trials)
@@ -47,16 +98,14 @@ def _ray_worker(config: dict) -> None:
     ctx = ray.train.get_context()
     worker = Worker(ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device())
     params = Params.model_validate(config["params"])
-    resume = None
-    # the run's own latest checkpoint (after a worker restart), else the one a sweep trial starts from
-    if (found := ray.train.get_checkpoint() or config.get("start_from")) is not None:
-        with found.as_directory() as d:
-            resume = ckpt.load(d)
+    resume = _resume_state(ray.train.get_checkpoint() or config.get("start_from"), config.get("checkpoint_dir"))
     run_id, logger = config.get("run_id"), None
     if worker.rank == 0 and run_id:
         from components.tracking import mlflow_store
 
         logger = mlflow_store.RunLogger(config["tracking_uri"], run_id)
+        if resume is not None:  # this run's own checkpoint (a tracked run has no start_from): its unsent points
+            logger.requeue(resume)
     quick = config.get("quick_eval")
     scorer = None
     if quick and worker.rank == 0:
@@ -68,6 +117,7 @@ def _ray_worker(config: dict) -> None:
         metrics = {**metrics, "step": step}
         if quick and (pg := ray.util.get_current_placement_group()) is not None:
             metrics["placement_group"] = pg.id.hex()  # so the sweep can free it (pipelines/tune.py)
+            metrics["worker_nodes"] = " ".join(nodes)
         if state is None:
             ray.train.report(metrics)  # every rank reports the same number of times
             return
@@ -78,6 +128,15 @@ def _ray_worker(config: dict) -> None:
             (Path(d) / ORIGIN_FILE).write_text(json.dumps({"run": config.get("origin"), "step": step}))
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
 
+    nodes = _worker_nodes(worker)
+    if worker.rank == 0:
+        print(f"workers by rank on Ray nodes: {' '.join(nodes)}", flush=True)
+        if logger is not None:  # per attempt: a restart after a node loss shows where the run went on
+            logger.set_tag(NODES_TAG, " ".join(nodes))
     if resume is not None and worker.rank == 0:
         print(f"resuming from checkpoint at step {resume['step']}", flush=True)
+        if logger is not None:  # one point per restart: MLflow shows where and how often a run resumed
+            logger.log_metrics(int(resume["step"]), {RESUMED_METRIC: float(resume["step"])})
     train_model(params, Path(config["prepared_dir"]), worker, _Callbacks(logger, report), resume)
+    if logger is not None:  # the logger lives in this process: what it buffered goes out before it ends
+        logger.flush(params.tracking.flush_timeout_s)

@@ -41,7 +41,7 @@ from components.tracking.logged_model import log_generator
 from components.tuning import space as search_space
 from components.tuning.space import flatten
 from pipelines.evaluate import TestSplit, generate, metric_names
-from pipelines.train import _unwrap_failure, init_ray
+from pipelines.train import _unwrap_failure, init_ray, ray_scaling
 from pipelines.train_worker import ORIGIN_FILE, _ray_worker
 
 BEST_FILE = "best.json"
@@ -133,7 +133,7 @@ def _origin(checkpoint) -> dict:
 
 def run_trial(config: dict, *, base: dict, repo_root: str, storage: str) -> None:
     from ray import tune
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig
     from ray.train.torch import TorchTrainer
     from ray.tune import Checkpoint
     from ray.util.queue import Queue
@@ -158,8 +158,7 @@ def run_trial(config: dict, *, base: dict, repo_root: str, storage: str) -> None
         train_loop_config={"params": params.model_dump(mode="json"), "prepared_dir": str(params.prepared_path(repo_root)),
                            "quick_eval": {"repo_root": repo_root, "num_samples": params.tune.eval_samples},
                            "origin": trial_id, "start_from": start},
-        scaling_config=ScalingConfig(num_workers=s.num_workers, use_gpu=s.use_gpu,
-                                     resources_per_worker={"CPU": s.cpus_per_worker}),
+        scaling_config=ray_scaling(s),
         run_config=RunConfig(name=train_run, storage_path=storage, checkpoint_config=CheckpointConfig(num_to_keep=None),
                              failure_config=FailureConfig(max_failures=0), callbacks=[_relay_callback(results)]),
     )
@@ -182,7 +181,7 @@ def run_trial(config: dict, *, base: dict, repo_root: str, storage: str) -> None
         while (item := results.get()) is not None:
             metrics, path = item
             pg_hex = metrics.get("placement_group", pg_hex)
-            metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) or k == "placement_group"}
+            metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) or k in ("placement_group", "worker_nodes")}
             metrics.update({f"{_CONFIG_PREFIX}{k}": v for k, v in flatten(config).items()
                             if isinstance(v, (int, float))},
                            origin_step=origin["step"], exploited=int(origin["run"] != trial_id),
@@ -421,7 +420,7 @@ def _concurrency(params: Params) -> int:
 # ---------------------------------------------------------------------------------------------
 # Reports
 
-CSV_FIELDS = ["value", "status", "step", "seconds", "exploits", "error"]  # value: the sweep's metric
+CSV_FIELDS = ["value", "status", "step", "seconds", "exploits", "resumed_from", "worker_nodes", "error"]  # value: the sweep's metric
 
 
 def _trial_rows(result_grid, metric: str, trial_steps: int) -> list[dict]:
@@ -436,6 +435,7 @@ def _trial_rows(result_grid, metric: str, trial_steps: int) -> list[dict]:
         rows.append({"trial_id": trial_id, "status": status, "step": step, "value": m.get(metric),
                      "scores": {k: m[k] for k in TUNE_METRICS if k in m}, "seconds": round(float(m.get("time_total_s", 0.0)), 2),
                      "exploits": len(_exploits_of(trial_id, df)), "error": _unwrap_failure(result.error) if result.error else "",
+                     "worker_nodes": _nodes_used(df), "resumed_from": _own_resumes(trial_id, df),
                      "config": flatten(result.config or {}), "checkpoint": result.checkpoint,
                      "history": df})
     return rows
@@ -452,6 +452,21 @@ def _exploits_of(trial_id: str, history) -> list[dict]:
             seen.add(key)
             events.append({"trial": trial_id, "donor": key[0], "donor_step": key[1], "first_step_after": int(r["step"])})
     return events
+
+
+def _nodes_used(history) -> str:
+    """The Ray nodes a trial's workers ran on, in the order first seen (a retry may move it)."""
+    if history is None or "worker_nodes" not in history:
+        return ""
+    return " ".join(dict.fromkeys(n for entry in history["worker_nodes"].dropna() for n in str(entry).split()))
+
+
+def _own_resumes(trial_id: str, history) -> str:
+    """Steps at which a trial went on from its own checkpoint after a crash (Tune's retry), in order."""
+    if history is None or "origin_trial" not in history:
+        return ""
+    own = history[(history["origin_trial"] == trial_id) & (history["origin_step"] > 0)]
+    return " ".join(str(int(s)) for s in dict.fromkeys(own["origin_step"]))
 
 
 def _write_csv(rows: list[dict], keys: list[str]) -> bytes:
@@ -646,6 +661,7 @@ def _summarise(params: Params, repo_root: Path, ctx: dict, grid, skipped, parent
         "failures": [{"trial": r["trial_id"], "reason": r["error"]} for r in rows if r["error"]],
         "skipped_total": sum(skipped.values()), "skipped": [{"reason": r, "count": n} for r, n in skipped.most_common()],
         "trial_seconds": round(sum(r["seconds"] for r in rows), 1), "wall_seconds": round(wall, 1),
+        "trials": [{k: r[k] for k in ("trial_id", "status", "step", "worker_nodes", "resumed_from")} for r in rows],
         "exploits": [e for r in rows for e in _exploits_of(r["trial_id"], r["history"])], "concurrency": ctx["concurrency"], "trial_steps": t.trial_steps,
         "evaluator_hash": evaluator_hash, "registered": registered, "mlflow_parent_run_id": parent_id,
     }

@@ -1,17 +1,22 @@
-"""`dvc repro` in a temporary git repo on tiny params: every stage runs, a second repro runs none,
-and changing a train param reruns train and what follows it, not prepare or the evaluator."""
+"""`dvc repro` in a temporary git repo on tiny params: a repro SIGKILLed during `train` is resumed by
+the next one from the persisted checkpoint and completes every stage; then a repro runs none, and
+changing a train param reruns train and what follows it, not prepare or the evaluator."""
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 import yaml
+from mlflow.tracking import MlflowClient
 
+from components.training import checkpoint as ckpt
 from conftest import REPO
 
 pytestmark = pytest.mark.e2e
@@ -19,18 +24,24 @@ pytestmark = pytest.mark.e2e
 TINY = {
     "data": {"source": "digits", "row_group_rows": 64},
     "model": {"latent_dim": 16, "g_channels": 16, "d_channels": 16},
-    "train": {"epochs": 1, "max_steps": 4, "batch_size": 32, "log_every": 2, "checkpoint_every": 2},
+    # long enough to be killed between checkpoints (2 workers × 22 steps an epoch on the digits)
+    "train": {"epochs": 100, "max_steps": 150, "batch_size": 32, "log_every": 5, "checkpoint_every": 10,
+              "keep_checkpoints": 100},
     "scaling": {"num_workers": 2},
     "evaluator": {"epochs": 1},
     "evaluate": {"num_samples": 200},
 }
 
 
-def _sh(cmd: list[str], cwd: Path) -> str:
+def _env() -> dict:
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.pop("MLFLOW_TRACKING_URI", None)
     env.pop("RAY_ADDRESS", None)
-    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    return env
+
+
+def _sh(cmd: list[str], cwd: Path) -> str:
+    out = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, f"{' '.join(cmd)} failed:\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
     return out.stdout + out.stderr
 
@@ -54,10 +65,49 @@ def repo(tmp_path_factory) -> Path:
     return root
 
 
-def test_repro_runs_all_stages_then_nothing_then_only_what_changed(repo):
+def _kill_during_train(repo: Path) -> set[int]:
+    """Start `dvc repro`, SIGKILL its whole process group once train has two checkpoints Ray recorded;
+    the steps of the checkpoints left whole on disk."""
+    proc = subprocess.Popen(["dvc", "repro"], cwd=repo, env=_env(), start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    runs = repo / "data" / "checkpoints"
+    try:
+        deadline = time.time() + 400
+        while not (len(list(runs.glob("*/checkpoint_*/state.pt"))) >= 2
+                   and list(runs.glob("*/checkpoint_manager_snapshot.json"))):
+            assert proc.poll() is None, "dvc repro ended before train could be killed"
+            assert time.time() < deadline, "train wrote no checkpoints within 400 s"
+            time.sleep(0.2)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    time.sleep(5)  # Ray's own processes are not in that group: they notice the driver is gone and exit
+    assert not (repo / "data/train/generator.safetensors").exists()  # nothing that looks finished
+    steps = set()
+    for path in runs.glob("*/checkpoint_*"):
+        try:
+            steps.add(int(ckpt.load(path)["step"]))
+        except (ckpt.CheckpointIntegrityError, FileNotFoundError):
+            pass  # the kill cut it short; its hash record says so
+    return steps
+
+
+def test_repro_killed_during_train_resumes_then_nothing_then_only_what_changed(repo):
+    on_disk = _kill_during_train(repo)
+    assert on_disk and max(on_disk) < TINY["train"]["max_steps"]
     first = _sh(["dvc", "repro"], repo)
-    for stage in ("prepare", "evaluator", "tune", "train", "evaluate", "promote"):
-        assert f"Running stage '{stage}'" in first
+    assert "Running stage 'train'" in first and "Running stage 'promote'" in first
+    assert "Running stage 'prepare'" not in first  # finished before the kill: recorded in dvc.lock
+    resumed_at = int(first.split("resuming from checkpoint at step ")[1].split()[0])
+    assert resumed_at == max(on_disk), (resumed_at, sorted(on_disk))  # the newest whole checkpoint, not step 0
+    assert "Data and pipelines are up to date" in _sh(["dvc", "status"], repo)
+    summary = json.loads((repo / "data/train/train_summary.json").read_text())
+    assert summary["steps"] == TINY["train"]["max_steps"]
+    client = MlflowClient(summary["tracking_uri"])  # one MLflow run, continued past the resume point
+    run = client.get_run(summary["mlflow_run_id"])
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "g_loss")]
+    assert run.info.status == "FINISHED" and max(steps) == TINY["train"]["max_steps"]
+    assert set(range(5, TINY["train"]["max_steps"] + 1, 5)) <= set(steps)
     assert json.loads((repo / "reports/tune.json").read_text())["enabled"] is False  # the sweep is off by default
     assert (repo / "data/prepared/digits/manifest.json").is_file()
     assert (repo / "data/train/generator.safetensors").is_file()
@@ -77,7 +127,7 @@ def test_repro_runs_all_stages_then_nothing_then_only_what_changed(repo):
     # dvc exp run -S changes one train param: train reruns, prepare does not.
     _sh(["git", "add", "-A"], repo)
     _sh(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "first run"], repo)
-    out = _sh(["dvc", "exp", "run", "-S", "train.max_steps=6"], repo)
+    out = _sh(["dvc", "exp", "run", "-S", "train.max_steps=6", "-S", "train.checkpoint_every=2"], repo)
     assert "Running stage 'train'" in out and "Running stage 'evaluate'" in out
     assert "Running stage 'prepare'" not in out and "Running stage 'evaluator'" not in out
     spec = yaml.safe_load((repo / "data/train/generator.json").read_text())

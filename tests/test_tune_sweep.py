@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module", autouse=True)
 def local_ray():
     # 4 logical CPUs on the 2-core CI machine: four 1-worker trials at once
-    ray.init(num_cpus=4, include_dashboard=False, logging_config=ray.LoggingConfig(log_level="ERROR"))
+    ray.init(address="local", num_cpus=4, include_dashboard=False, logging_config=ray.LoggingConfig(log_level="ERROR"))
     yield
     ray.shutdown()
 

@@ -33,7 +33,8 @@ def _input_grad(outputs: Tensor, inputs: Tensor) -> Tensor:
 def gradient_penalty(d: nn.Module, real: Tensor, fake: Tensor, weight: float, generator: torch.Generator | None = None) -> Tensor:
     """λ E[(‖∇D(x̂)‖₂ - 1)²], x̂ = αx + (1-α)G(z), α ~ U(0, 1) per sample."""
     shape = (real.shape[0],) + (1,) * (real.dim() - 1)
-    alpha = torch.rand(shape, generator=generator).to(real.device)
+    alpha = torch.rand(shape, generator=generator)  # on the CPU stream: the same α on every device
+    alpha = alpha.pin_memory().to(real.device, non_blocking=True) if real.is_cuda else alpha.to(real.device)
     x_hat = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
     norms = _input_grad(d(x_hat), x_hat).norm(2, dim=1)
     return weight * ((norms - 1.0) ** 2).mean()

@@ -4,12 +4,16 @@ Default store: SQLite at <repo>/mlflow/mlflow.db with artifacts under <repo>/mlf
 (MLflow 3.17 refuses the file store). A team server: set MLFLOW_TRACKING_URI."""
 from __future__ import annotations
 
+import collections
 import os
+import random
+import sys
+import threading
 import time
 from pathlib import Path
 
 import numpy as np
-from mlflow.entities import Metric
+from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 
 RUN_NAME_TAG = "genpipe.run_name"
@@ -50,16 +54,195 @@ def find_run(client: MlflowClient, exp_id: str, run_name: str):
     return runs[0] if runs else None
 
 
+class TrackingUnavailableError(RuntimeError):
+    """Points a RunLogger could not deliver by its flush deadline (or that the store refused)."""
+
+    def __init__(self, message: str, *, unsent_points: int, unsent_images: int, run_id: str, uri: str,
+                 last_error: BaseException | None):
+        super().__init__(message)
+        self.unsent_points, self.unsent_images = unsent_points, unsent_images
+        self.run_id, self.uri, self.last_error = run_id, uri, last_error
+
+
+# MLflow error codes that no retry will change (a deleted run, a refused value, no permission):
+# the logger stops at once and flush() reports them instead of waiting for its deadline
+_PERMANENT = {"INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "INVALID_STATE", "BAD_REQUEST",
+              "PERMISSION_DENIED", "UNAUTHENTICATED", "RESOURCE_ALREADY_EXISTS"}
+_MAX_BATCH = 1000  # MLflow's MAX_METRICS_PER_BATCH
+
+
+def _is_permanent(exc: BaseException) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    return isinstance(exc, MlflowException) and exc.error_code in _PERMANENT
+
+
 class RunLogger:
-    """Metrics and images into one existing run; used by rank 0 only (one writer per store)."""
+    """Metrics and images into one existing run; used by rank 0 only (one writer per run).
 
-    def __init__(self, uri: str, run_id: str):
+    Training only enqueues: a daemon thread sends the items in order, coalescing metric batches, and
+    retries with capped exponential backoff while the store is unavailable (a SQLite file locked by
+    another writer, a tracking server that is down or restarting). Nothing is dropped: `flush` waits
+    until everything is sent and raises `TrackingUnavailableError` (naming what is unsent) at its
+    deadline; `pending_state()` is what a checkpoint carries so a crash loses nothing either.
+    Each point keeps the timestamp it was logged with, so a re-send after a lost reply (or after a
+    resume) is deduplicated by the store's primary key rather than stored twice."""
+
+    def __init__(self, uri: str, run_id: str, *, retry_initial_s: float = 0.5, retry_max_s: float = 10.0):
         self.client = MlflowClient(uri)
-        self.run_id = run_id
+        self.uri, self.run_id = uri, run_id
+        self.retry_initial_s, self.retry_max_s = retry_initial_s, retry_max_s
+        self._queue: collections.deque = collections.deque()  # ("metrics", [Metric]) | ("image", file, array) | ("tags", [RunTag])
+        self._points = 0  # metric points in the queue (including the ones being sent)
+        self._cond = threading.Condition()
+        self._wake = threading.Event()  # cuts a backoff short (flush)
+        self._last_error: BaseException | None = None
+        self._fatal: BaseException | None = None
+        self._failures = 0  # failed attempts of the current outage
+        self.failed_attempts = 0  # all failed attempts so far (each one retried)
+        self._attempt_since: float | None = None  # monotonic start of the send in progress
+        self._thread = threading.Thread(target=self._send_loop, name=f"mlflow-logger-{run_id[:8]}", daemon=True)
+        self._thread.start()
 
+    # ---- what training calls (never blocks on the store) ----
     def log_metrics(self, step: int, metrics: dict[str, float]) -> None:
         ts = int(time.time() * 1000)
-        self.client.log_batch(self.run_id, metrics=[Metric(k, float(v), ts, step) for k, v in metrics.items()])
+        self._put(("metrics", [Metric(k, float(v), ts, int(step)) for k, v in metrics.items()]))
 
     def log_image(self, image: np.ndarray, artifact_file: str) -> None:
-        self.client.log_image(self.run_id, image, artifact_file=artifact_file)
+        self._put(("image", artifact_file, np.array(image, copy=True)))
+
+    def set_tag(self, key: str, value: str) -> None:
+        self._put(("tags", [RunTag(key, str(value))]))
+
+    def _put(self, item: tuple) -> None:
+        with self._cond:
+            self._queue.append(item)
+            if item[0] == "metrics":
+                self._points += len(item[1])
+            self._cond.notify_all()
+
+    def pending(self) -> int:
+        """Metric points not yet confirmed by the store."""
+        with self._cond:
+            return self._points
+
+    def pending_images(self) -> int:
+        with self._cond:
+            return sum(1 for item in self._queue if item[0] == "image")
+
+    def pending_state(self) -> dict:
+        """Everything unsent as plain data and tensors (a checkpoint is loaded with weights_only=True):
+        {"pending_metrics": [[key, value, timestamp_ms, step], ...], "pending_images": [[artifact_file, uint8 tensor], ...]}."""
+        import torch
+
+        with self._cond:
+            items = list(self._queue)
+        return {"pending_metrics": [[m.key, float(m.value), int(m.timestamp), int(m.step)]
+                                    for item in items if item[0] == "metrics" for m in item[1]],
+                "pending_images": [[item[1], torch.from_numpy(np.ascontiguousarray(item[2]))]
+                                   for item in items if item[0] == "image"]}
+
+    def requeue(self, state: dict) -> int:
+        """Enqueue what a checkpoint carried (`pending_state()`); returns the number of metric points.
+        Points the store already holds are deduplicated there (same key, step, value, timestamp)."""
+        rows = state.get("pending_metrics") or []
+        if rows:
+            self._put(("metrics", [Metric(str(k), float(v), int(ts), int(s)) for k, v, ts, s in rows]))
+        for artifact_file, image in state.get("pending_images") or []:
+            self._put(("image", str(artifact_file), np.asarray(image)))
+        return len(rows)
+
+    def flush(self, timeout_s: float) -> None:
+        """Wait until everything is sent; raise TrackingUnavailableError if it is not within timeout_s
+        (or the store refused an item for good). Nothing is dropped: the queue stays as it is."""
+        deadline = time.monotonic() + timeout_s
+        self._wake.set()  # retry now rather than at the end of a backoff
+        with self._cond:
+            while self._queue and self._fatal is None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(min(left, 1.0))
+            if not self._queue:
+                return
+            points, images, err = self._points, sum(1 for i in self._queue if i[0] == "image"), self._fatal or self._last_error
+            since = self._attempt_since
+        if self._fatal is not None:
+            why = f"the store refused them: {err}"
+        else:
+            why = f"the store was still unavailable after flush_timeout_s = {timeout_s:g} s; last error: " + (
+                f"{type(err).__name__}: {err}" if err is not None else
+                f"none yet, the current attempt has been waiting {time.monotonic() - (since or time.monotonic()):.1f} s")
+        raise TrackingUnavailableError(
+            f"{points} metric points and {images} images not sent to MLflow run {self.run_id} "
+            f"at {self.uri}: {why}", unsent_points=points, unsent_images=images, run_id=self.run_id, uri=self.uri,
+            last_error=err)
+
+    # ---- the sender thread ----
+    def _next_send(self) -> tuple[int, tuple]:
+        """(items taken from the head, what to send): consecutive metric items coalesce up to MLflow's
+        batch limit; an image goes alone."""
+        head = self._queue[0]
+        if head[0] != "metrics":
+            return 1, head
+        metrics, n = [], 0
+        for item in self._queue:
+            if item[0] != "metrics" or (metrics and len(metrics) + len(item[1]) > _MAX_BATCH):
+                break
+            metrics.extend(item[1])
+            n += 1
+        return n, ("metrics", metrics)
+
+    def _send(self, what: tuple) -> None:
+        if what[0] == "image":
+            self.client.log_image(self.run_id, what[2], artifact_file=what[1])
+            return
+        if what[0] == "tags":
+            self.client.log_batch(self.run_id, tags=what[1])
+            return
+        for i in range(0, len(what[1]), _MAX_BATCH):  # one item alone may exceed the limit
+            self.client.log_batch(self.run_id, metrics=what[1][i:i + _MAX_BATCH])
+
+    def _send_loop(self) -> None:
+        delay = self.retry_initial_s
+        while True:
+            with self._cond:
+                while not self._queue:
+                    self._cond.wait()
+                n, what = self._next_send()
+                self._attempt_since = time.monotonic()
+            try:
+                self._send(what)
+            except Exception as exc:  # noqa: BLE001 - any store failure: keep the items, retry
+                with self._cond:
+                    self._attempt_since = None
+                    self._last_error = exc
+                    self._failures += 1
+                    self.failed_attempts += 1
+                    if _is_permanent(exc):
+                        self._fatal = exc
+                        self._cond.notify_all()
+                    points = self._points
+                if self._fatal is not None:
+                    print(f"MLflow refused an item for run {self.run_id} at {self.uri}: {exc}; "
+                          f"{points} metric points kept unsent (flush reports them)", file=sys.stderr, flush=True)
+                    return
+                if self._failures == 1:
+                    print(f"MLflow store at {self.uri} unavailable ({type(exc).__name__}: {str(exc)[:300]}); "
+                          f"training goes on, {points} metric points buffered and retried", file=sys.stderr, flush=True)
+                self._wake.wait(delay * random.uniform(0.8, 1.2))
+                self._wake.clear()
+                delay = min(delay * 2, self.retry_max_s)
+                continue
+            with self._cond:
+                self._attempt_since = None
+                for _ in range(n):
+                    item = self._queue.popleft()
+                    if item[0] == "metrics":
+                        self._points -= len(item[1])
+                if self._failures:
+                    print(f"MLflow store at {self.uri} reachable again after {self._failures} failed attempts; "
+                          f"sending the buffered points", file=sys.stderr, flush=True)
+                self._failures, self._last_error, delay = 0, None, self.retry_initial_s
+                self._cond.notify_all()
