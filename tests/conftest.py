@@ -43,3 +43,13 @@ def run_root(tmp_path, digits_root) -> Path:
     """A fresh root per test that reuses the prepared digits (symlink: read-only use)."""
     (tmp_path / "prepared").symlink_to(digits_root / "prepared")
     return tmp_path
+
+
+# The longest modules first: under `pytest -n 2 --dist loadfile` (the README's test command) they start
+# at once on the two workers and the short modules fill in around them.
+LONGEST_FIRST = ("test_tune_sweep", "test_pipeline_e2e", "test_cluster")
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.module.__name__, len(rank)))  # stable: order within a module kept
