@@ -18,7 +18,7 @@ from components.tracking import mlflow_store
 from components.tracking.logged_model import log_generator
 from components.training import checkpoint as ckpt
 from components.training.loop import NonFiniteLossError, Worker, plan, train_model
-from pipelines.train_worker import _Callbacks, _ray_worker
+from pipelines.train_worker import RESUMED_METRIC, _Callbacks, _ray_worker
 
 SUMMARY_FILE = "train_summary.json"
 # knobs that change the trained weights; logging/checkpoint cadence does not
@@ -139,6 +139,7 @@ def _fit_in_process(params: Params, prepared_dir: Path, storage: Path, run_name:
     logger = mlflow_store.RunLogger(uri, run_id)
     if resume is not None:
         logger.requeue(resume)  # points unsent when that checkpoint was taken
+        logger.log_metrics(int(resume["step"]), {RESUMED_METRIC: float(resume["step"])})
     train_model(params, prepared_dir, Worker(), _Callbacks(logger, save), resume)
     logger.flush(params.tracking.flush_timeout_s)
     return saved.get("state") or resume

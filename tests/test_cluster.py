@@ -49,8 +49,13 @@ def _spread(root: Path, **train_cfg):
                               "keep_checkpoints": 100, "sample_every": 1000, **train_cfg})
 
 
-def _train_workers() -> list[psutil.Process]:
-    return [p for p in psutil.process_iter(["cmdline"]) if any("RayTrainWorker" in a for a in p.info["cmdline"] or ())]
+def _train_workers(cluster: Cluster, node_id: str | None = None) -> list[psutil.Process]:
+    """Ray Train worker processes of this cluster (of one node), found as children of its raylets:
+    other Ray instances on the machine (another pytest process) have their own."""
+    raylets = {node.all_processes["raylet"][0].process.pid for node in cluster.list_all_nodes()
+               if node_id in (None, node.node_id)}
+    return [p for p in psutil.process_iter(["cmdline", "ppid"])
+            if p.info["ppid"] in raylets and any("RayTrainWorker" in a for a in p.info["cmdline"] or ())]
 
 
 class Fault(threading.Thread):
@@ -107,9 +112,9 @@ def test_spread_workers_on_two_nodes_survive_a_killed_worker_process(cluster, ru
 
     def kill_rank1_worker(nodes):
         assert len(set(nodes)) == 2, f"SPREAD put both workers on one node: {nodes}"
-        workers = _train_workers()
-        assert len(workers) == 2, workers
-        os.kill(workers[-1].pid, signal.SIGKILL)
+        assert len(_train_workers(cluster)) == 2
+        (rank1,) = _train_workers(cluster, nodes[1])
+        os.kill(rank1.pid, signal.SIGKILL)
 
     fault = Fault(params, run_root / "checkpoints", kill_rank1_worker)
     fault.start()
@@ -166,7 +171,7 @@ def test_sweep_trials_land_on_different_nodes_and_a_killed_trial_is_retried(clus
         while time.time() < deadline:
             progress = list((tmp_path / "tune_runs").glob("tune-*/run_trial_*/progress.csv"))
             if len(progress) == 2 and all(len(p.read_text().splitlines()) >= 2 for p in progress):
-                workers = _train_workers()
+                workers = _train_workers(cluster)
                 if workers:
                     os.kill(workers[0].pid, signal.SIGKILL)
                     killed.append(workers[0].pid)

@@ -119,6 +119,9 @@ def test_asha_stops_a_clearly_bad_trial_and_its_workers_exit(tmp_path):
     assert rows[1e-8]["status"] == rows[2e-8]["status"] == "stopped"
     assert int(rows[1e-8]["step"]) == int(rows[2e-8]["step"]) == 20 and rows[2e-3]["status"] == "completed"
     assert report["best_config"]["train.lr_g"] == 2e-3
+    deadline = time.time() + 30  # a stopped trial's placement group is removed asynchronously
+    while ray.available_resources().get("CPU") != ray.cluster_resources()["CPU"] and time.time() < deadline:
+        time.sleep(0.5)
     assert ray.available_resources().get("CPU") == ray.cluster_resources()["CPU"]  # no worker left holding a CPU
 
 
