@@ -5,6 +5,8 @@ worker process SIGKILLed, a whole node removed, a sweep trial's process SIGKILLe
 Each run checkpoints to one storage_path every node sees (a shared filesystem on a real cluster)."""
 from __future__ import annotations
 
+import csv
+import io
 import os
 import signal
 import threading
@@ -155,7 +157,7 @@ def test_sweep_trials_land_on_different_nodes_and_a_killed_trial_is_retried(clus
            "tracking": {"uri": f"sqlite:///{tmp_path / 'mlflow.db'}"},
            "evaluator": {"output_dir": str(tmp_path / "evaluator")}, "promote": {"metric": "reverse_kl"},
            "tune": {"enabled": True, "search": "grid", "num_samples": 1, "scheduler": "fifo", "max_concurrent_trials": 2,
-                    "trial_steps": 150, "eval_every": 50, "eval_samples": 500, "max_failures": 1,
+                    "trial_steps": 250, "eval_every": 50, "eval_samples": 500, "max_failures": 1,
                     "register_best": False, "storage_path": str(tmp_path / "tune_runs"),
                     "output_dir": str(tmp_path / "tune"), "report": str(tmp_path / "reports" / "tune.json"),
                     "trials_csv": str(tmp_path / "reports" / "trials.csv"),
@@ -166,17 +168,17 @@ def test_sweep_trials_land_on_different_nodes_and_a_killed_trial_is_retried(clus
     evaluator.run(params, tmp_path)
     killed: list[int] = []
 
-    def kill_a_trial_worker():  # once both trials have reported a checkpoint
+    def kill_a_trial_worker():  # the first trial to report its first checkpoint, long before its end
         deadline = time.time() + 300
         while time.time() < deadline:
-            progress = list((tmp_path / "tune_runs").glob("tune-*/run_trial_*/progress.csv"))
-            if len(progress) == 2 and all(len(p.read_text().splitlines()) >= 2 for p in progress):
-                workers = _train_workers(cluster)
-                if workers:
-                    os.kill(workers[0].pid, signal.SIGKILL)
-                    killed.append(workers[0].pid)
+            for progress in (tmp_path / "tune_runs").glob("tune-*/run_trial_*/progress.csv"):
+                reports = list(csv.DictReader(io.StringIO(progress.read_text())))
+                if len(reports) == 1 and reports[0].get("worker_nodes"):
+                    (worker,) = _train_workers(cluster, reports[0]["worker_nodes"])  # 1 worker per trial
+                    os.kill(worker.pid, signal.SIGKILL)
+                    killed.append(int(reports[0]["step"]))
                     return
-            time.sleep(0.2)
+            time.sleep(0.1)
 
     killer = threading.Thread(target=kill_a_trial_worker, daemon=True)
     killer.start()
@@ -188,3 +190,4 @@ def test_sweep_trials_land_on_different_nodes_and_a_killed_trial_is_retried(clus
     assert len({r["worker_nodes"].split()[0] for r in rows}) == 2, rows  # side by side: one node each
     retried = [r for r in rows if r["resumed_from"]]  # went on from its own checkpoint, not from step 0
     assert len(retried) == 1 and int(retried[0]["resumed_from"]) % params.tune.eval_every == 0, rows
+    assert int(retried[0]["resumed_from"]) >= killed[0]  # from its checkpoint, at most one interval lost
