@@ -63,12 +63,26 @@ def _newest_persisted(run_dir: Path) -> Path | None:
     return None
 
 
-def _resume_state(recorded, run_dir: str | None) -> dict | None:
+def _from_rank0(worker: Worker, value):
+    """Rank 0's `value` on every rank (a collective)."""
+    import torch.distributed as dist
+
+    if worker.world_size == 1 or not dist.is_initialized():
+        return value
+    box = [value if worker.rank == 0 else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _resume_state(worker: Worker, recorded, run_dir: str | None) -> dict | None:
     """What to start from: after a restart, the newest checkpoint persisted to the run's storage. Ray
     resumes from the last one its controller recorded, which can be one interval older when the failure
     came between a checkpoint's upload and that record; the hash record says a newer folder is whole.
+    Rank 0 picks it for all (a straggler of the failed attempt may still be writing one).
     A sweep trial (no run_dir) starts from its Tune checkpoint."""
-    newest = _newest_persisted(Path(run_dir)) if run_dir else None
+    newest = _newest_persisted(Path(run_dir)) if run_dir and worker.rank == 0 else None
+    newest = _from_rank0(worker, str(newest) if newest else None) if run_dir else None
+    newest = Path(newest) if newest else None
     if recorded is not None and (newest is None or Path(recorded.path) == newest):
         with recorded.as_directory() as d:
             return ckpt.load(d)
@@ -98,7 +112,7 @@ def _ray_worker(config: dict) -> None:
     ctx = ray.train.get_context()
     worker = Worker(ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device())
     params = Params.model_validate(config["params"])
-    resume = _resume_state(ray.train.get_checkpoint() or config.get("start_from"), config.get("checkpoint_dir"))
+    resume = _resume_state(worker, ray.train.get_checkpoint() or config.get("start_from"), config.get("checkpoint_dir"))
     run_id, logger = config.get("run_id"), None
     if worker.rank == 0 and run_id:
         from components.tracking import mlflow_store
