@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -21,15 +20,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mlflow.tracking import MlflowClient  # noqa: E402
-
 from components.config import load_params  # noqa: E402
 from pipelines import prepare, train  # noqa: E402
-
-
-def _images_per_s(uri: str, run_id: str, warmup: int) -> float:
-    hist = sorted(MlflowClient(uri).get_metric_history(run_id, "images_per_s"), key=lambda m: m.step)
-    return statistics.median([m.value for m in hist][warmup:-1])  # the last window may be partial
+from train_throughput import _steady_images_per_s  # noqa: E402  (beside this file)
 
 
 def _setups(root: Path):
@@ -80,8 +73,8 @@ def main() -> None:
                 summary = train.run(params, root, use_ray=True)
             finally:
                 stop()
-            results[name] = {"images_per_s": _images_per_s(params.tracking.uri, summary["mlflow_run_id"],
-                                                            args.warmup_windows),
+            results[name] = {"images_per_s": _steady_images_per_s(params.tracking.uri, summary["mlflow_run_id"],
+                                                                   args.warmup_windows)[0],
                              "wall_s": time.perf_counter() - t0, "workers": params.scaling.num_workers}
             print(name, results[name], flush=True)
     one = results["local_1_worker"]["images_per_s"]

@@ -39,16 +39,12 @@ from components.config import load_params  # noqa: E402
 from components.data.shards import load_split, read_manifest  # noqa: E402
 from components.models import build_diffusion, build_gan  # noqa: E402
 from components.training import fast  # noqa: E402
-from components.training.loop import Worker, train_model  # noqa: E402
+from diffusion_report import device_name, sync  # noqa: E402  (beside this file)
+from diffusion_throughput import ours  # noqa: E402  (our loop's images/s, timed between its logging steps)
 
 GOALS = {"dcgan": 1.5, "ddpm": 1.2}
 FAMILY_SETS = {"dcgan": ["model.latent_dim=100", "model.g_channels=64", "model.d_channels=64"],
                "ddpm": ["preset=ddpm"]}
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def measured(device: torch.device, run) -> dict:
@@ -59,23 +55,6 @@ def measured(device: torch.device, run) -> dict:
     images_per_s = run()
     peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     return {"images_per_s": images_per_s, "peak_mem_mib": peak}
-
-
-def ours(params, prepared: Path, device: torch.device, warmup: int, steps: int) -> float:
-    marks: dict[int, float] = {}
-
-    class Timer:
-        def log(self, step, metrics):
-            marks[step] = time.perf_counter()  # after the loop's host sync of its stats
-
-        def samples(self, *a):
-            pass
-
-        def checkpoint(self, *a):
-            pass
-
-    train_model(params, prepared, Worker(device=device), Timer())
-    return steps * params.train.batch_size / (marks[warmup + steps] - marks[warmup])
 
 
 def _batches(prepared: Path, seed: int):
@@ -191,7 +170,7 @@ def main() -> None:
         raise SystemExit(f"--steps {a.steps} must be a multiple of --warmup {warmup}")
     torch.set_num_threads(a.threads)
 
-    report: dict = {"device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+    report: dict = {"device": device_name(device),
                     "cpu_smoke": device.type == "cpu", "batch_size": a.batch_size, "steps": a.steps,
                     "warmup": warmup, "repeats": a.repeats, "torch": torch.__version__, "families": {}}
     with tempfile.TemporaryDirectory() as tmp:

@@ -18,7 +18,8 @@ from safetensors.torch import save_file
 from components.atomic import atomic_dir
 from components.metrics.base import FEATURE_NETS, FeatureExtractor, to_unit_range
 from components.metrics.classifier import ClassifierNet, train_classifier
-from components.metrics.inception import InceptionV3, file_sha256
+from components.hashing import file_sha256
+from components.metrics.inception import InceptionV3
 
 FORMAT_VERSION = 1
 WEIGHTS = "evaluator.safetensors"

@@ -11,7 +11,6 @@ Weights come only from a local file (`evaluator.inception_weights`), never from 
 """
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
@@ -25,14 +24,6 @@ MISSING_WEIGHTS = (
     "the inception evaluator needs evaluator.inception_weights: a local pt_inception-2015-12-05 weights file "
     "(pt_inception-2015-12-05-6726825d.pth from pytorch-fid / torch-fidelity releases); it is never downloaded"
 )
-
-
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def resize_like_tf1(x: Tensor, size: int) -> Tensor:

@@ -7,7 +7,6 @@ the record (written before these checks) still loads, with an `UnverifiedCheckpo
 The exported generator records its weights' hash in generator.json, checked by `load_generator`."""
 from __future__ import annotations
 
-import hashlib
 import json
 import pickle
 import random
@@ -21,6 +20,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from components.atomic import atomic_dir, atomic_write
+from components.hashing import file_digest
 
 STATE_FILE = "state.pt"
 INTEGRITY_FILE = "state.sha256.json"  # {"file", "sha256", "size"} of STATE_FILE, written after it
@@ -33,16 +33,6 @@ class CheckpointIntegrityError(ValueError):
 
 class UnverifiedCheckpointWarning(UserWarning):
     """A checkpoint or exported model written before hashes were recorded: loaded without a check."""
-
-
-def file_digest(path: str | Path) -> tuple[str, int]:
-    """(SHA-256 hex, size in bytes) of a file, read in 1 MiB chunks."""
-    h, size = hashlib.sha256(), 0
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-            size += len(chunk)
-    return h.hexdigest(), size
 
 
 def check_file(path: Path, sha256: str, size: int, *, recorded_in: Path, remedy: str) -> None:
