@@ -20,10 +20,10 @@ sys.path.insert(0, str(REPO))
 
 from components.config import load_params  # noqa: E402
 from components.data.shards import load_split  # noqa: E402
-from components.sampling import draw_samples, requested_labels  # noqa: E402
+from components.evaluation import open_evaluator, score  # noqa: E402
+from components.sampling import balanced_labels, sampler_samples  # noqa: E402
 from components.training.checkpoint import load_generator  # noqa: E402
-from pipelines.evaluate import _to_float, score  # noqa: E402
-from pipelines.evaluator import open_evaluator  # noqa: E402
+from components.training.loop import to_model_space  # noqa: E402
 from diffusion_report import device_name, sync, write_report  # noqa: E402  (beside this file)
 
 SHOWN = ("fid", "fid_floor", "kid_mean", "precision", "recall", "coverage", "cond_accuracy")
@@ -48,8 +48,8 @@ def main() -> None:
     prepared = params.prepared_path(REPO)
     test_x, _ = load_split(prepared, "test")
     train_x, _ = load_split(prepared, "train")
-    real_test, real_train = _to_float(test_x), _to_float(train_x)
-    labels = requested_labels(g, n)
+    real_test, real_train = to_model_space(torch.from_numpy(test_x)), to_model_space(torch.from_numpy(train_x))
+    labels = balanced_labels(n, g.num_classes) if g.conditional else None
     rows = []
     for sampler in a.sampler or ["ddim:50", "ddpm"]:
         kind, *rest = sampler.split(":")
@@ -59,7 +59,7 @@ def main() -> None:
             opts = {"sampler": kind, "sample_steps": steps, "eta": eta, "guidance": w}
             sync(device)
             started = time.perf_counter()
-            fake = draw_samples(g, 0, n, params.evaluate.seed, batch=a.batch, labels=labels, sampling=opts)
+            fake = sampler_samples(g, n, params.evaluate.seed, labels, opts, batch=a.batch)
             sync(device)
             seconds = time.perf_counter() - started
             metrics = score(extractor, real_test, real_train, fake, params, labels)

@@ -60,7 +60,7 @@ def reference(params, prepared: Path, device: torch.device, warmup: int, steps: 
     x_all, y_all = torch.from_numpy(x_all), torch.from_numpy(y_all)
     manifest = read_manifest(prepared)
     torch.manual_seed(params.seed)
-    model = build_diffusion(params.diffusion, params.model.family, manifest["image_shape"],
+    model = build_diffusion(params.diffusion, manifest["image_shape"],
                             len(manifest["class_names"])).to(device)
     unet = model.unet
     opt = torch.optim.Adam(unet.parameters(), lr=params.train.lr_g,

@@ -114,7 +114,7 @@ def ddpm_reference(params, prepared: Path, device: torch.device, warmup: int, st
     manifest = read_manifest(prepared)
     torch.manual_seed(params.seed)
     dc, tc, b = params.diffusion, params.train, params.train.batch_size
-    unet = build_diffusion(dc, params.model.family, manifest["image_shape"], len(manifest["class_names"])).unet
+    unet = build_diffusion(dc, manifest["image_shape"], len(manifest["class_names"])).unet
     unet = unet.to(device)
     opt = torch.optim.AdamW(unet.parameters(), lr=tc.lr_g, betas=(0.95, 0.999), weight_decay=1e-6, eps=1e-8)
     ema = EMAModel(unet.parameters(), decay=tc.ema_decay, use_ema_warmup=True) if tc.ema_decay else None

@@ -1,6 +1,6 @@
-"""Samples from any exported model with a fixed seed: a GAN's G maps latents, a diffusion model runs
-its sampler. Shared by evaluate, the sweep's scorer and the pyfunc model (so it lives in components,
-which the logged model carries)."""
+"""Drawing samples from any trained network with a fixed seed: a GAN's G maps latents, a model with its own
+sampler (diffusion, VAE) runs it, a translator translates. The family decides which (its `draw`); these
+are the shared mechanics. Shipped with the logged model (the pyfunc uses them)."""
 from __future__ import annotations
 
 import torch
@@ -11,30 +11,32 @@ def balanced_labels(n: int, num_classes: int) -> torch.Tensor:
     return torch.arange(n) % num_classes
 
 
-def requested_labels(g: torch.nn.Module, n: int) -> torch.Tensor | None:
-    """The labels a class-conditional model is asked for: every class equally often; None if unconditional."""
-    return balanced_labels(n, g.num_classes) if getattr(g, "conditional", False) else None
+def _bounded(out: torch.Tensor) -> torch.Tensor:
+    return out.clamp_(-1, 1) if out.dim() == 4 else out  # images live in [-1, 1]; points are unbounded
 
 
 @torch.no_grad()
-def draw_samples(g: torch.nn.Module, latent_dim: int, n: int, seed: int, batch: int = 500,
-                 labels: torch.Tensor | None = None, sampling: dict | None = None) -> torch.Tensor:
-    """n samples for a fixed seed. A GAN maps latents z ~ N(0, I) (and `labels`, when class-conditional);
-    a model with `.sample` (diffusion, VAE) draws all its noise from the same seeded generator, with
-    `sampling` options (diffusion) and `labels`."""
+def latent_samples(g: torch.nn.Module, latent_dim: int, n: int, seed: int, labels: torch.Tensor | None = None,
+                   batch: int = 500) -> torch.Tensor:
+    """G(z) for z ~ N(0, I) of a fixed seed, in batches; G(z, y) with `labels` for a class-conditional G.
+    z is drawn on the CPU: a seed gives the same samples on any device."""
     rng = torch.Generator().manual_seed(seed)
-    if hasattr(g, "sample"):
-        out = torch.cat([g.sample(min(batch, n - i), rng, None if labels is None else labels[i : i + batch],
-                                  **(sampling or {})).cpu() for i in range(0, n, batch)])
-    else:
-        dev = next(g.parameters()).device  # z is drawn on the CPU: a seed gives the same samples on any device
-        z = torch.randn(n, latent_dim, generator=rng).to(dev)
-        if getattr(g, "conditional", False):  # a class-conditional GAN: G(z, y)
-            labels = labels.to(dev)
-            out = torch.cat([g(z[i : i + batch], labels[i : i + batch]) for i in range(0, n, batch)]).cpu()
-        else:
-            out = torch.cat([g(z[i : i + batch]) for i in range(0, n, batch)]).cpu()
-    return out.clamp_(-1, 1) if out.dim() == 4 else out  # images live in [-1, 1]; points are unbounded
+    dev = next(g.parameters()).device
+    z = torch.randn(n, latent_dim, generator=rng).to(dev)
+    if labels is not None:
+        labels = labels.to(dev)
+        return _bounded(torch.cat([g(z[i : i + batch], labels[i : i + batch]) for i in range(0, n, batch)]).cpu())
+    return _bounded(torch.cat([g(z[i : i + batch]) for i in range(0, n, batch)]).cpu())
+
+
+@torch.no_grad()
+def sampler_samples(g: torch.nn.Module, n: int, seed: int, labels: torch.Tensor | None = None,
+                    options: dict | None = None, batch: int = 500) -> torch.Tensor:
+    """`g.sample` (a diffusion model's reverse process, a VAE's decoder) with all its noise from one seeded
+    generator, in batches; `options` are the model's sampling settings."""
+    rng = torch.Generator().manual_seed(seed)
+    return _bounded(torch.cat([g.sample(min(batch, n - i), rng, None if labels is None else labels[i : i + batch],
+                                        **(options or {})).cpu() for i in range(0, n, batch)]))
 
 
 @torch.no_grad()

@@ -30,7 +30,7 @@ def stage_params(stage: str, path, overrides: list[str], repo_root: Path):
 
     params = load_params(path, overrides)
     if stage in TUNED_STAGES:
-        from pipelines.tune import tuned_overrides
+        from pipelines.links import tuned_overrides
 
         if tuned := tuned_overrides(params, repo_root):
             params = load_params(path, [f"{k}={json.dumps(v)}" for k, v in tuned.items()] + list(overrides))

@@ -8,10 +8,10 @@ from pathlib import Path
 from components.atomic import atomic_dir
 from components.config import Params
 from components.data.shards import load_rank_inputs, load_split, read_manifest
+from components.data.kinds import kind_of
+from components.evaluation import INPUT_DOMAIN
 from components.metrics import feature_nets
 from components.metrics.modes import mode_counter_info
-
-INPUT_DOMAIN = "input_domain"  # subfolder: the classifier of an unpaired dataset's inputs (domain A)
 
 
 def run(params: Params, repo_root: Path) -> dict:
@@ -21,7 +21,7 @@ def run(params: Params, repo_root: Path) -> dict:
     manifest = read_manifest(prepared)
     meta = {"dataset": manifest["dataset"], "content_hash": manifest["content_hash"],
             "class_names": manifest["class_names"], "seed": params.seed}
-    if manifest.get("kind") == "points":
+    if kind_of(manifest).scored_by == "mode counter":
         # 2D mixtures are scored by counting modes against the known mixture: no network to train.
         info = {**meta, **mode_counter_info(manifest["mixture"])}
         with atomic_dir(out_dir) as tmp:
@@ -38,7 +38,7 @@ def run(params: Params, repo_root: Path) -> dict:
     with atomic_dir(out_dir) as tmp:  # both evaluators of an unpaired dataset, or neither
         info = feature_nets.save_evaluator(model, report, meta, tmp)
         if manifest.get("pairing") == "unpaired":
-            # CycleGAN's label preservation B → A needs a classifier of domain A (the inputs) too
+            # unpaired domains (CycleGAN): label preservation B → A needs a classifier of domain A too
             in_model, in_report = _train(params, manifest, *load_rank_inputs(prepared, "train"),
                                          *load_rank_inputs(prepared, "test"))
             in_info = feature_nets.save_evaluator(in_model, in_report, meta, tmp / INPUT_DOMAIN)
@@ -56,19 +56,3 @@ def _train(params: Params, manifest: dict, train_x, train_y, test_x, test_y):
         train_x, train_y, test_x, test_y, seed=params.seed, epochs=cfg.epochs, batch_size=cfg.batch_size,
         lr=cfg.lr, num_threads=params.scaling.num_workers * params.scaling.cpus_per_worker,
         num_classes=manifest["num_classes"])
-
-
-def open_input_evaluator(params: Params, repo_root: Path):
-    """An unpaired dataset's classifier of domain A (the inputs), as (FeatureExtractor, info)."""
-    return feature_nets.load_evaluator((Path(repo_root) / params.evaluator.output_dir / INPUT_DOMAIN).resolve())
-
-
-def open_evaluator(params: Params, repo_root: Path):
-    """The evaluator the `evaluator` stage wrote, as (FeatureExtractor, info) — what `evaluate` scores with.
-    For a points dataset the extractor is None and info is the mode counter's."""
-    out_dir = (Path(repo_root) / params.evaluator.output_dir).resolve()
-    path = out_dir / feature_nets.INFO
-    info = json.loads(path.read_text()) if path.is_file() else {}
-    if info.get("kind") == "modes":
-        return None, info
-    return feature_nets.load_evaluator(out_dir)

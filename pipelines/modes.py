@@ -74,7 +74,6 @@ def _run_one(params_path: str | None, base_overrides: list[str], cfg: Configurat
     from components.metrics.modes import mode_scores
     from components.training.checkpoint import generator_from_state
     from components.training.loop import NonFiniteLossError, Worker, train_model
-    from components.sampling import draw_samples
 
     params = load_params(params_path, [*base_overrides, *cfg.overrides, f"seed={seed}", "train.num_threads=1"])
     row = {"config": cfg.key, "objective": cfg.objective, "label_smoothing": cfg.label_smoothing,
@@ -94,7 +93,7 @@ def _run_one(params_path: str | None, base_overrides: list[str], cfg: Configurat
                 "wall_seconds": time.perf_counter() - started}
     g = generator_from_state(final["state"])
     torch.set_num_threads(1)
-    fake = draw_samples(g, params.model.latent_dim, params.modes.num_samples, params.evaluate.seed).numpy()
+    fake = params.family.draw(g, params.modes.num_samples, params.evaluate.seed, None, {}, params.model.latent_dim).numpy()
     wall = time.perf_counter() - started
     name = f"{cfg.key}-s{seed}.npy"
     np.save(Path(samples_dir) / name, fake.astype(np.float32))

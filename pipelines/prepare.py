@@ -4,13 +4,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from components.config import Params
+from components.data.kinds import kind_of
 from components.data.shards import SPLITS, write_prepared
 from components.data.sources import SOURCES
 
 
 def summary(manifest: dict, out_dir: Path) -> str:
     shape = "x".join(map(str, manifest["image_shape"]))
-    what = {"points": "points", "pairs": f"{manifest.get('pairing')} pairs"}.get(manifest.get("kind"), "images")
+    what = kind_of(manifest).rows_called(manifest)
     counts = ", ".join(f"{s} {manifest['splits'][s]['count']}" for s in SPLITS)
     return (f"prepared {manifest['dataset']} (source {manifest['source']}, seed {manifest['seed']}): "
             f"{manifest['count']} {what} of {shape} in {manifest['num_classes']} classes; {counts}; "

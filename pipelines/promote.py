@@ -20,10 +20,12 @@ from mlflow.tracking import MlflowClient
 
 from components.atomic import atomic_write
 from components.config import Params
+from components.data.kinds import kind_of
+from components.data.shards import read_manifest
+from components.metrics.catalogue import greater_is_better
 from components.tracking.logged_model import logged_generator_problems
-from pipelines.evaluate import EVALUATOR_HASH_TAG, read_train_summary
+from pipelines.links import EVALUATOR_HASH_TAG, MODEL_URI_TAG, read_train_summary
 
-MODEL_URI_TAG = "genpipe.model_uri"
 DECISION_TAG = "genpipe.promotion"  # on a promoted version: the decision that moved the alias to it (JSON)
 
 
@@ -31,7 +33,14 @@ class PromoteError(ValueError):
     pass
 
 
-def _read_evaluation(params: Params, repo_root: Path, summary: dict) -> dict:
+def promotion_metric(params: Params, repo_root: Path) -> str:
+    """promote.metric, else the family's default metric on this data (the one tune ranks trials by)."""
+    if params.promote.metric:
+        return params.promote.metric
+    return params.family.default_metric(kind_of(read_manifest(params.prepared_path(repo_root))).name)
+
+
+def _read_evaluation(params: Params, repo_root: Path, summary: dict, metric: str) -> dict:
     path = (repo_root / params.evaluate.report).resolve()
     if not path.is_file():
         raise PromoteError(f"the candidate {summary['model_uri']} has no evaluation ({path} is missing); "
@@ -40,8 +49,8 @@ def _read_evaluation(params: Params, repo_root: Path, summary: dict) -> dict:
     if report.get("model_uri") != summary["model_uri"]:
         raise PromoteError(f"{path} evaluates {report.get('model_uri')}, not the candidate {summary['model_uri']}; "
                            "run `genpipe evaluate` again")
-    if params.promote.metric not in report:
-        raise PromoteError(f"promote.metric = {params.promote.metric!r} is not in {path}")
+    if metric not in report:
+        raise PromoteError(f"promote.metric = {metric!r} is not in {path}")
     return report
 
 
@@ -97,8 +106,9 @@ def _recorded_decision(mv, metric: str, value: float, report: dict) -> tuple[flo
 def run(params: Params, repo_root: Path) -> dict:
     repo_root = Path(repo_root)
     summary = read_train_summary(params, repo_root)
-    report = _read_evaluation(params, repo_root, summary)
-    metric, alias, name = params.promote.metric, params.promote.alias, params.registered_model_name
+    metric = promotion_metric(params, repo_root)
+    report = _read_evaluation(params, repo_root, summary, metric)
+    alias, name = params.promote.alias, params.registered_model_name
     value = float(report[metric])
     uri, model_uri = summary["tracking_uri"], summary["model_uri"]
     client = MlflowClient(uri)
@@ -119,7 +129,7 @@ def run(params: Params, repo_root: Path) -> dict:
             reason = (f"the champion (version {champion.version}) cannot be loaded: " + "; ".join(broken)
                       + "; the verified candidate replaces it without a metric comparison")
         else:
-            promoted, champion_value, reason = decide(value, report, champion, metric, params.promote.greater_is_better)
+            promoted, champion_value, reason = decide(value, report, champion, metric, greater_is_better(metric))
 
     if mv is None:
         tags = {MODEL_URI_TAG: model_uri, EVALUATOR_HASH_TAG: report["evaluator_hash"],

@@ -1,6 +1,6 @@
 """`genpipe sample`: samples from any MLflow model URI (runs:/, models:/name@alias, models:/m-…) as a
-PNG: an image grid, or a scatter plot for a 2D points model. A translator (pix2pix, CycleGAN)
-translates the first n test inputs of the dataset it was trained on (data.prepared_dir/<dataset>):
+PNG: an image grid, or a scatter plot for a 2D points model. A model whose family translates (pix2pix,
+CycleGAN) translates the first n test inputs of the dataset it was trained on (data.prepared_dir/<dataset>):
 input | output pairs."""
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import torch
 
 from components.atomic import atomic_write
 from components.config import Params
+from components.families import FAMILIES
 from components.tracking import mlflow_store
 from components.training.images import preview_png
 
@@ -21,7 +22,7 @@ def run(params: Params, repo_root: Path, model_uri: str, n: int, seed: int, out:
     mlflow.set_tracking_uri(mlflow_store.resolve_uri(params.tracking.uri, Path(repo_root)))
     model = mlflow.pyfunc.load_model(model_uri)
     spec = model.unwrap_python_model().spec
-    if "input_shape" in spec:  # a translator: translate real inputs
+    if "images" in FAMILIES.get(spec["model"]["family"]).pyfunc_inputs:  # it translates: real inputs
         from components.data.shards import load_rank_inputs
         from components.training.images import side_by_side
         from components.training.loop import to_model_space

@@ -1,6 +1,8 @@
-"""Shared fixtures: tiny configs on scikit-learn's 8×8 digits, a temp SQLite MLflow store."""
+"""Shared fixtures and helpers: tiny configs on scikit-learn's 8×8 digits, a temp SQLite MLflow store,
+the in-process training recorder, temporary registry entries (removed after the test), a local Ray."""
 from __future__ import annotations
 
+import socket
 from pathlib import Path
 
 import pytest
@@ -43,6 +45,105 @@ def run_root(tmp_path, digits_root) -> Path:
     """A fresh root per test that reuses the prepared digits (symlink: read-only use)."""
     (tmp_path / "prepared").symlink_to(digits_root / "prepared")
     return tmp_path
+
+
+class Recorder:
+    """What the training loop reports (logs, sample grids, checkpoint states), kept in memory."""
+
+    def __init__(self):
+        self.logs, self.grids, self.states = [], [], []
+
+    def log(self, step, metrics):
+        self.logs.append((step, metrics))
+
+    def samples(self, step, epoch, image):
+        self.grids.append((step, image))
+
+    def checkpoint(self, step, state, metrics):
+        self.states.append(state)
+
+
+def train_in_process(params: Params, root: Path, resume=None) -> tuple[Recorder, dict]:
+    """The training core in this process (one worker): its recorder and its result."""
+    from components.training.loop import Worker, train_model
+
+    rec = Recorder()
+    out = train_model(params, params.prepared_path(root), Worker(), rec, resume)
+    return rec, out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _unregister(registry, name: str) -> None:
+    if hasattr(registry, "unregister"):
+        registry.unregister(name)
+    else:  # a Registry without unregister(): remove the entry directly
+        del registry._entries[name]
+
+
+@pytest.fixture
+def register_entry():
+    """register_entry(registry, name, obj) -> name: a registry entry for this test only; every entry
+    registered through it is removed at teardown, so no test leaves names behind in a global registry."""
+    added = []
+
+    def register(registry, name: str, obj):
+        registry.register(name)(obj)
+        added.append((registry, name))
+        return name
+
+    yield register
+    for registry, name in reversed(added):
+        _unregister(registry, name)
+
+
+class NanFrom:
+    """A D loss that is the non-saturating one until its `bad_call`-th call and NaN from then on; counts
+    its calls."""
+
+    def __init__(self, bad_call: int):
+        self.calls, self.bad = 0, bad_call
+
+    def d_loss(self, real, fake, _target):
+        import torch.nn.functional as F
+
+        self.calls += 1
+        loss = F.softplus(-real).mean() + F.softplus(fake).mean()
+        return loss * float("nan") if self.calls >= self.bad else loss
+
+
+@pytest.fixture
+def nan_objective(register_entry):
+    """nan_objective(bad_call) -> (name, NanFrom): an objective registered for this test only whose D loss
+    turns NaN at its `bad_call`-th call (one call per D step)."""
+    import torch.nn.functional as F
+
+    from components.objectives import OBJECTIVES, Objective
+
+    def make(bad_call: int) -> tuple[str, NanFrom]:
+        nan = NanFrom(bad_call)
+        name = register_entry(OBJECTIVES, f"test_nan_from_{bad_call}",
+                              Objective(d_loss=nan.d_loss, g_loss=lambda f: F.softplus(-f).mean()))
+        return name, nan
+
+    return make
+
+
+@pytest.fixture(scope="module")
+def local_ray(request):
+    """A local Ray for the module that asks for it (`pytest.mark.usefixtures("local_ray")`), with the
+    module's RAY_NUM_CPUS logical CPUs (default 2); shut down after the module."""
+    import ray
+
+    num_cpus = getattr(request.module, "RAY_NUM_CPUS", 2)
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+             logging_config=ray.LoggingConfig(log_level="ERROR"))
+    yield
+    ray.shutdown()
 
 
 # The longest modules first: under `pytest -n 2 --dist loadfile` (the README's test command) they start

@@ -23,7 +23,7 @@ from ray.cluster_utils import Cluster
 from components.config import load_params
 from conftest import tiny_params
 from pipelines import evaluator, prepare, train, tune
-from pipelines.train_worker import NODES_TAG, RESUMED_METRIC
+from pipelines.ray_worker import NODES_TAG, RESUMED_METRIC
 
 pytestmark = pytest.mark.ray
 

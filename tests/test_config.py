@@ -1,6 +1,10 @@
 """Config errors name the key, the bad value and what is allowed — before any work."""
 from __future__ import annotations
 
+import re
+import sys
+import types
+
 import pytest
 import yaml
 
@@ -65,12 +69,42 @@ def test_set_override_errors_name_the_override(tmp_path):
         load_params(_write(tmp_path, {}), ["train.epochs"])
 
 
-def test_cli_reports_config_errors_before_any_work(tmp_path, capsys, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    rc = cli.main(["train", "--params", _write(tmp_path, {"scaling": {"num_workers": 0}})])
+# Every `genpipe` subcommand (dvc.yaml's stages and the two tools), with the arguments it requires.
+EVERY_STAGE = {"prepare": [], "evaluator": [], "tune": [], "train": ["--no-ray"], "evaluate": [], "promote": [],
+               "sample": ["--model", "models:/m@champion"], "modes": ["--dataset", "ring8"]}
+
+
+def test_every_stage_is_covered_below():
+    assert set(EVERY_STAGE) == set(cli.STAGES)
+
+
+@pytest.mark.parametrize("bad, key", [({"scaling": {"num_workers": 0}}, "scaling.num_workers"),
+                                      ({"train": {"batchsize": 32}}, "train.batchsize")])
+@pytest.mark.parametrize("stage", sorted(EVERY_STAGE))
+def test_cli_reports_config_errors_before_any_work(stage, bad, key, tmp_path, capsys, monkeypatch):
+    # A stage module that is reached despite the bad config fails the test at once instead of working.
+    started = []
+
+    def refuse(*args, **kwargs):
+        started.append(stage)
+        raise AssertionError(f"genpipe {stage} went on with an invalid config")
+
+    import pipelines
+
+    for name in EVERY_STAGE:
+        stub = types.ModuleType(f"pipelines.{name}")
+        stub.run = refuse
+        monkeypatch.setitem(sys.modules, f"pipelines.{name}", stub)
+        monkeypatch.setattr(pipelines, name, stub, raising=False)
+    cwd = tmp_path / "repo"
+    cwd.mkdir()
+    params = _write(cwd, bad)
+    monkeypatch.chdir(cwd)
+    rc = cli.main([stage, "--params", params, *EVERY_STAGE[stage]])
     err = capsys.readouterr().err
-    assert rc == 2 and "scaling.num_workers" in err
-    assert not (tmp_path / "mlflow").exists() and not (tmp_path / "data").exists()  # nothing started
+    assert rc == 2 and f"genpipe {stage}: " in err and key in err, (rc, err)
+    assert not started
+    assert [p.name for p in cwd.iterdir()] == ["params.yaml"]  # nothing written: no data/, mlflow/, reports/
 
 
 def test_missing_params_file_is_named(tmp_path):
@@ -82,4 +116,5 @@ def test_cli_help_lists_every_stage(capsys):
     with pytest.raises(SystemExit):
         cli.main(["--help"])
     out = capsys.readouterr().out
-    assert "prepare" in out and "train" in out
+    for stage in EVERY_STAGE:
+        assert re.search(rf"^ +{stage}\b", out, re.M), stage  # the subcommand's own line in the list

@@ -9,15 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from components.config import ConfigError, DiffusionConfig, load_params
+from components.config import ConfigError, load_params
+from components.families.ddpm import DiffusionConfig
 from components.diffusion import process
-from components.diffusion.sampling import guided_prediction
+from components.diffusion.reverse import guided_prediction
 from components.metrics.scores import conditional_accuracy
 from components.models import build_diffusion
 from components.training import checkpoint as ckpt
-from components.training.loop import Worker, train_model
-from conftest import REPO, tiny_params
-from test_training import Recorder
+from conftest import REPO, tiny_params, train_in_process
 
 TINY = {"channels": [8, 16], "timesteps": 100, "sample_steps": 5}
 
@@ -25,12 +24,6 @@ TINY = {"channels": [8, 16], "timesteps": 100, "sample_steps": 5}
 def ddpm_params(root, diffusion=None, **train):
     return tiny_params(root, model={"family": "ddpm"}, diffusion={**TINY, **(diffusion or {})},
                        train={"ema_decay": 0.9, "sample_grid": 4, "lr_g": 2e-3, **train})
-
-
-def _train(params, root, resume=None):
-    rec = Recorder()
-    out = train_model(params, params.prepared_path(root), Worker(), rec, resume)
-    return rec, out
 
 
 def _closed_form_alpha_bar(cfg: DiffusionConfig) -> np.ndarray:
@@ -74,7 +67,7 @@ def test_v_target_is_the_velocity_of_salimans_and_ho():
 
 def test_training_loss_decreases_and_ema_is_what_samples(run_root):
     params = ddpm_params(run_root, max_steps=40, log_every=5)
-    rec, out = _train(params, run_root)
+    rec, out = train_in_process(params, run_root)
     losses = [m["loss"] for _, m in rec.logs]
     assert len(losses) == 8 and all(np.isfinite(losses))
     assert np.mean(losses[-2:]) < 0.7 * np.mean(losses[:2]), losses
@@ -88,9 +81,9 @@ def test_training_loss_decreases_and_ema_is_what_samples(run_root):
 
 
 def test_resume_keeps_the_ema_and_reproduces_the_uninterrupted_run(run_root):
-    straight, _ = _train(ddpm_params(run_root), run_root)
-    first, _ = _train(ddpm_params(run_root, max_steps=3), run_root)
-    resumed, out = _train(ddpm_params(run_root), run_root, resume=first.states[-1])
+    straight, _ = train_in_process(ddpm_params(run_root), run_root)
+    first, _ = train_in_process(ddpm_params(run_root, max_steps=3), run_root)
+    resumed, out = train_in_process(ddpm_params(run_root), run_root, resume=first.states[-1])
     assert out["started_at"] == 3
     a, b = straight.states[-1], resumed.states[-1]
     for part in ("generator", "generator_ema"):
@@ -101,7 +94,7 @@ def test_resume_keeps_the_ema_and_reproduces_the_uninterrupted_run(run_root):
 @pytest.fixture(scope="module")
 def conditional_model():
     torch.manual_seed(0)
-    model = build_diffusion(DiffusionConfig(**TINY), "ddpm", (1, 8, 8), num_classes=10)
+    model = build_diffusion(DiffusionConfig(**TINY), (1, 8, 8), num_classes=10)
     with torch.no_grad():  # a non-trivial class embedding, so conditional and unconditional differ
         model.unet.class_embedding.weight.normal_(0, 1)
     return model.eval()
@@ -210,7 +203,7 @@ def test_pyfunc_samples_with_labels_steps_and_guidance(trained):
 
 def test_evaluate_scores_the_requested_labels_and_promote_registers_it(trained):
     from pipelines import evaluate, evaluator, promote
-    from pipelines.evaluate import QuickScorer
+    from components.evaluation import QuickScorer
 
     params, summary, root = trained
     evaluator.run(params, root)

@@ -8,19 +8,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from components.config import ConfigError, load_params
 from components.data.pairings import sobel_edges
 from components.data.shards import load_rank_inputs, load_split, read_manifest
-from components.metrics.translation import image_quality, paired_scores
+from components.metrics.translation import cycle_scores, image_quality, paired_scores
 from components.models import build_gan
 from components.models.vae import kl_to_standard_normal
-from components.training.loop import Worker, train_model
+from components.training.loop import Worker
 from components.training.translation_step import FakePool, cycle_l1, paired_l1
-from conftest import REPO, tiny_params
+from conftest import REPO, Recorder, free_port, tiny_params, train_in_process
 from pipelines import prepare
-from test_training import Recorder
 
 FAMILIES = {  # name → params sections on the digits (and, for CycleGAN, mnist5k at 8×8)
     "cgan": {"model": {"conditioning": "projection"}, "train": {"matching_aware": True}},
@@ -49,11 +49,6 @@ def root(tmp_path_factory):
     for name in ("cgan", "pix2pix", "edges", "cyclegan"):
         prepare.run(family_params(root, name), root)
     return root
-
-
-def _train(params, root, resume=None):
-    rec = Recorder()
-    return rec, train_model(params, params.prepared_path(root), Worker(), rec, resume)
 
 
 # ------------------------------------------------------------------------------------------ config
@@ -120,7 +115,7 @@ def test_unpaired_domains_use_each_image_once_and_keep_their_labels(root):
 
 def test_matching_aware_d_ranks_the_right_label_above_a_wrong_one(root):
     params = family_params(root, "cgan", max_steps=150, epochs=10, log_every=50, checkpoint_every=150)
-    rec, _ = _train(params, root)
+    rec, _ = train_in_process(params, root)
     _, d = build_gan(params.model, (1, 8, 8), num_classes=10)
     d.load_state_dict(rec.states[-1]["discriminator"])
     d.eval()
@@ -170,6 +165,19 @@ def test_vae_kl_matches_the_closed_form():
     assert torch.allclose(kl_to_standard_normal(mu, logvar), torch.tensor(expected), atol=1e-6)
 
 
+def test_vae_negative_elbo_of_a_model_with_a_known_answer():
+    from components.models.vae import VAE
+
+    vae = VAE(latent_dim=6, enc_channels=8, dec_channels=8, image_shape=(1, 8, 8))
+    with torch.no_grad():
+        for p in vae.decoder.parameters():
+            p.zero_()  # logits 0: every pixel is Bernoulli(1/2), -log p(x|z) = 64·log 2 per 8×8 image, whatever x
+        vae.to_stats.weight.zero_()
+        vae.to_stats.bias.copy_(torch.cat([torch.ones(6), torch.zeros(6)]))  # q(z|x) = N(1, I): KL = ½·Σ 1² = 3
+    x = torch.rand(20, 1, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    assert vae.negative_elbo(x, torch.Generator().manual_seed(0)) == pytest.approx(64 * np.log(2) + 3, rel=1e-6)
+
+
 def test_image_quality_and_the_bicubic_baseline():
     y = torch.rand(6, 1, 8, 8) * 2 - 1
     same = image_quality(y, y)
@@ -185,9 +193,9 @@ def test_image_quality_and_the_bicubic_baseline():
 
 @pytest.mark.parametrize("name", ["cgan", "cgan_concat", "pix2pix", "edges", "cyclegan", "vae"])
 def test_each_family_resumes_to_the_uninterrupted_run(root, name):
-    straight, _ = _train(family_params(root, name), root)
-    first, _ = _train(family_params(root, name, max_steps=3), root)
-    resumed, out = _train(family_params(root, name), root, resume=first.states[-1])
+    straight, _ = train_in_process(family_params(root, name), root)
+    first, _ = train_in_process(family_params(root, name, max_steps=3), root)
+    resumed, out = train_in_process(family_params(root, name), root, resume=first.states[-1])
     assert out["started_at"] == 3 and out["step"] == 6
     a, b = straight.states[-1], resumed.states[-1]
     parts = [k for k in ("generator", "generator_ema", "discriminator", "fake_pool") if k in a]
@@ -208,7 +216,10 @@ def staged(root, tmp_path_factory):
 
     def run(name):
         base = tmp_path_factory.mktemp(name)
-        params = family_params(root, name, max_steps=4, checkpoint_every=2).with_overrides({
+        # the VAE trains until its -ELBO is well away from an untrained one's (64·log 2) and its KL counts
+        longer = {"vae": {"max_steps": 300, "epochs": 10, "lr_g": 2e-3, "log_every": 100, "checkpoint_every": 150}}
+        knobs = {"max_steps": 4, "checkpoint_every": 2, **longer.get(name, {})}
+        params = family_params(root, name, **knobs).with_overrides({
             "evaluator.epochs": 3, "evaluator.output_dir": str(base / "evaluator"), "train.output_dir": str(base / "train"),
             "tracking.uri": f"sqlite:///{base / 'mlflow.db'}", "scaling.storage_path": str(base / "checkpoints"),
             "evaluate.num_samples": 300, "evaluate.report": str(base / "metrics.json"),
@@ -218,7 +229,13 @@ def staged(root, tmp_path_factory):
         return params, summary, evaluate.run(params, root), promote.run(params, root)
 
     cache = {}
-    return lambda name: cache.setdefault(name, run(name))
+
+    def once(name):  # (not cache.setdefault(name, run(name)): that would run the stages on every call)
+        if name not in cache:
+            cache[name] = run(name)
+        return cache[name]
+
+    return once
 
 
 def _pyfunc(params, summary):
@@ -255,7 +272,7 @@ def test_pix2pix_stages_report_psnr_against_bicubic_and_pyfunc_translates(staged
     assert np.abs(model.predict({"images": u8}) - out).max() < 0.1  # uint8 0..255 is read as images too
     with pytest.raises(ValueError, match=r"images must be N×1×4×4 \(the inputs\), got shape \(5, 1, 8, 8\)"):
         model.predict({"images": np.zeros((5, 1, 8, 8), np.float32)})
-    with pytest.raises(ValueError, match="reverse is for cyclegan"):
+    with pytest.raises(ValueError, match="reverse: not an input of this model; a pix2pix model takes images"):
         model.predict({"images": x, "reverse": True})
     from PIL import Image
 
@@ -265,21 +282,96 @@ def test_pix2pix_stages_report_psnr_against_bicubic_and_pyfunc_translates(staged
     assert Image.open(png).size == (2 * (8 + 2) + 2, 4 * (8 + 2) + 2)  # 4 rows of input | output
 
 
-def test_cyclegan_stages_report_label_preservation_both_ways_and_pyfunc_translates_back(staged):
+class _Translator(nn.Module):
+    """A stand-in CycleGAN: G (A → B) and F (B → A) as given functions."""
+
+    def __init__(self, g, f):
+        super().__init__()
+        self.g, self.f, self.anchor = g, f, nn.Parameter(torch.zeros(1))  # translate() reads the device from it
+
+    def translate(self, x, reverse=False):
+        return self.f(x) if reverse else self.g(x)
+
+
+class _ReadsTheLabel:
+    """A classifier of images that show their class k as a flat grey level -1 + 2k/9."""
+
+    levels = torch.linspace(-1, 1, 10)
+
+    def logits(self, x):
+        return -(x.mean((1, 2, 3))[:, None] - self.levels[None, :]).abs()
+
+
+def test_label_preservation_and_cycle_error_of_known_translators():
+    labels = torch.arange(10).repeat(4)  # every class 4 times
+    flat = _ReadsTheLabel.levels[labels][:, None, None, None].expand(-1, 1, 8, 8).clone()
+    a, b = flat, flat.flip(0)  # domain B's test images: the same classes in another order
+    # a perfect translator both ways: every label kept, every cycle exact
+    perfect = cycle_scores(_Translator(nn.Identity(), nn.Identity()), a, b, a.clone(), labels.flip(0), _ReadsTheLabel(), 0.9)
+    assert perfect == {"label_preservation_ab": 0.9, "label_preservation_ba": 1.0, "label_preservation": 0.9,
+                       "cycle_l1": 0.0}
+    # G perfect, F constant (every image becomes class 0's): B → A keeps the label of class 0 only (1 in 10), and
+    # both cycles end in F's constant image: |unit(-1) - unit(x)| = k/9, whose mean over the classes is 1/2
+    to_zero = lambda x: torch.full_like(x, -1.0)  # noqa: E731
+    collapsed = cycle_scores(_Translator(nn.Identity(), to_zero), a, b, a.clone(), labels.flip(0), _ReadsTheLabel(), 0.9)
+    assert collapsed["label_preservation_ba"] == pytest.approx(0.1)
+    assert collapsed["label_preservation"] == pytest.approx(0.1) and collapsed["label_preservation_ab"] == 0.9
+    assert collapsed["cycle_l1"] == pytest.approx(0.5)
+
+
+def test_cyclegan_stages_report_label_preservation_both_ways_and_pyfunc_translates_back(staged, root):
+    from components.evaluation import open_evaluator, open_input_evaluator
+
     params, summary, report, _ = staged("cyclegan")
-    for key in ("label_preservation_ab", "label_preservation_ba", "cycle_l1"):
-        assert 0 <= report[key] <= 1, key
-    assert report["label_preservation"] == min(report["label_preservation_ab"], report["label_preservation_ba"])
-    assert report["label_preservation_ab"] == report["cond_accuracy"]
     model = _pyfunc(params, summary)
+    # The report against the same quantities recomputed here from the logged model: translate the test split
+    # each way and classify every output with the classifier of the domain it was translated into.
+    prepared = params.prepared_path(root)
+    (a, a_labels), (b, b_labels) = load_rank_inputs(prepared, "test"), load_split(prepared, "test")
+    a, b = (x.astype(np.float32) / 127.5 - 1 for x in (a, b))
+    classifier_b, classifier_a = open_evaluator(params, root)[0], open_input_evaluator(params, root)[0]
+
+    def agreement(classifier, images, labels) -> float:
+        return float((classifier.logits(torch.from_numpy(images)).argmax(1).numpy() == labels).mean())
+
+    fake_b, fake_a = model.predict({"images": a}), model.predict({"images": b, "reverse": True})
+    ab, ba = agreement(classifier_b, fake_b, a_labels), agreement(classifier_a, fake_a, b_labels)
+    rec_a, rec_b = model.predict({"images": fake_b, "reverse": True}), model.predict({"images": fake_a})
+    cycle = 0.25 * (np.abs(rec_a - a).mean() + np.abs(rec_b - b).mean())  # mean L1 in [0, 1] units: half of [-1, 1]'s
+    one = 1.5 / min(len(a), len(b))  # one image classified differently (float noise at a tie), at most
+    assert report["label_preservation_ab"] == pytest.approx(ab, abs=one) and report["cond_accuracy"] == report["label_preservation_ab"]
+    assert report["label_preservation_ba"] == pytest.approx(ba, abs=one)
+    assert report["label_preservation"] == min(report["label_preservation_ab"], report["label_preservation_ba"])
+    assert report["cycle_l1"] == pytest.approx(cycle, rel=1e-4)
     x = np.zeros((2, 1, 8, 8), np.float32) - 1
     forward, back = model.predict({"images": x}), model.predict({"images": x, "reverse": True})
     assert forward.shape == back.shape == (2, 1, 8, 8) and not np.array_equal(forward, back)  # G and F differ
 
 
-def test_vae_stages_report_the_negative_elbo_and_pyfunc_samples(staged):
+def test_vae_stages_report_the_negative_elbo_and_pyfunc_samples(staged, root):
+    from components.training.checkpoint import load_generator
+
     params, summary, report, _ = staged("vae")
-    assert 0 < report["nelbo"] < 64 * np.log(2) * 4 and report["fid"] > 0  # nats per 8×8 image
+    # -ELBO = E_q(z|x)[-log p(x|z)] + KL(q(z|x) ‖ N(0, I)) in nats per image, averaged over the test split, written
+    # out here from the exported encoder and decoder: Bernoulli pixels with logits l, targets y = (x + 1)/2:
+    # -log p(y|l) = softplus(l) - y·l; KL of N(μ, σ²) to N(0, 1) = ½(μ² + σ² - 1 - log σ²). The report draws one z
+    # per image; here 64 per image give the expectation, and the spread of one draw the tolerance.
+    vae = load_generator(params.train.output_dir)[0].eval()
+    x, _ = load_split(params.prepared_path(root), "test")
+    x = torch.from_numpy(x).float() / 127.5 - 1
+    y = (x + 1) / 2
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        mu, logvar = vae.encode(x)
+        kl = 0.5 * (mu**2 + logvar.exp() - 1 - logvar).sum(1)
+        nll = torch.stack([(F.softplus(l) - y * l).sum((1, 2, 3)) for l in (
+            vae.decoder(mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=gen)) for _ in range(64))])
+    expected = float((nll.mean(0) + kl).mean())
+    tolerance = 5 * float(nll.double().var(0).sum().sqrt()) / len(x) + 1e-3  # 5 std errors of the one-draw mean
+    # the model is trained enough to tell: far from the untrained 64·log 2, and the KL alone beyond the tolerance
+    assert expected < 64 * np.log(2) - 5 and kl.mean() > 3 * tolerance, (expected, float(kl.mean()), tolerance)
+    assert report["nelbo"] == pytest.approx(expected, abs=tolerance), (report["nelbo"], expected, tolerance)
+    assert report["fid"] > 0
     model = _pyfunc(params, summary)
     out = model.predict({"num_samples": 6, "seed": 2})
     assert out.shape == (6, 1, 8, 8) and np.array_equal(out, model.predict({"num_samples": 6, "seed": 2}))
@@ -321,8 +413,6 @@ DDP_FAMILIES = ["cgan", "pix2pix", "cyclegan", "vae", "ddpm"]
 def test_ddp_keeps_both_ranks_identical_for_every_family(root, tmp_path):
     """Each rank trains on its own half of the data; only DDP's gradient all-reduce keeps the weights
     equal. (Ray Train runs the same code in its workers: benchmarks/families_mnist5k.sh, 2 workers.)"""
-    import socket
-
     import torch.multiprocessing as mp
 
     runs = {}
@@ -330,9 +420,7 @@ def test_ddp_keeps_both_ranks_identical_for_every_family(root, tmp_path):
         params = (family_params(root, name) if name != "ddpm" else tiny_params(
             root, model={"family": "ddpm"}, diffusion={"channels": [8, 16], "timesteps": 50}))
         runs[name] = params.with_overrides({"train.max_steps": 3, "train.batch_size": 16})
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     jobs = [(n, p.model_dump_json(), str(p.prepared_path(root))) for n, p in runs.items()]
     mp.start_processes(_ddp_rank, args=(port, jobs, str(tmp_path)), nprocs=2, start_method="spawn")
     for name, params in runs.items():
@@ -354,8 +442,8 @@ def build_initial(params, root) -> dict:
 
 
 def test_sweeps_take_each_familys_keys_and_metrics(staged, root):
-    from pipelines.evaluate import QuickScorer
-    from pipelines.tune import metric_and_mode
+    from components.evaluation import QuickScorer
+    from components.evaluation import metric_and_mode
     from components.training.checkpoint import load_generator
 
     space = {"translation.lambda_l1": {"choice": [10.0, 100.0]}, "translation.pool_size": {"choice": [0, 50]},

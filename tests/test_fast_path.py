@@ -7,19 +7,15 @@ import torch
 from safetensors.torch import load_file
 
 from components.config import ConfigError, Params
-from components.objectives import OBJECTIVES, Objective
 from components.training import checkpoint as ckpt
 from components.training import fast, loop
 from components.training.loop import NonFiniteLossError, Worker, train_model
-from conftest import tiny_params
+from conftest import Recorder, tiny_params, train_in_process
 from test_diffusion import ddpm_params
-from test_training import Recorder
 
 
 def _train(params, root) -> Recorder:
-    rec = Recorder()
-    train_model(params, params.prepared_path(root), Worker(), rec)
-    return rec
+    return train_in_process(params, root)[0]
 
 
 def _finite(rec: Recorder) -> bool:
@@ -105,30 +101,14 @@ def test_compile_wiring_keeps_checkpoint_keys(run_root, monkeypatch):
     assert compiled == ["Generator"]  # R1 differentiates D's gradient: D stays eager
 
 
-class _NanFrom:
-    def __init__(self, bad_call: int):
-        self.calls, self.bad = 0, bad_call
-
-    def d_loss(self, real, fake, _target):
-        self.calls += 1
-        loss = torch.nn.functional.softplus(-real).mean() + torch.nn.functional.softplus(fake).mean()
-        return loss * float("nan") if self.calls >= self.bad else loss
-
-
-_NAN3 = _NanFrom(3)
-OBJECTIVES.register("test_fast_nan_from_3")(
-    Objective(d_loss=_NAN3.d_loss, g_loss=lambda f: torch.nn.functional.softplus(-f).mean()))
-
-
-def test_nan_is_reported_at_the_next_logging_step_naming_its_window(run_root):
-    _NAN3.calls = 0
-    params = tiny_params(run_root, train={"objective": "test_fast_nan_from_3", "log_every": 4,
-                                          "checkpoint_every": 100})
+def test_nan_is_reported_at_the_next_logging_step_naming_its_window(run_root, nan_objective):
+    name, nan = nan_objective(3)
+    params = tiny_params(run_root, train={"objective": name, "log_every": 4, "checkpoint_every": 100})
     rec = Recorder()
     with pytest.raises(NonFiniteLossError, match="non-finite loss at step 3") as e:
         train_model(params, params.prepared_path(run_root), Worker(), rec)
     assert e.value.step == 3 and e.value.window == (1, 4) and "checking steps 1–4" in str(e.value)
-    assert _NAN3.calls == 4  # step 4 trained before the check
+    assert nan.calls == 4  # step 4 trained before the check
     assert rec.logs == [] and rec.states == []  # nothing logged or checkpointed from the bad window
 
 

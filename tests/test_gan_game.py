@@ -9,8 +9,7 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 from components.models import build_gan, pack_batch, packed_shape
 from components.training import checkpoint as ckpt
 from components.training.loop import Worker, train_model
-from conftest import tiny_params
-from test_training import Recorder, _train
+from conftest import Recorder, tiny_params, train_in_process
 
 
 def _count_optimizer_steps(params, root) -> list[int]:
@@ -45,7 +44,7 @@ def test_each_d_step_of_a_ratio_sees_a_fresh_batch_and_the_epoch_shrinks(run_roo
 
 def test_ema_weights_differ_from_raw_and_are_what_is_exported(run_root, tmp_path):
     params = tiny_params(run_root, train={"ema_decay": 0.9})
-    rec, _ = _train(params, run_root)
+    rec, _ = train_in_process(params, run_root)
     state = rec.states[-1]
     raw, ema = state["generator"], state["generator_ema"]
     assert any(not torch.equal(raw[k], ema[k]) for k in raw if raw[k].is_floating_point())
@@ -60,9 +59,9 @@ def test_resume_with_every_knob_on_reproduces_the_uninterrupted_run(run_root):
     # (instance noise is left out: its decay follows the planned length, which the truncated first run changes)
     knobs = {"ema_decay": 0.9, "pack": 2, "r1": 0.1, "label_smoothing": 0.1,
              "d_steps_per_g_step": 2}
-    straight, _ = _train(tiny_params(run_root, train=knobs), run_root)
-    first, _ = _train(tiny_params(run_root, train={**knobs, "max_steps": 3}), run_root)
-    resumed, out = _train(tiny_params(run_root, train=knobs), run_root, resume=first.states[-1])
+    straight, _ = train_in_process(tiny_params(run_root, train=knobs), run_root)
+    first, _ = train_in_process(tiny_params(run_root, train={**knobs, "max_steps": 3}), run_root)
+    resumed, out = train_in_process(tiny_params(run_root, train=knobs), run_root, resume=first.states[-1])
     assert out["started_at"] == 3
     a, b = straight.states[-1], resumed.states[-1]
     for part in ("generator", "generator_ema", "discriminator"):
@@ -71,9 +70,9 @@ def test_resume_with_every_knob_on_reproduces_the_uninterrupted_run(run_root):
 
 
 def test_resuming_an_ema_checkpoint_without_ema_is_refused(run_root):
-    rec, _ = _train(tiny_params(run_root, train={"ema_decay": 0.9, "max_steps": 3}), run_root)
+    rec, _ = train_in_process(tiny_params(run_root, train={"ema_decay": 0.9, "max_steps": 3}), run_root)
     with pytest.raises(ValueError, match="EMA generator"):
-        _train(tiny_params(run_root), run_root, resume=rec.states[-1])
+        train_in_process(tiny_params(run_root), run_root, resume=rec.states[-1])
 
 
 @pytest.mark.parametrize("objective, extra", [
@@ -84,7 +83,7 @@ def test_resuming_an_ema_checkpoint_without_ema_is_refused(run_root):
     ("kl", {"r1": 1.0}),
 ])
 def test_objectives_and_regularisers_train_end_to_end(run_root, objective, extra):
-    rec, out = _train(tiny_params(run_root, train={"objective": objective, **extra}), run_root)
+    rec, out = train_in_process(tiny_params(run_root, train={"objective": objective, **extra}), run_root)
     assert out["step"] == 6 and all(torch.isfinite(torch.tensor(m["d_loss"])) for _, m in rec.logs)
     if "weight_clip" in extra:
         d_state = rec.states[-1]["discriminator"]

@@ -214,8 +214,11 @@ def _worse_then_better(run_root, evaluator_root):
     """Two evaluated (not promoted) candidates, ordered worse first by promote.metric."""
     pairs = [(p, json.loads(Path(p.evaluate.report).read_text())) for p in
              (_candidate(run_root, evaluator_root, "-a", 0), _candidate(run_root, evaluator_root, "-b", 1))]
-    metric = pairs[0][0].promote.metric
-    pairs.sort(key=lambda pe: pe[1][metric], reverse=not pairs[0][0].promote.greater_is_better)
+    from components.metrics.catalogue import greater_is_better
+    from pipelines.promote import promotion_metric
+
+    metric = promotion_metric(pairs[0][0], run_root)
+    pairs.sort(key=lambda pe: pe[1][metric], reverse=not greater_is_better(metric))
     assert pairs[0][1][metric] != pairs[1][1][metric]
     return [p for p, _ in pairs]
 

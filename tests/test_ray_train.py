@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import ray
 import torch
 from mlflow.tracking import MlflowClient
 
@@ -14,14 +13,7 @@ from components.training import checkpoint as ckpt
 from conftest import tiny_params
 from pipelines import train
 
-pytestmark = pytest.mark.ray
-
-
-@pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_config=ray.LoggingConfig(log_level="ERROR"))
-    yield
-    ray.shutdown()
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("local_ray")]  # conftest's local Ray, 2 logical CPUs
 
 
 def _ray_checkpoints(storage: Path, run_name: str) -> list[Path]:

@@ -240,21 +240,21 @@ def test_store_down_at_the_end_fails_loudly_and_a_rerun_relogs_what_the_checkpoi
 
 
 def test_checkpoint_carries_pending_points_and_resume_relogs_them(tmp_path, empty_store, monkeypatch):
-    """Unit level: _Callbacks.checkpoint puts the unsent points (plain data) and images (tensors) into the
+    """Unit level: Callbacks.checkpoint puts the unsent points (plain data) and images (tensors) into the
     state, it survives torch.load(weights_only=True), and requeue() into a reachable store logs them."""
     import torch
     from mlflow.tracking import MlflowClient
 
     from components.tracking.mlflow_store import RunLogger, TrackingUnavailableError
     from components.training import checkpoint as ckpt
-    from pipelines.train_worker import _Callbacks
+    from pipelines.ray_worker import Callbacks
 
     for var, value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0"), ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0"),
                        ("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")):
         monkeypatch.setenv(var, value)
     down_uri = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
     down = RunLogger(down_uri, "f" * 32, retry_initial_s=0.05, retry_max_s=0.2)
-    callbacks = _Callbacks(down, lambda step, state, metrics: ckpt.save(state, tmp_path))
+    callbacks = Callbacks(down, lambda step, state, metrics: ckpt.save(state, tmp_path))
     for step in range(1, 11):
         callbacks.log(step, {"a": step / 10, "b": -float(step)})
     grid = np.arange(8 * 8 * 3, dtype=np.uint8).reshape(8, 8, 3)

@@ -12,7 +12,6 @@ from mlflow.tracking import MlflowClient
 from components.training import checkpoint as ckpt
 from conftest import tiny_params
 from pipelines import train
-from test_training import nan_objective  # noqa: F401  (fixture)
 
 
 @pytest.fixture
@@ -74,8 +73,9 @@ def test_rerun_with_same_config_resumes_the_same_run(trained, run_root, capsys):
     assert steps == [2, 4, 6, 8, 9]
 
 
-def test_nan_marks_the_mlflow_run_failed(run_root, nan_objective):  # noqa: F811
-    params = tiny_params(run_root, train={"objective": nan_objective})
+def test_nan_marks_the_mlflow_run_failed(run_root, nan_objective):
+    name, _ = nan_objective(5)
+    params = tiny_params(run_root, train={"objective": name})
     with pytest.raises(train.TrainError, match="non-finite loss at step 5"):
         train.run(params, run_root, use_ray=False)
     client = MlflowClient(params.tracking.uri)

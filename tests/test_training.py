@@ -4,35 +4,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from components.objectives import OBJECTIVES, Objective
 from components.training import checkpoint as ckpt
-from components.training.loop import NonFiniteLossError, Worker, plan, train_model
-from conftest import tiny_params
-
-
-class Recorder:
-    def __init__(self):
-        self.logs, self.grids, self.states = [], [], []
-
-    def log(self, step, metrics):
-        self.logs.append((step, metrics))
-
-    def samples(self, step, epoch, image):
-        self.grids.append((step, image))
-
-    def checkpoint(self, step, state, metrics):
-        self.states.append(state)
-
-
-def _train(params, root, resume=None):
-    rec = Recorder()
-    out = train_model(params, params.prepared_path(root), Worker(), rec, resume)
-    return rec, out
+from components.training.loop import NonFiniteLossError, plan
+from conftest import tiny_params, train_in_process
 
 
 def test_trains_with_finite_losses_and_logs_on_schedule(run_root):
     params = tiny_params(run_root)
-    rec, out = _train(params, run_root)
+    rec, out = train_in_process(params, run_root)
     assert [s for s, _ in rec.logs] == [2, 4, 6]
     for _, m in rec.logs:
         assert set(m) >= {"d_loss", "g_loss", "d_real", "d_fake", "images_per_s"}
@@ -44,7 +23,7 @@ def test_trains_with_finite_losses_and_logs_on_schedule(run_root):
 
 def test_checkpoint_is_weights_only_and_complete(run_root, tmp_path):
     params = tiny_params(run_root)
-    rec, _ = _train(params, run_root)
+    rec, _ = train_in_process(params, run_root)
     ckpt.save(rec.states[-1], tmp_path)
     state = torch.load(tmp_path / ckpt.STATE_FILE, weights_only=True)  # refuses any pickled code
     assert state["step"] == 6
@@ -54,9 +33,9 @@ def test_checkpoint_is_weights_only_and_complete(run_root, tmp_path):
 
 
 def test_resume_reproduces_the_uninterrupted_run_exactly(run_root):
-    straight, _ = _train(tiny_params(run_root), run_root)
-    first, _ = _train(tiny_params(run_root, train={"max_steps": 3}), run_root)
-    resumed, out = _train(tiny_params(run_root), run_root, resume=first.states[-1])
+    straight, _ = train_in_process(tiny_params(run_root), run_root)
+    first, _ = train_in_process(tiny_params(run_root, train={"max_steps": 3}), run_root)
+    resumed, out = train_in_process(tiny_params(run_root), run_root, resume=first.states[-1])
     assert out["started_at"] == 3 and out["step"] == 6
     a, b = straight.states[-1], resumed.states[-1]
     for key in a["generator"]:
@@ -65,9 +44,9 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(run_root):
 
 
 def test_same_seed_same_weights_different_seed_different(run_root):
-    a, _ = _train(tiny_params(run_root), run_root)
-    b, _ = _train(tiny_params(run_root), run_root)
-    c, _ = _train(tiny_params(run_root, seed=1), run_root)
+    a, _ = train_in_process(tiny_params(run_root), run_root)
+    b, _ = train_in_process(tiny_params(run_root), run_root)
+    c, _ = train_in_process(tiny_params(run_root, seed=1), run_root)
     key = next(iter(a.states[-1]["generator"]))
     assert torch.equal(a.states[-1]["generator"][key], b.states[-1]["generator"][key])
     assert not torch.equal(a.states[-1]["generator"][key], c.states[-1]["generator"][key])
@@ -84,32 +63,9 @@ def test_batch_larger_than_the_data_is_refused(run_root):
         plan(params, params.prepared_path(run_root), 2)
 
 
-class _NanAfter:
-    """An objective that turns non-finite after a few calls — registered like any other."""
-
-    def __init__(self, ok_steps: int):
-        self.calls = 0
-        self.ok = ok_steps
-
-    def d_loss(self, real, fake, _target):
-        self.calls += 1
-        loss = torch.nn.functional.softplus(-real).mean() + torch.nn.functional.softplus(fake).mean()
-        return loss * float("nan") if self.calls > self.ok else loss
-
-
-_NAN = _NanAfter(4)
-OBJECTIVES.register("test_nan_after_4")(
-    Objective(d_loss=_NAN.d_loss, g_loss=lambda f: torch.nn.functional.softplus(-f).mean()))
-
-
-@pytest.fixture
-def nan_objective():
-    _NAN.calls = 0
-    return "test_nan_after_4"
-
-
 def test_nan_loss_stops_and_names_the_step(run_root, nan_objective):
-    params = tiny_params(run_root, train={"objective": nan_objective})
+    name, _ = nan_objective(5)  # an objective registered like any other (for this test only) that turns NaN
+    params = tiny_params(run_root, train={"objective": name})
     with pytest.raises(NonFiniteLossError, match="non-finite loss at step 5") as e:
-        _train(params, run_root)
+        train_in_process(params, run_root)
     assert e.value.step == 5

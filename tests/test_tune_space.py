@@ -8,7 +8,9 @@ import pytest
 
 from components.config import ConfigError, load_params
 from components.tuning import space
+from components.evaluation import metric_and_mode
 from pipelines import cli, tune
+from pipelines.tune_trial import trial_params
 
 
 def _params(*overrides):
@@ -79,16 +81,16 @@ def test_pbt_explore_keeps_configurations_valid():
 def test_trial_params_run_the_sweep_budget_and_cadence():
     p = _params("tune.trial_steps=300", "tune.eval_every=100", "tune.num_workers=1",
                 "tune.space={train.lr_g: {choice: [0.001]}}")
-    t = tune.trial_params(p, {"train.lr_g": 0.001, "train": '{"objective": "lsgan"}'})
+    t = trial_params(p, {"train.lr_g": 0.001, "train": '{"objective": "lsgan"}'})
     assert (t.train.lr_g, t.train.objective, t.train.max_steps, t.train.checkpoint_every, t.scaling.num_workers) == \
         (0.001, "lsgan", 300, 100, 1)
 
 
 def test_metric_must_fit_the_data_kind():
     with pytest.raises(ConfigError, match="'reverse_kl' is not reported for model.family = 'dcgan' on image data"):
-        tune.metric_and_mode(_params("tune.metric=reverse_kl"), "image")
-    assert tune.metric_and_mode(_params(), "points") == ("reverse_kl", "min")
-    assert tune.metric_and_mode(_params("tune.metric=coverage"), "image") == ("coverage", "max")
+        metric_and_mode(_params("tune.metric=reverse_kl"), "image")
+    assert metric_and_mode(_params(), "points") == ("reverse_kl", "min")
+    assert metric_and_mode(_params("tune.metric=coverage"), "image") == ("coverage", "max")
 
 
 def test_train_uses_the_tuned_configuration_unless_the_sweep_is_off(tmp_path, monkeypatch):

@@ -20,16 +20,8 @@ from mlflow.tracking import MlflowClient
 from components.config import load_params
 from pipelines import evaluator, prepare, tune
 
-pytestmark = pytest.mark.ray
-REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def local_ray():
-    # 4 logical CPUs on the 2-core CI machine: four 1-worker trials at once
-    ray.init(address="local", num_cpus=4, include_dashboard=False, logging_config=ray.LoggingConfig(log_level="ERROR"))
-    yield
-    ray.shutdown()
+pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("local_ray")]  # conftest's local Ray…
+RAY_NUM_CPUS = 4  # …with 4 logical CPUs on the 2-core CI machine: four 1-worker trials at once
 
 
 def _raw(root: Path, **tune_cfg) -> dict:

@@ -13,7 +13,7 @@ import itertools
 
 import numpy as np
 
-from components.data.sources import SOURCES, SourceData
+from components.data.source_data import SOURCES, SourceData
 
 
 

@@ -22,7 +22,7 @@ from components.registry import Registry
 
 if TYPE_CHECKING:
     from components.config import DataConfig
-    from components.data.sources import SourceData
+    from components.data.source_data import SourceData
 
 PAIRINGS: Registry[Callable[["SourceData", "DataConfig", int], "SourceData"]] = Registry("pairing")
 EDGE_THRESHOLD = 1.0  # Sobel magnitude on [0, 1] images (a full-contrast step gives 4): a stroke's outline

@@ -23,7 +23,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from components.atomic import atomic_dir
-from components.data.sources import DataError, SourceData
+from components.data.kinds import DATA_KINDS, kind_of
+from components.data.source_data import DataError, SourceData
 
 if TYPE_CHECKING:
     from components.config import DataConfig
@@ -32,24 +33,6 @@ FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 SPLITS = ("train", "test")
 _HINT = "run `genpipe prepare` first"
-_SCHEMA = pa.schema([
-    # "element" is the child name Parquet's spec uses, so tables read back have exactly this schema.
-    ("image", pa.list_(pa.field("element", pa.uint8()))),  # C*H*W bytes, row-major; shape in the columns below and the manifest
-    ("channels", pa.int32()),
-    ("height", pa.int32()),
-    ("width", pa.int32()),
-    ("label", pa.int32()),
-    ("index", pa.int64()),  # row in the source, so any prepared row can be traced back
-])
-_POINT_SCHEMA = pa.schema([
-    ("point", pa.list_(pa.field("element", pa.float32()))),  # D coordinates
-    ("label", pa.int32()),  # mixture component
-    ("index", pa.int64()),
-])
-# translation pairs (components/data/pairings.py): the target image plus its input image and label
-_PAIR_SCHEMA = pa.schema([*_SCHEMA, ("input", pa.list_(pa.field("element", pa.uint8()))), ("input_label", pa.int32())])
-_SAMPLE_COLUMN = {"image": "image", "points": "point", "pairs": "image"}  # manifest kind -> samples column
-
 
 # ---------------------------------------------------------------------------------------------- split
 
@@ -76,30 +59,6 @@ def split_indices(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[
 
 # ---------------------------------------------------------------------------------------------- write
 
-def _list_column(samples: np.ndarray, schema: pa.Schema) -> pa.ListArray:
-    n, width = len(samples), int(np.prod(samples.shape[1:]))
-    if n * width > np.iinfo(np.int32).max:  # list<> uses int32 offsets
-        raise DataError(f"a shard of {n} samples of shape {samples.shape[1:]} exceeds 2**31 values; "
-                        "lower data.rows_per_shard")
-    offsets = pa.array(np.arange(n + 1, dtype=np.int32) * np.int32(width))
-    values = pa.array(np.ascontiguousarray(samples).reshape(-1))
-    return pa.ListArray.from_arrays(offsets, values, type=schema.field(0).type)
-
-
-def _table(samples: np.ndarray, labels: np.ndarray, index: np.ndarray, inputs: np.ndarray | None = None,
-           input_labels: np.ndarray | None = None) -> pa.Table:
-    tail = [pa.array(labels.astype(np.int32)), pa.array(index.astype(np.int64))]
-    if samples.ndim == 2:  # points
-        return pa.Table.from_arrays([_list_column(samples, _POINT_SCHEMA), *tail], schema=_POINT_SCHEMA)
-    n, c, h, w = samples.shape
-    const = lambda v: pa.array(np.full(n, v, dtype=np.int32))  # noqa: E731
-    columns = [_list_column(samples, _SCHEMA), const(c), const(h), const(w), *tail]
-    if inputs is None:
-        return pa.Table.from_arrays(columns, schema=_SCHEMA)
-    columns += [_list_column(inputs, _PAIR_SCHEMA), pa.array(input_labels.astype(np.int32))]
-    return pa.Table.from_arrays(columns, schema=_PAIR_SCHEMA)
-
-
 def _write_split(root: Path, name: str, rows_of: SourceData, index: np.ndarray, cfg: DataConfig) -> list[str]:
     (root / name).mkdir()
     files = []
@@ -108,7 +67,7 @@ def _write_split(root: Path, name: str, rows_of: SourceData, index: np.ndarray, 
         rel = f"{name}/part-{part:05d}.parquet"
         pair = (rows_of.inputs[rows], rows_of.input_labels[rows]) if rows_of.inputs is not None else ()
         # pyarrow stamps no time or host into the file (only "created_by" with its version): same data → same bytes.
-        pq.write_table(_table(rows_of.samples[rows], rows_of.labels[rows], rows, *pair), root / rel,
+        pq.write_table(DATA_KINDS.get(rows_of.kind).table(rows_of.samples[rows], rows_of.labels[rows], rows, *pair), root / rel,
                        row_group_size=cfg.row_group_rows, compression="zstd")
         files.append(rel)
     return files
@@ -234,14 +193,9 @@ def read_rank_table(prepared_dir: Path, split: str, rank: int = 0, world_size: i
         with pq.ParquetFile(path) as f:
             tables.append(f.read_row_groups([i for _, i in group], columns=columns))
     if not tables:  # more ranks than row groups: this rank gets nothing
-        empty = {"points": _POINT_SCHEMA, "pairs": _PAIR_SCHEMA}.get(sample_kind(prepared_dir), _SCHEMA).empty_table()
+        empty = kind_of(read_manifest(prepared_dir)).schema.empty_table()
         return empty.select(columns) if columns else empty
     return pa.concat_tables(tables)
-
-
-def sample_kind(prepared_dir: Path) -> str:
-    """'image', 'points' or 'pairs' (manifests written before points existed hold images)."""
-    return read_manifest(prepared_dir).get("kind", "image")
 
 
 def _column_array(table: pa.Table, column: str, shape: list[int], where: str) -> np.ndarray:
@@ -258,7 +212,7 @@ def load_rank_share(prepared_dir: Path, split: str, rank: int = 0, world_size: i
     """One rank's samples — images uint8 (n, C, H, W) or points float32 (n, D) — and labels, int64 (n,).
     For translation pairs these are the targets (load_rank_inputs: what they are translated from)."""
     manifest = read_manifest(prepared_dir)
-    column = _SAMPLE_COLUMN[manifest.get("kind", "image")]
+    column = kind_of(manifest).column
     table = read_rank_table(prepared_dir, split, rank, world_size, columns=[column, "label"])
     samples = _column_array(table, column, manifest["image_shape"], f"{prepared_dir} {split}")
     return samples, table.column("label").to_numpy().astype(np.int64)
@@ -268,7 +222,7 @@ def load_rank_inputs(prepared_dir: Path, split: str, rank: int = 0, world_size: 
     """Translation pairs: one rank's input images uint8 (n, C', H', W') and their labels, row for row
     with load_rank_share."""
     manifest = read_manifest(prepared_dir)
-    if manifest.get("kind") != "pairs":
+    if "input_shape" not in manifest:
         raise DataError(f"{prepared_dir} holds {manifest.get('kind', 'image')} samples, not translation pairs; "
                         "set data.pairs and run `genpipe prepare`")
     table = read_rank_table(prepared_dir, split, rank, world_size, columns=["input", "input_label"])

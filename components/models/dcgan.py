@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from components.models import MODELS
 
 
 def stages_for(size: int) -> tuple[int, int]:
@@ -116,7 +115,6 @@ def init_weights(m: nn.Module) -> None:
         nn.init.zeros_(m.bias)
 
 
-@MODELS.register("dcgan")
 def build(model_cfg, image_shape: tuple[int, int, int], d_shape: tuple[int, int, int],
           num_classes: int = 0) -> tuple[nn.Module, nn.Module]:
     if len(image_shape) != 3:

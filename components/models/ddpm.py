@@ -7,8 +7,7 @@ import torch
 from diffusers import UNet2DModel
 from torch import nn
 
-from components.config import SAMPLING_KEYS
-from components.models import DIFFUSION_MODELS
+from components.families.ddpm import SAMPLING_KEYS
 from components.sampling import balanced_labels
 
 
@@ -48,7 +47,7 @@ class DiffusionModel(nn.Module):
     def sample(self, n: int, rng: torch.Generator, labels: torch.Tensor | None = None, **overrides) -> torch.Tensor:
         """n images in [-1, 1]. `labels` (n,) for a conditional model, else one balanced over classes;
         overrides: sampler, sample_steps, eta, guidance (default: the config the model was trained with)."""
-        from components.diffusion.sampling import reverse
+        from components.diffusion.reverse import reverse
 
         unknown = set(overrides) - set(SAMPLING_KEYS)
         if unknown:
@@ -68,8 +67,3 @@ class DiffusionModel(nn.Module):
                            eta=float(s["eta"]), guidance=float(s["guidance"]))
         finally:
             self.train(was_training)
-
-
-@DIFFUSION_MODELS.register("ddpm")
-def build(cfg, image_shape: tuple[int, int, int], num_classes: int) -> DiffusionModel:
-    return DiffusionModel(cfg, image_shape, num_classes)

@@ -9,7 +9,6 @@ import math
 
 from torch import nn
 
-from components.models import MODELS
 
 
 def _mlp(d_in: int, width: int, layers: int, d_out: int, activation) -> nn.Sequential:
@@ -29,7 +28,6 @@ class Discriminator(nn.Module):
         return self.body(x.flatten(1)).squeeze(1)
 
 
-@MODELS.register("mlp")
 def build(model_cfg, sample_shape: tuple[int, ...], d_shape: tuple[int, ...],
           num_classes: int = 0) -> tuple[nn.Module, nn.Module]:
     if len(sample_shape) != 1:

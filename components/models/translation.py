@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from components.models import TRANSLATION_MODELS
 
 
 def to_size(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -136,7 +135,6 @@ def _image_shapes(family: str, input_shape, output_shape) -> None:
         raise ValueError(f"{family} translates images (C, H, W); got {input_shape} → {output_shape}")
 
 
-@TRANSLATION_MODELS.register("pix2pix")
 def pix2pix(cfg, model_cfg, input_shape, output_shape) -> tuple[nn.Module, nn.Module]:
     _image_shapes("pix2pix", input_shape, output_shape)
     size = tuple(output_shape[1:])
@@ -145,7 +143,6 @@ def pix2pix(cfg, model_cfg, input_shape, output_shape) -> tuple[nn.Module, nn.Mo
     return Translator(g, input_shape, output_shape), d
 
 
-@TRANSLATION_MODELS.register("cyclegan")
 def cyclegan(cfg, model_cfg, input_shape, output_shape) -> tuple[nn.Module, nn.Module]:
     _image_shapes("cyclegan", input_shape, output_shape)
     if tuple(input_shape) != tuple(output_shape):

@@ -10,7 +10,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from components.models import VAE_MODELS
 from components.models.dcgan import Discriminator, Generator, init_weights
 
 
@@ -80,7 +79,6 @@ class VAE(nn.Module):
             return torch.sigmoid(self.decoder(z)) * 2.0 - 1.0
 
 
-@VAE_MODELS.register("vae")
 def build(model_cfg, image_shape: tuple[int, int, int]) -> VAE:
     if len(image_shape) != 3:
         raise ValueError(f"vae needs images (C, H, W), got samples of shape {image_shape}")

@@ -5,41 +5,10 @@ al. 2016) in `fgan.py`; Lipschitz/gradient regularisers, which combine with any 
 `regularizers.py`."""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
+from components.objectives.objective import OBJECTIVES, Objective
 
-import torch
-
-from components.registry import Registry
-
-Tensor = torch.Tensor
-
-
-@dataclass(frozen=True)
-class Objective:
-    # (D outputs on real, D outputs on fake, real target) -> scalar loss D minimises; objectives
-    # without targets ignore the third argument. Call `discriminator_loss`, which checks smoothing.
-    d_loss: Callable[[Tensor, Tensor, float], Tensor]
-    # D outputs on fake -> scalar loss G minimises
-    g_loss: Callable[[Tensor], Tensor]
-    # Maps a raw D output to the "D(x)" diagnostic logged as d_real / d_fake (a probability for
-    # classifier objectives, the critic value itself otherwise).
-    belief: Callable[[Tensor], Tensor] = torch.sigmoid
-    # True when D regresses towards real/fake targets, so one-sided label smoothing is defined.
-    has_targets: bool = False
-    # True when D is an unbounded critic whose objective is only meaningful under a Lipschitz
-    # constraint (weight clipping, gradient penalty or spectral norm).
-    critic: bool = False
-    summary: str = ""
-
-    def discriminator_loss(self, real: Tensor, fake: Tensor, smoothing: float = 0.0) -> Tensor:
-        """D's loss with one-sided label smoothing ε: the real target becomes 1 - ε."""
-        if smoothing and not self.has_targets:
-            raise ValueError(f"label smoothing is not defined for {self.summary}: it has no real/fake targets")
-        return self.d_loss(real, fake, 1.0 - smoothing)
-
-
-OBJECTIVES: Registry[Objective] = Registry("objective")
-
-from components.objectives import classic as _classic  # noqa: E402,F401  (registers its objectives)
+# The loss modules register themselves on import: after this package, OBJECTIVES is complete.
+from components.objectives import classic as _classic  # noqa: E402,F401
 from components.objectives import fgan as _fgan  # noqa: E402,F401
+
+__all__ = ["OBJECTIVES", "Objective"]

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from components.objectives import OBJECTIVES, Objective
+from components.objectives.objective import OBJECTIVES, Objective
 
 Tensor = torch.Tensor
 

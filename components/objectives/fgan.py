@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
-from components.objectives import OBJECTIVES, Objective
+from components.objectives.objective import OBJECTIVES, Objective
 
 Tensor = torch.Tensor
 _LOG2 = math.log(2.0)

@@ -15,16 +15,11 @@ def log_generator(model_dir: Path, name: str = "generator"):
     """Call inside an active run. Returns MLflow's ModelInfo (model_uri, model_id)."""
     import json
 
-    import torch
-
-    from components.models import is_diffusion
+    from components.families import FAMILIES
     from components.training.checkpoint import GENERATOR_SPEC
 
-    requirements = [f"torch=={torch.__version__.split('+')[0]}", "safetensors", "numpy", "pydantic", "pyyaml"]
-    if is_diffusion(json.loads((Path(model_dir) / GENERATOR_SPEC).read_text())["model"]["family"]):
-        import diffusers
-
-        requirements.append(f"diffusers=={diffusers.__version__}")
+    family = FAMILIES.get(json.loads((Path(model_dir) / GENERATOR_SPEC).read_text())["model"]["family"])
+    requirements = family.pip_requirements()
     return mlflow.pyfunc.log_model(
         name=name,
         python_model=str(_PYFUNC_FILE),

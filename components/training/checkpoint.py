@@ -210,9 +210,9 @@ def write_generator(state: dict, out_dir: str | Path) -> Path:
 
 
 def _build_generator(spec: dict, weights: dict) -> torch.nn.Module:
-    from components.models import build_generator
+    from components.families import FAMILIES
 
-    g = build_generator(spec)
+    g = FAMILIES.get(spec["model"]["family"]).build_generator(spec)
     g.load_state_dict(weights)
     return g.eval()
 

@@ -25,7 +25,7 @@ class DiffusionTask:
         tc, dc, dev = params.train, params.diffusion, worker.device
         self.params, self.worker = params, worker
         self.fast = FastPath.resolve(tc, dev)
-        model = self.fast.prepare(build_diffusion(dc, params.model.family, manifest["image_shape"],
+        model = self.fast.prepare(build_diffusion(dc, manifest["image_shape"],
                                                   len(manifest["class_names"])))
         opt = torch.optim.Adam(model.parameters(), lr=tc.lr_g, betas=(tc.beta1, tc.beta2))
         self.ema = EMA(model, tc.ema_decay) if tc.ema_decay else None

@@ -18,7 +18,8 @@ import torch
 import torch.distributed as dist
 
 from components.config import Params
-from components.data.shards import load_rank_inputs, load_rank_share, rank_row_counts, read_manifest
+from components.data.kinds import kind_of
+from components.data.shards import rank_row_counts, read_manifest
 from components.training import checkpoint as ckpt
 from components.training import fast
 from components.training.images import preview
@@ -133,17 +134,9 @@ def build_task(params: Params, manifest: dict, worker: Worker, resume: dict | No
 
     seed_all(params.seed)  # identical initial weights on every rank
     distributed = worker.world_size > 1 and dist.is_available() and dist.is_initialized()
-    family = params.model.family
-    module, cls = TASKS.get(family) or TASKS[params.model.kind]
+    # the family names its Task; imported when used, so a GAN worker never imports diffusers
+    module, cls = params.family.task
     return getattr(importlib.import_module(module), cls)(params, manifest, worker, resume, distributed)
-
-
-# family or family kind -> (module, Task class): imported when used, so a GAN worker never imports diffusers
-TASKS = {"gan": ("components.training.gan_loop", "GanTask"),
-         "diffusion": ("components.training.diffusion_step", "DiffusionTask"),
-         "pix2pix": ("components.training.translation_step", "Pix2PixTask"),
-         "cyclegan": ("components.training.translation_step", "CycleGanTask"),
-         "vae": ("components.training.vae_step", "VaeTask")}
 
 
 def ddp(module: torch.nn.Module, device: torch.device, distributed: bool, **kwargs) -> torch.nn.Module:
@@ -159,10 +152,8 @@ def spec_meta(params: Params, manifest: dict, **extra) -> dict:
     """What an exported model needs to be rebuilt (checkpoint meta → generator.json)."""
     meta = {"model": params.model.model_dump(mode="json"), "image_shape": list(manifest["image_shape"]),
             "class_names": manifest["class_names"], "dataset": manifest["dataset"],
-            "data_hash": manifest["content_hash"], "ema": bool(params.train.ema_decay), **extra}
-    kind = params.model.kind
-    if kind in ("diffusion", "translation", "vae"):
-        meta[kind] = getattr(params, kind).model_dump(mode="json")
+            "data_hash": manifest["content_hash"], "ema": bool(params.train.ema_decay), **params.family.spec(params),
+            **extra}
     if "input_shape" in manifest:
         meta.update(input_shape=list(manifest["input_shape"]), pairing=manifest["pairing"])
     return meta
@@ -181,12 +172,12 @@ def train_model(params: Params, prepared_dir: Path, worker: Worker, callbacks: C
     path = fast.FastPath.resolve(tc, dev)
     distributed = worker.world_size > 1 and dist.is_available() and dist.is_initialized()
 
-    samples, labels = load_rank_share(prepared_dir, "train", worker.rank, worker.world_size)
-    data = torch.from_numpy(samples)  # uint8 images stay uint8 in memory; scaled per batch
-    targets = torch.from_numpy(labels)
+    share = kind_of(manifest).read_share(prepared_dir, "train", worker.rank, worker.world_size)
+    data = torch.from_numpy(share.samples)  # uint8 images stay uint8 in memory; scaled per batch
+    targets = torch.from_numpy(share.labels)
     paired = None
-    if manifest.get("kind") == "pairs":
-        paired = tuple(map(torch.from_numpy, load_rank_inputs(prepared_dir, "train", worker.rank, worker.world_size)))
+    if share.inputs is not None:  # translation pairs: what each sample is translated from
+        paired = (torch.from_numpy(share.inputs), torch.from_numpy(share.input_labels))
     share = [data, targets, *(paired or ())]
     if fast.device_data(tc, dev, sum(t.nbytes for t in share)):  # batches are then gathered on the device
         data, targets, *rest = [t.to(dev) for t in share]

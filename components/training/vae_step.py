@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 
 from components.config import Params
-from components.models import build_vae
+from components.families.vae import Vae
 from components.training import checkpoint as ckpt
 from components.training.ema import EMA
 from components.training.fast import FastPath
@@ -31,7 +31,7 @@ class VaeTask:
         tc, dev = params.train, worker.device
         self.params, self.worker = params, worker
         self.fast = FastPath.resolve(tc, dev)
-        model = self.fast.prepare(build_vae(params.model, manifest["image_shape"]))
+        model = self.fast.prepare(Vae.network(params.model, manifest["image_shape"]))
         self.opt = torch.optim.Adam(model.parameters(), lr=tc.lr_g, betas=(tc.beta1, tc.beta2))
         self.ema = EMA(model, tc.ema_decay) if tc.ema_decay else None
         self.nets, self.optimizers = {"generator": model}, {"opt_g": self.opt}

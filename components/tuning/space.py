@@ -66,11 +66,11 @@ def refusal(base: Params, config: dict[str, Any]) -> str | None:
 
 
 def draw(entry: SpaceEntry, rng: np.random.Generator) -> Any:
-    if entry.kind in ("grid", "choice"):
-        values = entry.grid if entry.kind == "grid" else entry.choice
+    if entry.distribution in ("grid", "choice"):
+        values = entry.grid if entry.distribution == "grid" else entry.choice
         return values[int(rng.integers(len(values)))]
     low, high = entry.uniform or entry.loguniform
-    if entry.kind == "loguniform":
+    if entry.distribution == "loguniform":
         return float(math.exp(rng.uniform(math.log(low), math.log(high))))
     return float(rng.uniform(low, high))
 

@@ -1,4 +1,4 @@
-"""What runs on each Ray Train worker (`_ray_worker`) and the callbacks both launchers share.
+"""What runs on each Ray Train worker (`ray_worker`) and the callbacks both launchers share.
 
 Kept apart from pipelines/train.py so a worker process imports no more than training needs (MLflow
 only on rank 0 of a tracked run): worker start-up is paid once per trial in a sweep."""
@@ -13,7 +13,7 @@ from components.training import checkpoint as ckpt
 from components.training.loop import Worker, train_model
 
 
-class _Callbacks:
+class Callbacks:
     """Shared by both launchers: rank 0 logs to MLflow; checkpoints are the launcher's business."""
 
     def __init__(self, logger, save_checkpoint):  # logger: mlflow_store.RunLogger or None
@@ -101,7 +101,7 @@ def _resume_state(worker: Worker, recorded, run_dir: str | None) -> dict | None:
 ORIGIN_FILE = "origin.json"  # beside a checkpoint: which run wrote it (PBT exploits copy it across trials)
 
 
-def _ray_worker(config: dict) -> None:
+def ray_worker(config: dict) -> None:
     """train_loop_per_worker: runs on every Ray Train worker (in a temp cwd: paths are absolute).
     In a sweep (config["quick_eval"]) rank 0 scores the generator at every checkpoint and reports the
     metrics with it, and nothing writes to MLflow: the sweep's driver is the store's one writer."""
@@ -123,7 +123,7 @@ def _ray_worker(config: dict) -> None:
     quick = config.get("quick_eval")
     scorer = None
     if quick and worker.rank == 0:
-        from pipelines.evaluate import QuickScorer
+        from components.evaluation import QuickScorer
 
         scorer = QuickScorer(params, Path(quick["repo_root"]), quick["num_samples"])
 
@@ -151,6 +151,6 @@ def _ray_worker(config: dict) -> None:
         print(f"resuming from checkpoint at step {resume['step']}", flush=True)
         if logger is not None:  # one point per restart: MLflow shows where and how often a run resumed
             logger.log_metrics(int(resume["step"]), {RESUMED_METRIC: float(resume["step"])})
-    train_model(params, Path(config["prepared_dir"]), worker, _Callbacks(logger, report), resume)
+    train_model(params, Path(config["prepared_dir"]), worker, Callbacks(logger, report), resume)
     if logger is not None:  # the logger lives in this process: what it buffered goes out before it ends
         logger.flush(params.tracking.flush_timeout_s)

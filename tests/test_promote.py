@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,7 +13,7 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from conftest import tiny_params
+from conftest import free_port, tiny_params
 from pipelines import evaluate, evaluator, promote, train
 
 
@@ -37,8 +36,9 @@ def _params(root, tag: str = "", **train_overrides):
 
 @pytest.fixture(scope="module")
 def history(root):
-    """Three real candidates, trained and evaluated first, then promoted worst → best → middle, so the
-    test controls the order of quality (which training length wins is not this test's business)."""
+    """Three real candidates, trained and evaluated first, then promoted worst → best → middle, so that
+    one later candidate should beat the champion and one should not (which training length wins is not
+    this test's business). Each entry: (evaluate's report, promote's result, the alias after promote)."""
     evaluated = []
     for seed, steps in ((0, 1), (1, 60), (2, 300)):
         params = _params(root, f"-{seed}", max_steps=steps).model_copy(update={"seed": seed})
@@ -46,30 +46,56 @@ def history(root):
         evaluated.append((params, evaluate.run(params, root)))
     evaluated.sort(key=lambda pe: -pe[1]["fid"])
     worst, middle, best = evaluated
-    return [(ev, promote.run(params, root)) for params, ev in (worst, best, middle)]
+    client = MlflowClient(_params(root).tracking.uri)
+    history = []
+    for params, ev in (worst, best, middle):
+        pr = promote.run(params, root)
+        alias = int(client.get_model_version_by_alias(pr["model_name"], "champion").version)
+        history.append((ev, pr, alias))
+    return history
 
 
 def test_first_candidate_becomes_champion(history):
-    ev, pr = history[0]
-    assert pr["promoted"] and pr["version"] == 1 and pr["champion_version"] == 1
+    ev, pr, alias = history[0]
+    assert pr["promoted"] and pr["version"] == 1 and pr["champion_version"] == 1 and alias == 1
     assert pr["reason"] == "no current champion" and pr["candidate_value"] == ev["fid"]
 
 
 def test_better_candidate_takes_the_alias_and_worse_one_is_refused(history, root):
-    (ev0, _), (ev1, pr1), (ev2, pr2) = history
-    assert ev0["fid"] > ev2["fid"] > ev1["fid"]  # promoted worst, best, middle
-    assert pr1["promoted"] and pr1["champion_value"] == ev0["fid"] and pr1["champion_version"] == 2
-    assert "beats" in pr1["reason"]
-    assert not pr2["promoted"] and pr2["version"] == 3 and pr2["champion_version"] == 2
-    assert pr2["champion_value"] == ev1["fid"] and "does not beat" in pr2["reason"]
-    on_disk = json.loads((root / "reports/promotion.json").read_text())
-    assert on_disk == pr2 and set(on_disk) >= {"model_name", "version", "promoted", "champion_version", "metric",
-                                               "candidate_value", "champion_value", "reason"}
+    # The FID of each registered version as recorded by the evaluations themselves (the metric evaluate
+    # logged to the candidate's MLflow run), not as the fixture ordered them; lower FID is better.
     client = MlflowClient(_params(root).tracking.uri)
-    name = pr2["model_name"]
-    assert int(client.get_model_version_by_alias(name, "champion").version) == 2
-    v3 = client.get_model_version(name, "3")
-    assert float(v3.tags["metric.fid"]) == ev2["fid"] and v3.tags[evaluate.EVALUATOR_HASH_TAG] == ev2["evaluator_hash"]
+    name = history[0][1]["model_name"]
+    recorded = {}
+    for ev, pr, _ in history:
+        mv = client.get_model_version(name, str(pr["version"]))
+        run_fid = client.get_run(ev["mlflow_run_id"]).data.metrics["eval/fid"]
+        assert mv.tags[promote.MODEL_URI_TAG] == ev["model_uri"]  # the version is that evaluation's candidate
+        assert float(mv.tags["metric.fid"]) == pytest.approx(run_fid, rel=1e-9)
+        assert mv.tags[evaluate.EVALUATOR_HASH_TAG] == ev["evaluator_hash"]
+        recorded[pr["version"]] = run_fid
+    assert sorted(recorded) == [1, 2, 3]  # one new version per promote, in order
+
+    def best_up_to(v: int) -> int:  # the version that should hold the alias once versions 1..v are promoted
+        return min(range(1, v + 1), key=recorded.__getitem__)
+
+    # scenario coverage (the fixture's order, not the property under test): version 2 should take the alias
+    # from version 1, version 3 should not take it from version 2
+    assert [best_up_to(v) for v in (1, 2, 3)] == [1, 2, 2], recorded
+    for ev, pr, alias in history:
+        v = pr["version"]
+        champion = best_up_to(v)
+        assert pr["promoted"] == (champion == v), (v, recorded, pr)
+        assert pr["champion_version"] == champion and alias == champion, (v, recorded, pr, alias)
+        assert pr["candidate_value"] == pytest.approx(recorded[v], rel=1e-9)
+        if v > 1:
+            assert pr["champion_value"] == pytest.approx(recorded[best_up_to(v - 1)], rel=1e-9), (v, recorded, pr)
+            assert ("does not beat" if champion != v else "beats") in pr["reason"]
+
+    on_disk = json.loads((root / "reports/promotion.json").read_text())
+    assert on_disk == history[-1][1] and set(on_disk) >= {"model_name", "version", "promoted", "champion_version",
+                                                          "metric", "candidate_value", "champion_value", "reason"}
+    assert int(client.get_model_version_by_alias(name, "champion").version) == min(recorded, key=recorded.__getitem__)
 
 
 def test_unevaluated_or_foreign_evaluated_candidate_is_never_promoted(history, root):
@@ -91,7 +117,7 @@ def test_unevaluated_or_foreign_evaluated_candidate_is_never_promoted(history, r
 
 
 def test_evaluation_is_logged_to_the_candidate_run(history, root):
-    ev, _ = history[1]
+    ev, _, _ = history[1]
     run = MlflowClient(_params(root).tracking.uri).get_run(ev["mlflow_run_id"])
     assert run.data.metrics["eval/fid"] == pytest.approx(ev["fid"])
     assert run.data.tags[evaluate.EVALUATOR_HASH_TAG] == ev["evaluator_hash"]
@@ -113,15 +139,9 @@ def test_champion_loads_by_alias_in_a_fresh_process(history, root):
     assert shape == [3, 1, 8, 8] and -1.0 <= lo <= hi <= 1.0 and dtype == "float32"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_served_champion_answers_http(history, root):
     name = history[0][1]["model_name"]
-    port = _free_port()
+    port = free_port()
     mlflow_cli = os.path.join(os.path.dirname(sys.executable), "mlflow")
     server = subprocess.Popen([mlflow_cli, "models", "serve", "-m", f"models:/{name}@champion", "--env-manager", "local",
                                "-h", "127.0.0.1", "-p", str(port)], env=_env(root), stdout=subprocess.DEVNULL,

@@ -1,0 +1,82 @@
+"""Reading params: the params file, then its preset (components/presets/<name>.yaml), then --set
+overrides; validated into `Params` before any work (an error names key, value and rule)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterable
+
+import yaml
+from pydantic import ValidationError
+
+from components.config.params import Params, format_errors
+from components.section import ConfigError
+
+PRESETS_DIR = Path(__file__).parents[1] / "presets"
+
+
+def preset_names() -> list[str]:
+    return sorted(p.stem for p in PRESETS_DIR.glob("*.yaml"))
+
+
+def apply_overrides(raw: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """`section.key=value` strings (value parsed as YAML) applied onto a raw params dict."""
+    raw = json.loads(json.dumps(raw))  # deep copy of plain data
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"override {item!r} must look like section.key=value")
+        key, _, text = item.partition("=")
+        parts = key.strip().split(".")
+        node = raw
+        for p in parts[:-1]:
+            node = node.setdefault(p, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {item!r}: {p!r} is not a section")
+        node[parts[-1]] = yaml.safe_load(text)
+    return raw
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _with_preset(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """file → preset → --set: a preset overrides the params file; explicit overrides win over both."""
+    name = apply_overrides(raw, overrides).get("preset")
+    if name is None:
+        return raw
+    if not isinstance(name, str) or name not in preset_names():
+        raise ConfigError(f"preset = {name!r}: unknown preset; available: {', '.join(preset_names())} "
+                          f"(files in {PRESETS_DIR})")
+    preset = yaml.safe_load((PRESETS_DIR / f"{name}.yaml").read_text()) or {}
+    merged = _deep_merge(raw, {**preset, "preset": name})
+    if "space" in preset.get("tune", {}):  # a space is one value: the preset's replaces the file's, never mixes
+        merged["tune"]["space"] = preset["tune"]["space"]
+    return merged
+
+
+def load_params(path: str | Path | None = "params.yaml", overrides: Iterable[str] = ()) -> Params:
+    raw: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"params file {str(p)!r} not found")
+        try:
+            raw = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"params file {str(p)!r} is not valid YAML: {e}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"params file {str(p)!r} must hold a mapping of sections, got {type(raw).__name__}")
+        source = str(p)
+    overrides = list(overrides)
+    raw = apply_overrides(_with_preset(raw, overrides), overrides)
+    if overrides:
+        source += " with --set " + " ".join(overrides)
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(format_errors(e, source)) from None

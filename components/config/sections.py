@@ -1,0 +1,254 @@
+"""The shared params sections: data, model, train, scaling, tracking, evaluator, evaluate, promote, modes.
+A family's own section (diffusion, translation, vae…) lives in its family module (components/families/)."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from components.registry import check_registered
+from components.section import Section, bookkeeping
+
+class DataConfig(Section):
+    source: str = "mnist5k"
+    name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="dataset folder name; default: source "
+                             "(plus the pairing: mnist5k-downsample7, mnist5k-edges, mnist5k-digits)")
+    path: str | None = Field(None, description="input folder for the imagefolder source")
+    image_size: int | None = Field(None, ge=4, le=1024, description="resize to image_size² (imagefolder); None: native")
+    test_fraction: float = Field(0.1, gt=0.0, lt=1.0)
+    rows_per_shard: int = Field(1024, ge=1)
+    row_group_rows: int = Field(256, ge=1, description="unit of per-worker data sharding")
+    prepared_dir: str = "data/prepared"
+    # translation datasets (components/data/pairings.py): each row an (input, target) pair
+    pairs: str | None = Field(None, description="derive (input, target) pairs by a named pairing: downsample | "
+                              "edges (paired, pix2pix) | unpaired (two domains, CycleGAN); null: plain samples")
+    pair_size: int = Field(7, ge=2, le=1024, description="downsample: the input's side (e.g. 7 for 7×7 → 28×28)")
+    domain_b: str = Field("digits", description="unpaired: the second domain's source, resized to the first's size")
+    domain_b_box: int | None = Field(None, ge=2, le=1024, description="unpaired: resize domain B into a centred "
+                                     "box of this side, background around it (MNIST's digits sit in a 20×20 box "
+                                     "of 28×28); null: to the full size")
+
+    @field_validator("pairs")
+    @classmethod
+    def _pairing_known(cls, v: str | None) -> str | None:
+        return None if v is None else check_registered("pairing", v)
+
+    @field_validator("source")
+    @classmethod
+    def _source_known(cls, v: str) -> str:
+        return check_registered("source", v)
+
+    @property
+    def dataset(self) -> str:
+        """The prepared folder's name: data.name, else the source (with its pairing, e.g. mnist5k-edges)."""
+        if self.name:
+            return self.name
+        suffix = {None: "", "downsample": f"-downsample{self.pair_size}",
+                  "unpaired": f"-{self.domain_b}{self.domain_b_box or ''}"}
+        return self.source + suffix.get(self.pairs, f"-{self.pairs}")
+
+
+class ModelConfig(Section):
+    """The family and the sizes every family reads; a family's own knobs are in its own section."""
+    family: str = "dcgan"
+    latent_dim: int = Field(64, ge=1, le=4096)
+    g_channels: int = Field(32, ge=1, le=4096, description="generator width at its last hidden layer (mlp: every layer)")
+    d_channels: int = Field(32, ge=1, le=4096, description="discriminator width at its first layer (mlp: every layer)")
+    hidden_layers: int = Field(3, ge=1, le=64, description="mlp only: hidden layers of G and of D")
+    conditioning: Literal["none", "concat", "projection"] = Field(
+        "none", description="dcgan: class-conditional GAN. G gets (z, one-hot label); D gets the label as extra "
+        "input channels (concat) or through a projection head (Miyato & Koyama 2018)")
+
+    @field_validator("family")
+    @classmethod
+    def _family_known(cls, v: str) -> str:
+        return check_registered("model family", v)
+
+    @property
+    def conditional(self) -> bool:
+        return self.conditioning != "none"
+
+
+class TrainConfig(Section):
+    objective: str = "nonsaturating"
+    epochs: int = Field(50, ge=1)
+    max_steps: int | None = Field(None, ge=1, description="stop after this many steps (overrides epochs when smaller)")
+    batch_size: int = Field(32, ge=1, description="per worker; the global batch is batch_size × num_workers")
+    lr_g: float = Field(2e-4, gt=0.0, le=1.0)
+    lr_d: float = Field(2e-4, gt=0.0, le=1.0)
+    beta1: float = Field(0.5, ge=0.0, lt=1.0)
+    beta2: float = Field(0.999, ge=0.0, lt=1.0)
+    lr_schedule: Literal["constant", "linear"] = Field("constant", description="linear: both learning rates "
+                                                        "decay linearly to 0 at the last step")
+    log_every: int = bookkeeping(25, ge=1, description="steps between MLflow metric points")
+    checkpoint_every: int = bookkeeping(200, ge=1, description="steps between checkpoints")
+    keep_checkpoints: int = bookkeeping(2, ge=1)
+    sample_grid: int = bookkeeping(64, ge=1, le=1024, description="images in the per-epoch sample grid")
+    sample_every: int = bookkeeping(1, ge=1, description="epochs between sample grids (and always at the end)")
+    num_threads: int | None = bookkeeping(None, ge=1, description="torch CPU threads per worker; default cpus_per_worker")
+    run_name: str | None = bookkeeping(None, pattern=r"^[A-Za-z0-9_.-]+$", description="default: derived from config hash")
+    output_dir: str = bookkeeping("data/train")
+    # --- the GAN game: step ratio, smoothing, regularisers (components/objectives/), EMA, PacGAN, noise
+    d_steps_per_g_step: int = Field(1, ge=1, le=100, description="D updates (each on a fresh batch) per G update")
+    g_steps_per_d_step: int = Field(1, ge=1, le=100, description="G updates per D update")
+    label_smoothing: float = Field(0.0, ge=0.0, lt=0.5, description="one-sided: real target 1 - ε")
+    spectral_norm: bool = Field(False, description="spectral norm on every Linear/Conv of D")
+    gradient_penalty: float = Field(0.0, ge=0.0, description="WGAN-GP λ on real/fake interpolates; 0 = off")
+    r1: float = Field(0.0, ge=0.0, description="R1 γ on real data; 0 = off")
+    weight_clip: float | None = Field(None, gt=0.0, description="clamp D parameters to [-c, c] (WGAN); null = off")
+    ema_decay: float = Field(0.0, ge=0.0, lt=1.0, description="EMA of G weights (e.g. 0.999); 0 = off. "
+                             "Samples, export and evaluation use the EMA weights when on")
+    pack: int = Field(1, ge=1, le=64, description="PacGAN: D judges `pack` samples at once")
+    instance_noise: float = Field(0.0, ge=0.0, description="std of Gaussian noise on D's inputs (data units), "
+                                  "decaying linearly to 0 over the run; 0 = off")
+    matching_aware: bool = Field(False, description="class-conditional D also sees real images paired with wrong "
+                                 "labels as negatives (Reed et al. 2016)")
+    # --- the GPU fast path (components/training/fast.py): "auto" is on for CUDA, off on CPU (CPU runs unchanged)
+    precision: Literal["auto", "fp32", "bf16"] = Field("auto", description="autocast dtype of forwards and "
+                                                        "losses; auto = bf16 on a CUDA GPU with native bf16 "
+                                                        "(Ampere or newer), else fp32")
+    channels_last: Literal["auto"] | bool = Field("auto", description="NHWC memory format for image models "
+                                                  "and batches; auto = on for CUDA")
+    compile: Literal["auto"] | bool = Field("auto", description="torch.compile the networks a step calls "
+                                            "(checkpoint keys unchanged); auto = on for CUDA. D stays eager "
+                                            "under gradient_penalty or r1 (no double backprop when compiled)")
+    device_data: Literal["auto"] | bool = Field("auto", description="hold the worker's whole share of the data "
+                                                "on its device and index batches there; auto = on for CUDA "
+                                                "when the share is under 1 GiB")
+
+    @field_validator("channels_last", "compile", "device_data", mode="before")
+    @classmethod
+    def _auto_or_bool(cls, v: Any) -> Any:
+        if v == "auto" or isinstance(v, bool):
+            return v
+        raise ValueError(f"must be auto, true or false, got {v!r}")
+
+    @field_validator("objective")
+    @classmethod
+    def _objective_known(cls, v: str) -> str:
+        return check_registered("objective", v)
+
+    @model_validator(mode="after")
+    def _game_is_coherent(self) -> "TrainConfig":
+        """Refuse combinations that make no sense, with the reason (names as in params.yaml)."""
+        from components.objectives import OBJECTIVES
+
+        obj = OBJECTIVES.get(self.objective)
+        if self.label_smoothing and not obj.has_targets:
+            raise ValueError(f"label_smoothing = {self.label_smoothing} cannot be used with objective = "
+                             f"{self.objective!r}: one-sided smoothing moves the real *target* to 1 - ε, and "
+                             f"{self.objective} has no targets (hinge, wasserstein and the f-GANs score D's raw "
+                             "output); use minimax, nonsaturating or lsgan, or set label_smoothing: 0")
+        if self.d_steps_per_g_step > 1 and self.g_steps_per_d_step > 1:
+            raise ValueError(f"d_steps_per_g_step = {self.d_steps_per_g_step} and g_steps_per_d_step = "
+                             f"{self.g_steps_per_d_step}: set at most one of them above 1 (a ratio, one way)")
+        if self.weight_clip is not None and (self.gradient_penalty or self.spectral_norm):
+            other = "gradient_penalty" if self.gradient_penalty else "spectral_norm"
+            raise ValueError(f"weight_clip = {self.weight_clip} with {other}: both impose D's Lipschitz constraint, "
+                             f"and clipping distorts the gradient norms {other} controls; choose one")
+        if obj.critic and self.weight_clip is None and not self.gradient_penalty and not self.spectral_norm:
+            raise ValueError(f"objective = {self.objective!r} needs a Lipschitz constraint on its critic, or its "
+                             "output grows without bound: set weight_clip (WGAN), gradient_penalty (WGAN-GP) or "
+                             "spectral_norm")
+        if self.pack > self.batch_size:
+            raise ValueError(f"pack = {self.pack} is larger than batch_size = {self.batch_size}: D would not see "
+                             "one packed sample per step")
+        if self.batch_size % self.pack:
+            raise ValueError(f"pack = {self.pack} must divide batch_size = {self.batch_size} "
+                             "(D judges batch_size / pack packed samples)")
+        return self
+
+
+
+class ScalingConfig(Section):
+    num_workers: int = Field(2, ge=1)
+    use_gpu: bool = False
+    cpus_per_worker: int = Field(1, ge=1)
+    storage_path: str | None = Field(None, description="Ray Train storage (shared FS/S3 on a cluster); default data/checkpoints")
+    max_failures: int = Field(0, ge=-1, description="worker-group restarts from the latest checkpoint; -1 = unlimited")
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = Field(
+        "PACK", description="how Ray places the workers' bundles on nodes (SPREAD: one per node where possible)")
+    resources_per_worker: dict[str, float] = Field(
+        default_factory=dict, description="extra Ray resources each worker needs beyond CPU/GPU, e.g. {trainer: 1} "
+                                          "to keep workers on nodes started with --resources='{\"trainer\": N}'")
+
+    @field_validator("resources_per_worker")
+    @classmethod
+    def _custom_only(cls, v: dict[str, float]) -> dict[str, float]:
+        for name, amount in v.items():
+            if name.upper() in ("CPU", "GPU"):
+                raise ValueError(f"{name!r} is set by scaling.cpus_per_worker / scaling.use_gpu, not resources_per_worker")
+            if amount <= 0:
+                raise ValueError(f"scaling.resources_per_worker[{name!r}] = {amount} must be > 0")
+        return v
+
+
+class TrackingConfig(Section):
+    uri: str | None = Field(None, description="default: $MLFLOW_TRACKING_URI, else sqlite:///<repo>/mlflow/mlflow.db")
+    experiment: str | None = Field(None, description="default: <dataset>-<model family>")
+    flush_timeout_s: float = Field(300.0, ge=0.0, description="at the end of training, how long to wait for metrics "
+                                   "buffered while the store was unavailable before the stage fails (nothing is dropped)")
+
+
+class EvaluatorConfig(Section):
+    kind: Literal["classifier", "inception"] = "classifier"
+    inception_weights: str | None = Field(None, description="local pt_inception-2015-12-05 weights file; never downloaded")
+    epochs: int = Field(20, ge=1)
+    batch_size: int = Field(128, ge=1)
+    lr: float = Field(4e-3, gt=0.0, le=1.0)
+    output_dir: str = "data/evaluator"
+
+
+class EvaluateConfig(Section):
+    num_samples: int = Field(2000, ge=2)
+    seed: int = Field(0, ge=0, lt=2**31, description="sampling seed, fixed so candidates see the same latents")
+    prdc_k: int = Field(5, ge=1)
+    kid_subset_size: int = Field(1000, ge=2)
+    report: str = "reports/metrics.json"
+    grid: str = "reports/samples.png"
+
+
+class PromoteConfig(Section):
+    model_name: str | None = Field(None, description="registered model; default <dataset>-<family>")
+    metric: str | None = Field(None, description="what ranks candidates; default: the family's default metric "
+                               "(the same one tune ranks trials by)")
+    alias: str = Field("champion", pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
+    report: str = "reports/promotion.json"
+
+    @field_validator("metric")
+    @classmethod
+    def _metric_known(cls, v: str | None) -> str | None:
+        from components.metrics.catalogue import check_metric
+
+        return None if v is None else check_metric(v)
+
+
+class ModesConfig(Section):
+    """`genpipe modes`: the mode-collapse benchmark on the 2D mixtures (pipelines/modes.py)."""
+    seeds: int = Field(3, ge=1, le=100, description="seeds per configuration of the objective table")
+    preset_seeds: int = Field(10, ge=1, le=100, description="seeds for the dataset's preset (best configuration)")
+    objectives: list[str] | None = Field(None, description="objectives in the table; null = every registered one")
+    label_smoothing: float = Field(0.1, gt=0.0, lt=0.5, description="ε of the 'with label smoothing' rows")
+    d_steps: list[int] = Field([1, 5], min_length=1, description="D:G ratios of the table (d_steps_per_g_step)")
+    d_updates: int | None = Field(2000, ge=1, description="D updates per table run (a k:1 run makes d_updates / k "
+                                  "G steps, so every run of the table costs about the same); null: the preset's "
+                                  "max_steps")
+    critic_gradient_penalty: float = Field(10.0, gt=0.0, description="critic objectives run as WGAN-GP with this λ")
+    num_samples: int = Field(2500, ge=1, description="generated points scored per run (2,500 in VEEGAN/PacGAN)")
+    workers: int = Field(2, ge=1, le=64, description="runs in parallel, one CPU thread each")
+    report_dir: str = "reports/modes"
+
+    @field_validator("objectives")
+    @classmethod
+    def _objectives_known(cls, v: list[str] | None) -> list[str] | None:
+        return None if v is None else [check_registered("objective", o) for o in v]
+
+    @field_validator("d_steps")
+    @classmethod
+    def _ratios_positive(cls, v: list[int]) -> list[int]:
+        if any(k < 1 for k in v):
+            raise ValueError(f"every D:G ratio must be ≥ 1, got {v}")
+        return v
+
+
+

@@ -1,0 +1,130 @@
+"""The `tune` section: what a sweep searches (tune.space), how (search, scheduler) and at what budget."""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from components.section import Section, bookkeeping
+
+def tunable_sections() -> dict[str, type[Section]]:
+    """Which sections a sweep may vary: what changes the trained model (model, train and every family's own
+    section). Data and evaluator stay fixed so every trial is scored under the same evaluator."""
+    from components.config.sections import ModelConfig, TrainConfig
+    from components.families import FAMILIES
+
+    own = {f.section: f.Section for f in FAMILIES.values() if f.section}
+    return {"model": ModelConfig, "train": TrainConfig, **own}
+
+
+class SpaceEntry(Section):
+    """One dimension of tune.space: exactly one of grid / choice (value lists), uniform / loguniform
+    ([low, high])."""
+    grid: list[Any] | None = Field(None, min_length=1, description="every value, crossed with the other grid keys")
+    choice: list[Any] | None = Field(None, min_length=1, description="one value drawn per trial")
+    uniform: tuple[float, float] | None = None
+    loguniform: tuple[float, float] | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "SpaceEntry":
+        given = [k for k in ("grid", "choice", "uniform", "loguniform") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of grid, choice, uniform, loguniform (got {given or 'none'})")
+        bounds = self.uniform or self.loguniform
+        if bounds is not None and not bounds[0] < bounds[1]:
+            raise ValueError(f"[low, high] must have low < high, got {list(bounds)}")
+        if self.loguniform is not None and self.loguniform[0] <= 0:
+            raise ValueError(f"loguniform needs low > 0, got {list(self.loguniform)}")
+        return self
+
+    @property
+    def distribution(self) -> str:
+        """grid | choice | uniform | loguniform: how this dimension's values are drawn."""
+        return next(k for k in ("grid", "choice", "uniform", "loguniform") if getattr(self, k) is not None)
+
+
+class AshaConfig(Section):
+    grace_period: int = Field(500, ge=1, description="steps every trial runs before it can be stopped")
+    reduction_factor: float = Field(2.0, gt=1.0, description="keep the best 1/reduction_factor at each rung")
+
+
+class PbtConfig(Section):
+    perturbation_interval: int = Field(500, ge=1, description="steps between exploit/explore decisions")
+    quantile_fraction: float = Field(0.25, gt=0.0, le=0.5, description="bottom fraction copies the top fraction")
+    resample_probability: float = Field(0.25, ge=0.0, le=1.0)
+    mutations: list[str] = Field(["train.lr_g", "train.lr_d", "train.label_smoothing", "train.d_steps_per_g_step"],
+                                 description="space keys explore perturbs (those present in tune.space)")
+
+
+# The default sweep (params.yaml, mnist5k): objective, EMA, G's learning rate, label smoothing.
+DEFAULT_TUNE_SPACE = {
+    "train": SpaceEntry(choice=[{"objective": "nonsaturating"}, {"objective": "lsgan"}, {"objective": "hinge"}]),
+    "train.ema_decay": SpaceEntry(choice=[0.0, 0.999]),
+    "train.lr_g": SpaceEntry(loguniform=(1.0e-4, 5.0e-4)),
+    "train.label_smoothing": SpaceEntry(choice=[0.0, 0.1]),
+}
+
+
+class TuneConfig(Section):
+    """`genpipe tune`: a Ray Tune sweep whose best configuration `train` retrains (pipelines/tune.py)."""
+    enabled: bool = Field(False, description="false: the tune stage records 'no sweep' and train uses params as is")
+    space: dict[str, SpaceEntry] = Field(default_factory=lambda: dict(DEFAULT_TUNE_SPACE),
+                                         description="dotted key → grid/choice/uniform/loguniform; a section key "
+                                         "(train) takes mappings, to vary keys together")
+    search: Literal["random", "grid", "optuna"] = "random"
+    num_samples: int = Field(6, ge=1, description="random/optuna: trials; grid: repeats of the whole grid")
+    max_concurrent_trials: int | None = Field(None, ge=1, description="default: as many as the cluster's CPUs fit")
+    num_workers: int = Field(1, ge=1, description="Ray Train workers per trial (scaling.num_workers is for train)")
+    metric: str | None = Field(None, description="default: the family's default metric (the one promote uses)")
+    scheduler: Literal["fifo", "asha", "pbt"] = "asha"
+    asha: AshaConfig = Field(default_factory=AshaConfig)
+    pbt: PbtConfig = Field(default_factory=PbtConfig)
+    trial_steps: int = Field(1500, ge=1, description="training steps per trial (train retrains at the full budget)")
+    eval_every: int = Field(250, ge=1, description="steps between in-training evaluations (and Tune checkpoints)")
+    eval_samples: int = Field(500, ge=1, description="generated samples per in-training evaluation")
+    max_failures: int = Field(0, ge=-1, description="retries of a crashed trial from its last checkpoint (-1: unlimited)")
+    register_best: bool = bookkeeping(True, description="register the best trial's generator as a model version (no alias)")
+    output_dir: str = bookkeeping("data/tune")
+    storage_path: str | None = Field(None, description="trial checkpoints; a shared path on a cluster. "
+                                     "Default data/tune_runs")
+    report: str = bookkeeping("reports/tune.json")
+    trials_csv: str = bookkeeping("reports/tune_trials.csv")
+
+    @field_validator("space")
+    @classmethod
+    def _keys_tunable(cls, v: dict[str, SpaceEntry]) -> dict[str, SpaceEntry]:
+        for key in v:
+            section, _, field = key.partition(".")
+            tunable = tunable_sections()
+            if key == "seed" or key in tunable:  # a section key takes mappings of its keys
+                continue
+            if section not in tunable:
+                raise ValueError(f"space key {key!r}: only seed, {', '.join(s + '.*' for s in tunable)} "
+                                 "can be tuned (data and evaluator stay fixed so trials are comparable)")
+            fields = tunable[section].model_fields
+            if field not in fields:
+                raise ValueError(f"space key {key!r}: {section} has no key {field!r}; "
+                                 f"allowed: {', '.join(fields)}")
+        return v
+
+    @field_validator("metric")
+    @classmethod
+    def _metric_known(cls, v: str | None) -> str | None:
+        from components.metrics.catalogue import check_metric
+
+        return None if v is None else check_metric(v)
+
+    @model_validator(mode="after")
+    def _search_fits_space(self) -> "TuneConfig":
+        kinds = {e.distribution for e in self.space.values()}
+        if self.search == "grid" and kinds - {"grid"}:
+            raise ValueError("search = 'grid' takes grid entries only; use random or optuna to draw "
+                             "choice/uniform/loguniform entries")
+        if self.search == "optuna" and "grid" in kinds:
+            raise ValueError("search = 'optuna' draws every value; write grid entries as choice")
+        if self.eval_every > self.trial_steps:
+            raise ValueError(f"eval_every = {self.eval_every} exceeds trial_steps = {self.trial_steps}: "
+                             "a trial would never be evaluated before its end")
+        return self
+
+

@@ -1,0 +1,150 @@
+"""Data kinds by name (a prepared manifest's `kind`): what one row of a dataset is. Each kind owns its
+shard schema and how a table is built from samples, what a rank reads of it, how samples are previewed,
+what scores them (a feature network or the mixture's mode counter) and the metrics that come of it.
+A family declares the kinds it trains on (components/families/). Adding a kind (token sequences…) is one
+class here."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import ClassVar, NamedTuple
+
+import numpy as np
+import pyarrow as pa
+
+from components.metrics.catalogue import IMAGE_METRICS, POINT_METRICS
+from components.registry import Registry
+
+
+class Share(NamedTuple):
+    """What a rank reads of a split: samples (images uint8 (n, C, H, W), points float32 (n, D)) and labels
+    int64; for pairs also the inputs they are translated from, row for row."""
+    samples: np.ndarray
+    labels: np.ndarray
+    inputs: np.ndarray | None = None
+    input_labels: np.ndarray | None = None
+
+
+def _list_type(dtype) -> pa.DataType:
+    # "element" is the child name Parquet's spec uses, so tables read back have exactly this schema.
+    return pa.list_(pa.field("element", dtype))
+
+
+def list_column(samples: np.ndarray, dtype) -> pa.ListArray:
+    """(n, …) samples as one list<dtype> column of n rows (flattened row-major)."""
+    n, width = len(samples), int(np.prod(samples.shape[1:]))
+    if n * width > np.iinfo(np.int32).max:  # list<> uses int32 offsets
+        from components.data.source_data import DataError
+
+        raise DataError(f"a shard of {n} samples of shape {samples.shape[1:]} exceeds 2**31 values; "
+                        "lower data.rows_per_shard")
+    offsets = pa.array(np.arange(n + 1, dtype=np.int32) * np.int32(width))
+    values = pa.array(np.ascontiguousarray(samples).reshape(-1))
+    return pa.ListArray.from_arrays(offsets, values, type=_list_type(dtype))
+
+
+class DataKind:
+    name: ClassVar[str]
+    column: ClassVar[str]  # the samples column
+    schema: ClassVar[pa.Schema]
+    metrics: ClassVar[dict[str, bool]]  # metric → greater is better: what evaluate reports for any family
+    default_metric: ClassVar[str]
+    scored_by: ClassVar[str]  # "feature network" (the evaluator stage trains/loads one) or "mode counter"
+
+    def table(self, samples: np.ndarray, labels: np.ndarray, index: np.ndarray, inputs=None, input_labels=None) -> pa.Table:
+        raise NotImplementedError
+
+    def rows_called(self, manifest: dict) -> str:
+        """What its rows are called in messages ("images", "points", "downsample pairs")."""
+        return "images"
+
+    def read_share(self, prepared_dir: Path, split: str, rank: int = 0, world_size: int = 1) -> Share:
+        from components.data.shards import load_rank_share
+
+        return Share(*load_rank_share(prepared_dir, split, rank, world_size))
+
+    def to_model_space(self, samples: np.ndarray):
+        """Stored samples → what a generator produces (a tensor): uint8 images to [-1, 1]."""
+        import torch
+
+        return torch.from_numpy(samples).float().div_(127.5).sub_(1.0)
+
+
+DATA_KINDS: Registry[DataKind] = Registry("data kind")
+_IMAGE_SCHEMA = pa.schema([
+    ("image", _list_type(pa.uint8())),  # C*H*W bytes, row-major; shape in the columns below and the manifest
+    ("channels", pa.int32()), ("height", pa.int32()), ("width", pa.int32()),
+    ("label", pa.int32()),
+    ("index", pa.int64()),  # row in the source, so any prepared row can be traced back
+])
+
+
+def _tail(labels: np.ndarray, index: np.ndarray) -> list[pa.Array]:
+    return [pa.array(labels.astype(np.int32)), pa.array(index.astype(np.int64))]
+
+
+def _image_columns(samples: np.ndarray) -> list[pa.Array]:
+    n, c, h, w = samples.shape
+    const = lambda v: pa.array(np.full(n, v, dtype=np.int32))  # noqa: E731
+    return [list_column(samples, pa.uint8()), const(c), const(h), const(w)]
+
+
+class Images(DataKind):
+    """uint8 images (C, H, W), scored under the evaluator's feature network."""
+    name = "image"
+    column = "image"
+    schema = _IMAGE_SCHEMA
+    metrics = IMAGE_METRICS
+    default_metric = "fid"
+    scored_by = "feature network"
+
+    def table(self, samples, labels, index, inputs=None, input_labels=None):
+        return pa.Table.from_arrays([*_image_columns(samples), *_tail(labels, index)], schema=self.schema)
+
+
+class Points(DataKind):
+    """float32 points (D,) of a known mixture (the 2D benchmarks), scored by counting its modes."""
+    name = "points"
+    column = "point"
+    schema = pa.schema([("point", _list_type(pa.float32())), ("label", pa.int32()), ("index", pa.int64())])
+    metrics = POINT_METRICS
+    default_metric = "reverse_kl"
+    scored_by = "mode counter"
+
+    def table(self, samples, labels, index, inputs=None, input_labels=None):
+        return pa.Table.from_arrays([list_column(samples, pa.float32()), *_tail(labels, index)], schema=self.schema)
+
+    def to_model_space(self, samples):
+        import torch
+
+        return torch.from_numpy(samples).float()  # points are stored as they are
+
+    def rows_called(self, manifest):
+        return "points"
+
+
+class Pairs(Images):
+    """Translation pairs (components/data/pairings.py): the target image plus its input image and label."""
+    name = "pairs"
+    schema = pa.schema([*_IMAGE_SCHEMA, ("input", _list_type(pa.uint8())), ("input_label", pa.int32())])
+
+    def table(self, samples, labels, index, inputs=None, input_labels=None):
+        return pa.Table.from_arrays([*_image_columns(samples), *_tail(labels, index), list_column(inputs, pa.uint8()),
+                                     pa.array(input_labels.astype(np.int32))], schema=self.schema)
+
+    def rows_called(self, manifest):
+        return f"{manifest.get('pairing')} pairs"
+
+    def read_share(self, prepared_dir, split, rank=0, world_size=1):
+        from components.data.shards import load_rank_inputs, load_rank_share
+
+        return Share(*load_rank_share(prepared_dir, split, rank, world_size),
+                     *load_rank_inputs(prepared_dir, split, rank, world_size))
+
+
+for _kind in (Images(), Points(), Pairs()):
+    DATA_KINDS.register(_kind.name)(_kind)
+
+
+def kind_of(manifest: dict) -> DataKind:
+    """The data kind of a prepared dataset (manifests written before points existed hold images)."""
+    return DATA_KINDS.get(manifest.get("kind", "image"))

@@ -1,0 +1,67 @@
+"""What a data source produces (`SourceData`), the `SOURCES` registry it registers in, and `DataError`.
+Kept apart from the sources themselves (sources.py, mixtures.py), which import this module, so nothing
+here imports them back."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from components.registry import Registry
+
+if TYPE_CHECKING:
+    from components.config import DataConfig
+
+
+class DataError(ValueError):
+    """Unusable input data or prepared dataset; the message names the offending file, folder or value."""
+
+
+CHANNELS = {"L": 1, "RGB": 3}  # PIL mode → channels; anything else must be converted by the user
+
+
+@dataclass(frozen=True)
+class SourceData:
+    samples: np.ndarray  # images: uint8 (N, C, H, W); points: float32 (N, D)
+    labels: np.ndarray  # int64, shape (N,)
+    class_names: list[str]
+    # points only: the mixture the points come from, {"centers": [[x, y], …], "sigma": σ}, for mode metrics
+    mixture: dict | None = None
+    # translation pairs only (components/data/pairings.py): row i is (inputs[i] → samples[i]); for an
+    # unpaired dataset the two are drawn independently from two domains and the pairing means nothing
+    inputs: np.ndarray | None = None  # uint8 (N, C', H', W')
+    input_labels: np.ndarray | None = None  # int64 (N,)
+    pairing: str | None = None
+
+    @property
+    def kind(self) -> str:
+        if self.inputs is not None:
+            return "pairs"
+        return "points" if self.samples.ndim == 2 else "image"
+
+    def __post_init__(self) -> None:
+        # Checked once here so the writer and the content hash can rely on the layout.
+        im, lb = self.samples, self.labels
+        is_image = im.dtype == np.uint8 and im.ndim == 4 and im.shape[1] in CHANNELS.values()
+        is_points = im.dtype == np.float32 and im.ndim == 2 and im.shape[1] >= 1
+        if not (is_image or is_points):
+            raise DataError("samples must be uint8 images (N, C, H, W) with C in 1 or 3, or float32 points (N, D); "
+                            f"got {im.dtype} {im.shape}")
+        if lb.dtype != np.int64 or lb.shape != im.shape[:1]:
+            raise DataError(f"labels must be int64 of shape ({len(im)},), got {lb.dtype} {lb.shape}")
+        names = self.class_names
+        if not all(isinstance(c, str) for c in names) or len(set(names)) != len(names):
+            raise DataError(f"class_names must be distinct strings, got {names!r}")
+        if len(lb) and (lb.min() < 0 or lb.max() >= len(self.class_names)):
+            raise DataError(f"labels must lie in [0, {len(self.class_names)}), got [{lb.min()}, {lb.max()}]")
+        if self.inputs is not None:
+            x, xl = self.inputs, self.input_labels
+            if not (is_image and x.dtype == np.uint8 and x.ndim == 4 and len(x) == len(im)):
+                raise DataError(f"pairs need uint8 images on both sides, one input per sample; got inputs "
+                                f"{x.dtype} {x.shape} for samples {im.dtype} {im.shape}")
+            if xl is None or xl.dtype != np.int64 or xl.shape != lb.shape:
+                raise DataError(f"input_labels must be int64 of shape ({len(lb)},)")
+
+
+SOURCES: Registry[Callable[["DataConfig"], SourceData]] = Registry("source")

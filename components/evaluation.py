@@ -1,0 +1,137 @@
+"""Sampling and scoring shared by the evaluate stage, a sweep's in-training scorer and the tune stage's
+trial reports: the held-out split (`TestSplit`), what a candidate is scored on (its family's `generate`),
+the metrics under the evaluator (`score`, `score_points`, `QuickScorer`) and the evaluator's files.
+
+Metrics are computed under the evaluator the `evaluator` stage wrote (a feature network for images, the
+mixture's mode counter for points); its hash travels with every number."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from components.data.kinds import kind_of
+from components.data.shards import read_manifest
+from components.metrics import feature_nets, modes, scores
+
+INPUT_DOMAIN = "input_domain"  # evaluator subfolder: the classifier of an unpaired dataset's inputs (domain A)
+
+
+def evaluator_dir(params, repo_root: Path) -> Path:
+    return (Path(repo_root) / params.evaluator.output_dir).resolve()
+
+
+def open_evaluator(params, repo_root: Path):
+    """The evaluator the `evaluator` stage wrote, as (FeatureExtractor, info). For a points dataset the
+    extractor is None and info is the mode counter's."""
+    path = evaluator_dir(params, repo_root) / feature_nets.INFO
+    info = json.loads(path.read_text()) if path.is_file() else {}
+    if info.get("kind") == "modes":
+        return None, info
+    return feature_nets.load_evaluator(evaluator_dir(params, repo_root))
+
+
+def open_input_evaluator(params, repo_root: Path):
+    """An unpaired dataset's classifier of domain A (the inputs), as (FeatureExtractor, info)."""
+    return feature_nets.load_evaluator(evaluator_dir(params, repo_root) / INPUT_DOMAIN)
+
+
+def input_classifier(params, repo_root: Path):
+    """The domain-A classifier when the family scores with one (CycleGAN), else None."""
+    return open_input_evaluator(params, repo_root)[0] if params.family.input_evaluator else None
+
+
+@dataclass(frozen=True)
+class TestSplit:
+    """The held-out split, read once per evaluation (or once per sweep trial): samples in model space
+    (points as stored) and labels; for translation pairs also the inputs and their labels."""
+    __test__ = False  # not a pytest test class
+    x: torch.Tensor
+    labels: torch.Tensor
+    inputs: torch.Tensor | None = None
+    input_labels: torch.Tensor | None = None
+
+    @classmethod
+    def load(cls, prepared: Path) -> "TestSplit":
+        kind = kind_of(read_manifest(prepared))
+        share = kind.read_share(prepared, "test")
+        pairs = {}
+        if share.inputs is not None:
+            pairs = {"inputs": kind.to_model_space(share.inputs), "input_labels": torch.from_numpy(share.input_labels)}
+        x = share.samples if share.samples.dtype != np.uint8 else kind.to_model_space(share.samples)
+        return cls(x, torch.from_numpy(share.labels), **pairs)
+
+
+def _classifies_dataset(extractor) -> bool:
+    """Only the classifier evaluator's classes are the dataset's (Inception's are ImageNet's)."""
+    return extractor.kind == "classifier"
+
+
+def score(extractor, real_test: torch.Tensor, real_train: torch.Tensor, fake: torch.Tensor, params,
+          requested: torch.Tensor | None = None) -> dict:
+    """Every metric of one candidate (features extracted once per image set), plus the real-vs-real
+    floor: the train split scored as if it were a generator, the best any model can do here."""
+    ev = params.evaluate
+    test = extractor.features_and_logits(real_test)
+    out = scores.all_scores(test, extractor.features_and_logits(fake), prdc_k=ev.prdc_k,
+                            kid_subset_size=min(ev.kid_subset_size, len(fake), len(real_test)), seed=ev.seed,
+                            requested=requested if _classifies_dataset(extractor) else None)
+    floor = scores.fid_kid(test[0], extractor.features(real_train), kid_subset_size=ev.kid_subset_size, seed=ev.seed)
+    out.update(fid_floor=floor["fid"], kid_floor=floor["kid_mean"], fid_over_floor=out["fid"] / max(floor["fid"], 1e-12))
+    return out
+
+
+def score_points(info: dict, real_test: np.ndarray, fake: torch.Tensor) -> dict:
+    """Mode metrics of the candidate, and of the held-out real points as the floor."""
+    out = modes.mode_scores(fake.numpy(), info["centers"], info["sigma"], info["hq_sigmas"])
+    floor = modes.mode_scores(real_test, info["centers"], info["sigma"], info["hq_sigmas"])
+    out.update(floor_high_quality=floor["high_quality"], floor_reverse_kl=floor["reverse_kl"])
+    return out
+
+
+class QuickScorer:
+    """The evaluate stage's metrics under the same evaluator, on fewer samples and without the floor:
+    what a sweep reports during training (pipelines/tune.py). Real-side features are computed once."""
+
+    def __init__(self, params, repo_root: Path, num_samples: int):
+        self.params, self.num_samples = params, num_samples
+        self.test = TestSplit.load(params.prepared_path(repo_root))
+        self.classifier_a = input_classifier(params, repo_root)
+        self.extractor, self.info = open_evaluator(params, repo_root)
+        if self.extractor is None:
+            self.real = self.test.x
+        else:
+            scores.check_sample_size(num_samples, self.extractor.feature_dim, "in-training samples",
+                                     knob="tune.eval_samples")
+            self.real = self.extractor.features_and_logits(self.test.x)
+
+    @torch.no_grad()
+    def __call__(self, g: torch.nn.Module) -> dict:
+        family = self.params.family
+        fake, labels = family.generate(g, self.params, self.test, self.num_samples)
+        if self.extractor is None:
+            return modes.mode_scores(fake.numpy(), self.info["centers"], self.info["sigma"], self.info["hq_sigmas"])
+        ev = self.params.evaluate
+        out = scores.all_scores(self.real, self.extractor.features_and_logits(fake), prdc_k=ev.prdc_k,
+                                kid_subset_size=min(ev.kid_subset_size, len(fake), len(self.real[0])),
+                                seed=ev.seed, requested=labels if _classifies_dataset(self.extractor) else None)
+        out.pop("class_histogram")
+        out.update(family.extra_metrics(g, self.params, self.test, fake, out, self.classifier_a))
+        return out
+
+
+def metric_and_mode(params, data_kind: str) -> tuple[str, str]:
+    """The metric that ranks this run's candidates (tune.metric / promote.metric or the family's default)
+    and its direction for Tune ("min" | "max"); refuses one the family does not report on this data."""
+    from components.metrics.catalogue import greater_is_better
+    from components.section import ConfigError
+
+    metric = params.tune.metric or params.family.default_metric(data_kind)
+    allowed = params.family.metric_names(params, data_kind)
+    if metric not in allowed:
+        raise ConfigError(f"tune.metric = {metric!r} is not reported for model.family = {params.model.family!r} "
+                          f"on {data_kind} data; allowed: {', '.join(allowed)}")
+    return metric, "max" if greater_is_better(metric) else "min"

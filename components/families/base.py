@@ -1,0 +1,267 @@
+"""What a model family is. One `Family` object per family (components/families/<name>.py) declares
+everything the rest of genpipe needs to know about it, so the loop, the stages, the pyfunc and
+`genpipe sample` ask the family and nothing else branches on a family's name:
+
+- its params section and validation (`section`, `Section`, `validate`), and the combinations it refuses;
+- its run key (`run_key`): every setting that changes the trained weights, derived from the sections it
+  trains from (all keys but those marked bookkeeping or sampling), never listed by hand;
+- its training task for the shared loop (`task`), the data kinds it trains on (`data_kinds`);
+- the metrics it reports beside its data kind's (`own_metrics`, `metric_names`) and its one default metric
+  (`default_metric`), used by both tune and promote;
+- how its exported model is rebuilt (`build_generator`), sampled (`generate`), scored (`extra_metrics`),
+  shown (`report_grid`) and served (`pyfunc_inputs`, `predict`, `pip_requirements`);
+- its presets (`presets`).
+
+Importing a family imports no torch: networks, tasks and metrics are imported when used."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from components.section import Section as ParamsSection
+from components.section import weight_settings
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+# train keys only the GAN game reads: a family that plays no GAN game refuses non-default values
+# rather than ignore them
+GAN_TRAIN_KEYS = ("d_steps_per_g_step", "g_steps_per_d_step", "label_smoothing", "spectral_norm",
+                  "gradient_penalty", "r1", "weight_clip", "pack", "instance_noise")
+STEP_RATIO_KEYS = ("d_steps_per_g_step", "g_steps_per_d_step")
+
+# what every sampling model's pyfunc takes
+SAMPLE_INPUTS = {"num_samples": "how many samples (default 16, or one per label)",
+                 "seed": "seed of every random draw (default 0): the same seed gives the same samples"}
+LABEL_INPUT = {"labels": "class-conditional models: one class index, or one per sample (default every class in turn)"}
+
+
+class Family:
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+    section: ClassVar[str | None] = None  # its own params.yaml section, if it has one
+    Section: ClassVar[type[ParamsSection] | None] = None
+    task: ClassVar[tuple[str, str]] = ("", "")  # (module, class) of its training Task, imported when used
+    data_kinds: ClassVar[tuple[str, ...]] = ("image",)  # components/data/kinds.py
+    pairing: ClassVar[str | None] = None  # the data.pairs it needs: "paired", "unpaired", or None (plain samples)
+    plays_gan_game: ClassVar[bool] = True  # reads the GAN keys of `train` (objective, regularisers, packing…)
+    step_ratios: ClassVar[bool] = True  # may update D and G at a ratio other than 1:1
+    packing: ClassVar[bool] = True  # PacGAN: D judges several unconditional samples at once
+    conditioning: ClassVar[bool] = False  # accepts model.conditioning (a class-conditional GAN)
+    own_metrics: ClassVar[dict[str, bool]] = {}  # metric → greater is better, beyond its data kind's
+    default_metric_name: ClassVar[str | None] = None  # None: its data kind's default
+    input_evaluator: ClassVar[bool] = False  # scores with a classifier of its input domain too (unpaired data)
+    presets: ClassVar[tuple[str, ...]] = ()
+    pyfunc_inputs: ClassVar[dict[str, str]] = SAMPLE_INPUTS
+    requirements: ClassVar[tuple[str, ...]] = ()  # packages its logged model needs beyond torch & co.
+
+    # -------------------------------------------------------------------------------- configuration
+    def settings(self, params) -> ParamsSection | None:
+        """Its own section of `params` (None when it has none)."""
+        return getattr(params, self.section) if self.section else None
+
+    def validate(self, params) -> None:
+        """Raise ValueError, naming the keys and the reason, for a combination this family cannot use."""
+        family, train = self.name, params.train
+        if not self.plays_gan_game:
+            defaults = type(train)()
+            changed = [k for k in GAN_TRAIN_KEYS if getattr(train, k) != getattr(defaults, k)]
+            if changed:
+                raise ValueError(f"train.{changed[0]} = {getattr(train, changed[0])!r} is a GAN setting; "
+                                 f"model.family = {family!r} trains {self.description} (set it back to "
+                                 f"{getattr(defaults, changed[0])!r})")
+        if not self.step_ratios and (train.d_steps_per_g_step, train.g_steps_per_d_step) != (1, 1):
+            raise ValueError(f"train.d_steps_per_g_step / g_steps_per_d_step: model.family = {family!r} makes one "
+                             "update of each network per step (set both to 1)")
+        if params.model.conditional and not self.conditioning:
+            raise ValueError(f"model.conditioning = {params.model.conditioning!r} is for family dcgan (a "
+                             f"class-conditional GAN); family {family!r} conditions through its own section or "
+                             "not at all")
+        if (not self.packing or params.model.conditional) and train.pack != 1:
+            raise ValueError(f"train.pack = {train.pack}: PacGAN packing is for unconditional GANs (a "
+                             "conditional or translation D judges each sample with its own condition)")
+        if train.matching_aware and not params.model.conditional:
+            raise ValueError("train.matching_aware = true needs a class-conditional D: set model.conditioning to "
+                             "concat or projection")
+        have = None if params.data.pairs is None else ("unpaired" if params.data.pairs == "unpaired" else "paired")
+        if have != self.pairing:
+            need = {"paired": "data.pairs: downsample or edges", "unpaired": "data.pairs: unpaired",
+                    None: "data.pairs: null"}[self.pairing]
+            raise ValueError(f"model.family = {family!r} with data.pairs = {params.data.pairs!r}: {family} needs {need}")
+
+    def run_key(self, params) -> dict:
+        """Every setting that changes the trained weights: seed, world size, model, train and the family's
+        own section, each without its bookkeeping and sampling keys (Field metadata in the sections).
+        Names the run, its checkpoint folder and (with the tune section) the sweep."""
+        key = {"seed": params.seed, "model": weight_settings(params.model), "train": weight_settings(params.train),
+               "num_workers": params.scaling.num_workers}
+        if self.section:
+            key[self.section] = weight_settings(self.settings(params))
+        return key
+
+    # -------------------------------------------------------------------------------- metrics
+    def is_conditional(self, params) -> bool:
+        """Whether its samples are drawn for requested labels (scored by cond_accuracy)."""
+        return False
+
+    def metric_names(self, params, data_kind: str) -> list[str]:
+        """The scalar metrics evaluate (and a sweep's scorer) reports for this family on `data_kind` data."""
+        from components.data.kinds import DATA_KINDS
+
+        names = list(DATA_KINDS.get(data_kind).metrics)
+        if data_kind != "points" and self.is_conditional(params):
+            names.append("cond_accuracy")
+        return names + list(self.own_metrics)
+
+    def default_metric(self, data_kind: str) -> str:
+        """What tune ranks trials by and promote ranks candidates by, unless tune.metric / promote.metric say."""
+        from components.data.kinds import DATA_KINDS
+
+        kind = DATA_KINDS.get(data_kind)
+        return self.default_metric_name if self.default_metric_name and data_kind != "points" else kind.default_metric
+
+    # -------------------------------------------------------------------------------- the exported model
+    def spec(self, params) -> dict:
+        """What its exported model needs beyond the shared spec (model section, shapes, classes)."""
+        return {self.section: self.settings(params).model_dump(mode="json")} if self.section else {}
+
+    def check_trained(self, spec: dict, params) -> str | None:
+        """Why an exported model does not fit these params (None: it does). Sampling keys may differ."""
+        if not self.section:
+            return None
+        trained = {k: v for k, v in spec[self.section].items() if k in weight_settings(self.settings(params))}
+        now = weight_settings(self.settings(params))
+        diff = sorted(k for k in now if trained.get(k) != now[k])
+        if not diff:
+            return None
+        return (f"was trained with {self.section} " + ", ".join(f"{k} = {trained.get(k)!r}" for k in diff)
+                + " but params.yaml configures " + ", ".join(f"{k} = {now[k]!r}" for k in diff)
+                + f"; retrain or fix the {self.section} section")
+
+    def build_generator(self, spec: dict) -> "torch.nn.Module":
+        """The network that samples (or translates), from an exported spec; weights not loaded."""
+        raise NotImplementedError
+
+    # -------------------------------------------------------------------------------- sampling and scoring
+    def sampling_options(self, params) -> dict:
+        """How its model samples now (settings that may change after training); {} when it has none."""
+        return {}
+
+    def draw(self, g, n: int, seed: int, labels, options: dict, latent_dim: int) -> "torch.Tensor":
+        """n samples of a fixed seed (every random draw from one seeded CPU generator)."""
+        raise NotImplementedError
+
+    def generate(self, g, params, test, n: int, latent_dim: int | None = None):
+        """(what a candidate is scored on, the labels its samples should have or None). Draws n samples with
+        the evaluation seed, every class equally often when class-conditional."""
+        from components.sampling import balanced_labels
+
+        labels = balanced_labels(n, g.num_classes) if self.net_conditional(g) else None
+        return self.draw(g, n, params.evaluate.seed, labels, self.sampling_options(params),
+                         latent_dim or params.model.latent_dim), labels
+
+    def scored_count(self, params, manifest: dict) -> tuple[int, str, str]:
+        """(how many samples evaluate scores, what they are, the key that sets it), for the size check."""
+        return params.evaluate.num_samples, "generated samples", "evaluate.num_samples"
+
+    def extra_metrics(self, g, params, test, fake, scores: dict, classifier_a=None) -> dict:
+        """What the family is for, beyond its data kind's metrics (translation quality, an ELBO…)."""
+        return {}
+
+    def report_grid(self, g, fake, test) -> bytes:
+        """The evaluation's sample image: 64 samples, or every point of a scatter."""
+        from components.training.images import preview_png
+
+        return preview_png(fake[:64] if fake.dim() == 4 else fake)
+
+    # -------------------------------------------------------------------------------- serving (pyfunc)
+    def predict(self, g, spec: dict, inputs: dict[str, Any]) -> "np.ndarray":
+        """The pyfunc's answer to `inputs` (input name → value, already unwrapped from dict/DataFrame)."""
+        import numpy as np
+
+        from components.sampling import balanced_labels
+
+        self.refuse_unknown(inputs)
+        labels = as_labels(inputs.get("labels"), None if inputs.get("num_samples") is None
+                           else int(inputs["num_samples"]))
+        n = int(inputs.get("num_samples") if inputs.get("num_samples") is not None
+                else (len(labels) if labels is not None else 16))
+        seed = int(inputs.get("seed") if inputs.get("seed") is not None else 0)
+        if n < 1:
+            raise ValueError(f"num_samples must be ≥ 1, got {n}")
+        conditional = self.net_conditional(g)
+        if labels is not None and not conditional:
+            raise ValueError("labels given, but this model is unconditional")
+        if labels is not None and len(labels) != n:
+            raise ValueError(f"{len(labels)} labels for num_samples = {n}: give one label, or one per sample")
+        if conditional and labels is None:
+            labels = balanced_labels(n, g.num_classes)
+        options = self.pyfunc_sampling_options(inputs)
+        out = self.draw(g, n, seed, labels, options, spec["model"]["latent_dim"])
+        return out.numpy().astype(np.float32)
+
+    def net_conditional(self, g) -> bool:
+        """Whether this family's network `g` was built class-conditional (samples for requested labels)."""
+        return False
+
+    def pyfunc_sampling_options(self, inputs: dict) -> dict:
+        return {}
+
+    def refuse_unknown(self, inputs: dict) -> None:
+        unknown = [k for k in inputs if k not in self.pyfunc_inputs]
+        if not unknown:
+            return
+        sampling = [k for k in unknown if k in DIFFUSION_SAMPLING_INPUTS]
+        why = (": sampling options of diffusion models" if sampling == unknown else
+               ": this model is unconditional" if unknown == ["labels"] else ": not an input of this model")
+        raise ValueError(f"{', '.join(unknown)}{why}; a {self.name} model takes {', '.join(self.pyfunc_inputs)}")
+
+    def pip_requirements(self) -> list[str]:
+        """The pip requirements of its logged model (pinned where the version matters)."""
+        import importlib
+
+        import torch
+
+        out = [f"torch=={torch.__version__.split('+')[0]}", "safetensors", "numpy", "pydantic", "pyyaml"]
+        for package in self.requirements:
+            out.append(f"{package}=={importlib.import_module(package).__version__}")
+        return out
+
+
+# the pyfunc inputs of a diffusion model → the diffusion section's sampling keys (components/families/ddpm.py)
+DIFFUSION_SAMPLING_INPUTS = {"steps": "sample_steps", "guidance": "guidance", "sampler": "sampler", "eta": "eta"}
+
+
+def as_labels(value, n: int | None):
+    """Requested labels as an int64 tensor: one label (repeated n times) or one per sample; None if absent."""
+    import numpy as np
+    import torch
+
+    if value is None:
+        return None
+    labels = torch.as_tensor(np.asarray(value, dtype=np.int64)).reshape(-1)
+    if len(labels) == 1 and n is not None:
+        labels = labels.expand(n).clone()
+    return labels
+
+
+class LatentGan(Family):
+    """A GAN that maps latents z (and, class-conditional, labels) to samples: dcgan and mlp share the GAN
+    task (components/training/gan_loop.py); each supplies its networks."""
+    task = ("components.training.gan_loop", "GanTask")
+    description = "a GAN"
+
+    def networks(self, model_cfg, sample_shape: tuple, d_shape: tuple, num_classes: int):
+        """(G, D) for one sample's shape; D's input shape may differ (PacGAN); num_classes > 0: conditional."""
+        raise NotImplementedError
+
+    def build_generator(self, spec: dict):
+        from components.config import ModelConfig
+
+        return self.networks(ModelConfig(**spec["model"]), tuple(spec["image_shape"]), tuple(spec["image_shape"]),
+                             len(spec["class_names"]))[0]
+
+    def draw(self, g, n, seed, labels, options, latent_dim):
+        from components.sampling import latent_samples
+
+        return latent_samples(g, latent_dim, n, seed, labels)

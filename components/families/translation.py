@@ -1,0 +1,92 @@
+"""What pix2pix and CycleGAN share: the `translation` section and the translator family (a U-Net G that
+translates an input image, a PatchGAN D; the adversarial part plays the GAN game with train.objective and
+D's regularisers). Networks: components/models/translation.py; steps: components/training/translation_step.py."""
+from __future__ import annotations
+
+from pydantic import Field
+
+from components.families.base import Family
+from components.section import Section
+
+
+class TranslationConfig(Section):
+    """model.family = pix2pix | cyclegan: image-to-image translation (components/models/translation.py).
+    The adversarial part uses train.objective and D's regularisers like any GAN."""
+    g_depth: int = Field(2, ge=1, le=6, description="U-Net down/up levels of the generator(s); each halves the side")
+    d_layers: int = Field(2, ge=1, le=5, description="strided convs of the PatchGAN D (receptive field grows with it)")
+    lambda_l1: float = Field(100.0, ge=0.0, description="pix2pix: weight of ‖G(x) - y‖₁ beside the adversarial loss")
+    lambda_cycle: float = Field(10.0, ge=0.0, description="cyclegan: weight of ‖F(G(a)) - a‖₁ + ‖G(F(b)) - b‖₁")
+    lambda_identity: float = Field(0.5, ge=0.0, description="cyclegan: identity loss ‖G(b) - b‖₁ + ‖F(a) - a‖₁, "
+                                   "as a fraction of lambda_cycle (0 = off)")
+    pool_size: int = Field(50, ge=0, le=10_000, description="cyclegan: past fakes D also sees (Shrivastava et al. "
+                           "2017); 0 = off")
+
+
+
+class Translator(Family):
+    """A family that translates images rather than sampling from noise: evaluate translates the whole test
+    split and scores the outputs (FID & co. against the targets, cond_accuracy: the output keeps its input's
+    class), the pyfunc takes the batch to translate."""
+    section, Section = "translation", TranslationConfig
+    description = "an image-to-image translator"
+    step_ratios = False
+    packing = False
+
+    def build_generator(self, spec: dict):
+        from components.config import ModelConfig
+
+        return self.networks(TranslationConfig(**spec["translation"]), ModelConfig(**spec["model"]),
+                             spec["input_shape"], spec["image_shape"])[0]
+
+    def networks(self, cfg, model_cfg, input_shape, output_shape):
+        """(translator, discriminator) for inputs of input_shape → outputs of output_shape."""
+        raise NotImplementedError
+
+    def is_conditional(self, params) -> bool:
+        return True  # the output should keep its input's class
+
+    def generate(self, g, params, test, n, latent_dim=None):
+        """The whole test split translated (n is ignored); its outputs should keep their inputs' labels."""
+        from components.sampling import translate
+
+        return translate(g, test.inputs), test.input_labels
+
+    def scored_count(self, params, manifest):
+        return manifest["splits"]["test"]["count"], "test pairs", "data.test_fraction"
+
+    def predict(self, g, spec, inputs):
+        import numpy as np
+        import torch
+
+        from components.sampling import translate
+
+        self.refuse_unknown(inputs)
+        images = inputs.get("images")
+        if images is None:
+            raise ValueError(f"images: a {self.name} translator needs the batch to translate "
+                             f"(N×{'×'.join(map(str, spec['input_shape']))} floats in [-1, 1])")
+        x = np.asarray(images)
+        reverse = bool(inputs.get("reverse") or False)
+        expected = spec["image_shape"] if reverse else spec["input_shape"]
+        if x.ndim == 3:
+            x = x[None]
+        if x.ndim != 4 or list(x.shape[1:]) != list(expected):
+            raise ValueError(f"images must be N×{'×'.join(map(str, expected))} "
+                             f"({'domain B' if reverse else 'the inputs'}), got shape {x.shape}")
+        x = (torch.from_numpy(x.astype(np.float32) / 127.5 - 1.0) if x.dtype == np.uint8
+             else torch.from_numpy(x.astype(np.float32)))
+        return translate(g, x, reverse=reverse).numpy().astype(np.float32)
+
+    def report_grid(self, g, fake, test) -> bytes:
+        """16 test inputs spread over the split (it is sorted by source row), each as input | output | third
+        (`third_column`)."""
+        import numpy as np
+
+        from components.training.images import preview_png, side_by_side
+
+        rows = np.linspace(0, len(fake) - 1, min(16, len(fake))).astype(int)
+        return preview_png(side_by_side(test.inputs[rows], fake[rows], self.third_column(g, fake[rows], test, rows)),
+                           cols=3)
+
+    def third_column(self, g, fake, test, rows):
+        raise NotImplementedError

@@ -1,0 +1,137 @@
+"""A sweep's trial: runs in a Tune actor, starts its own Ray Train run (the Train-inside-Tune pattern of
+Ray Train V2) and relays each report, with its checkpoint, to Tune. Shared by the tune stage only, kept
+apart so the stage module is the driver alone."""
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import uuid
+from pathlib import Path
+from typing import Any
+
+from components.config import Params
+from components.training import checkpoint as ckpt
+from components.tuning.search import TuneError
+from components.tuning.space import flatten
+from pipelines.launch import ray_scaling, unwrap_failure
+from pipelines.ray_worker import ORIGIN_FILE, ray_worker
+
+# Each report also carries the trial's numeric config under this prefix: PBT's perturbations then show
+# as metric curves in the trial's MLflow run (params cannot change once logged).
+CONFIG_PREFIX = "config/"
+
+
+def trial_params(base: Params, config: dict[str, Any]) -> Params:
+    """A trial: the space's values over params, at the sweep's budget and cadence."""
+    t = base.tune
+    tuned = base.with_overrides(flatten(config), source="tune.space")
+    return tuned.with_overrides({
+        "train.max_steps": t.trial_steps, "train.epochs": 10**6,  # the step budget decides
+        "train.checkpoint_every": t.eval_every, "train.log_every": min(tuned.train.log_every, t.eval_every),
+        "train.keep_checkpoints": 2, "scaling.num_workers": t.num_workers, "scaling.max_failures": 0,
+    })
+
+
+def _relay_callback(results):
+    from ray.train.v2.api.callback import UserCallback
+
+    class RelayToTune(UserCallback):
+        """In the Train controller: hand each report, with its persisted checkpoint, to the trial."""
+
+        def after_report(self, run_context, metrics, checkpoint):
+            results.put((metrics[0], checkpoint.path if checkpoint else None))
+
+    return RelayToTune()
+
+
+def _end_train_run(pg_hex: str | None) -> None:
+    """Remove a Train run's placement group, which ends its workers and so the run. For a trial that
+    Tune stops (ASHA, PBT's pause, the end of its budget) while its Train run is still going: with
+    reused trial actors nothing else would end it, and Ray Train's own cleaner needs the State API
+    (the dashboard), which a local genpipe Ray does not start."""
+    if not pg_hex:
+        return
+    from ray._raylet import PlacementGroupID
+    from ray.util.placement_group import PlacementGroup, placement_group_table, remove_placement_group
+
+    pg = PlacementGroup(PlacementGroupID(bytes.fromhex(pg_hex)))
+    if placement_group_table(pg).get("state") not in (None, "REMOVED"):
+        remove_placement_group(pg)
+
+
+def _load_state(checkpoint) -> dict:
+    """A Tune checkpoint's training state, wherever it is stored (local, NFS, S3)."""
+    with checkpoint.as_directory() as d:
+        return ckpt.load(d)
+
+
+def _origin(checkpoint) -> dict:
+    with checkpoint.as_directory() as d:
+        path = Path(d) / ORIGIN_FILE
+        return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def run_trial(config: dict, *, base: dict, repo_root: str, storage: str) -> None:
+    from ray import tune
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig
+    from ray.train.torch import TorchTrainer
+    from ray.tune import Checkpoint
+    from ray.util.queue import Queue
+
+    params = trial_params(Params.model_validate(base), config)
+    trial_id = tune.get_context().get_trial_id()
+    start = tune.get_checkpoint()
+    origin = {"run": trial_id, "step": 0}
+    if start is not None:
+        origin = {**origin, **_origin(start)}
+        how = "exploits" if origin["run"] != trial_id else "resumes"
+        print(f"trial {trial_id} {how} the checkpoint of trial {origin['run']} at step {origin['step']} "
+              f"with {flatten(config)}", flush=True)
+    results = Queue(actor_options={"num_cpus": 0})
+    s = params.scaling
+    # A fresh Train run per start: its state comes from Tune's checkpoint (own or, after a PBT
+    # exploit, the donor's), never from an older Train run of this trial. It keeps every checkpoint
+    # (Tune copies each as it is reported) and is deleted when the trial ends.
+    train_run = f"{trial_id}-{uuid.uuid4().hex[:8]}"
+    trainer = TorchTrainer(
+        ray_worker,
+        train_loop_config={"params": params.model_dump(mode="json"), "prepared_dir": str(params.prepared_path(repo_root)),
+                           "quick_eval": {"repo_root": repo_root, "num_samples": params.tune.eval_samples},
+                           "origin": trial_id, "start_from": start},
+        scaling_config=ray_scaling(s),
+        run_config=RunConfig(name=train_run, storage_path=storage, checkpoint_config=CheckpointConfig(num_to_keep=None),
+                             failure_config=FailureConfig(max_failures=0), callbacks=[_relay_callback(results)]),
+    )
+    outcome: dict = {}
+
+    def fit():
+        try:
+            trainer.fit()
+        except BaseException as exc:  # relayed to the trial's thread below
+            outcome["error"] = exc
+        finally:
+            results.put(None)
+
+    # fit() blocks until training ends, so it runs beside this thread, which reports to Tune. A trial
+    # that Tune stops (ASHA, PBT, the end of its budget) leaves this loop at tune.report, and ends
+    # its Train run on the way out.
+    threading.Thread(target=fit, daemon=True, name="train-run").start()
+    pg_hex, finished = None, False
+    try:
+        while (item := results.get()) is not None:
+            metrics, path = item
+            pg_hex = metrics.get("placement_group", pg_hex)
+            metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) or k in ("placement_group", "worker_nodes")}
+            metrics.update({f"{CONFIG_PREFIX}{k}": v for k, v in flatten(config).items()
+                            if isinstance(v, (int, float))},
+                           origin_step=origin["step"], exploited=int(origin["run"] != trial_id),
+                           origin_trial=origin["run"])
+            tune.report(metrics, checkpoint=Checkpoint.from_directory(path) if path else None)
+        finished = True
+    finally:
+        if not finished:  # Tune stopped this trial (tune.report raised): end its Train run now
+            _end_train_run(pg_hex)
+        shutil.rmtree(Path(storage) / train_run, ignore_errors=True)
+    if "error" in outcome:
+        raise TuneError(f"trial {trial_id} failed: {unwrap_failure(outcome['error'])}") from None
