@@ -20,6 +20,7 @@ NOISE_STREAM = 4  # (seed, stream, rank, step) → this step's t, ε and label d
 class DiffusionTask:
     stats = ("loss",)
     batches_per_step = 1
+    preview_cols = None
 
     def __init__(self, params: Params, manifest: dict, worker: Worker, resume: dict | None, distributed: bool):
         tc, dc, dev = params.train, params.diffusion, worker.device

@@ -17,6 +17,7 @@ from components.training.loop import Batch, Worker, ddp, sample, set_learning_ra
 
 class GanTask:
     stats = STATS
+    preview_cols = None  # a near-square grid
 
     def __init__(self, params: Params, manifest: dict, worker: Worker, resume: dict | None, distributed: bool):
         tc, dev = params.train, worker.device

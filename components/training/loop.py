@@ -58,7 +58,8 @@ class Callbacks(Protocol):
 
 
 class Task(Protocol):
-    """One model family's training step and state (built, restored and DDP-wrapped by its constructor)."""
+    """One model family's training step and state (built, restored and DDP-wrapped by its constructor).
+    The family names its Task (components/families/: `task`)."""
 
     stats: tuple[str, ...]  # names of the numbers `step` returns, averaged over ranks and log windows
     batches_per_step: int  # real batches one step consumes
@@ -68,7 +69,9 @@ class Task(Protocol):
     meta: dict  # checkpoint meta: what rebuilds the exported model (spec_meta)
 
     def step(self, step: int, total_steps: int, batch: Batch) -> Tensor: ...
-    def preview(self) -> Tensor: ...  # images (N, C, H, W) or points; a `preview_cols` attribute sets the grid
+    preview_cols: int | None  # images per row of the preview grid (None: near-square)
+
+    def preview(self) -> Tensor: ...  # images (N, C, H, W) or points
 
 
 @dataclass(frozen=True)
@@ -247,7 +250,7 @@ def train_model(params: Params, prepared_dir: Path, worker: Worker, callbacks: C
             window_steps = 0
         end_of_epoch = k + 1 == steps.steps_per_epoch
         if worker.rank == 0 and ((end_of_epoch and (epoch + 1) % tc.sample_every == 0) or done == steps.total_steps):
-            callbacks.samples(done, epoch + 1, preview(task.preview(), getattr(task, "preview_cols", None)))
+            callbacks.samples(done, epoch + 1, preview(task.preview(), task.preview_cols))
         if done % tc.checkpoint_every == 0 or done == steps.total_steps:
             callbacks.checkpoint(done, state_at(done), last)
         if window_steps == 0:
