@@ -22,7 +22,7 @@ from ray.cluster_utils import Cluster
 
 from components.config import load_params
 from conftest import tiny_params
-from pipelines import evaluator, prepare, train, tune
+from pipelines import evaluator, launch, prepare, train, tune
 from pipelines.ray_worker import NODES_TAG, RESUMED_METRIC
 
 pytestmark = pytest.mark.ray
@@ -37,7 +37,7 @@ def cluster():
     for _ in range(NODES):
         c.add_node(num_cpus=1, resources={"trainer": 1})
     ray.init(address=c.address, logging_config=ray.LoggingConfig(log_level="ERROR"),
-             runtime_env={"env_vars": train.LOCAL_RAY_ENV})  # all nodes on this machine
+             runtime_env={"env_vars": launch.LOCAL_RAY_ENV})  # all nodes on this machine
     yield c
     ray.shutdown()
     c.shutdown()

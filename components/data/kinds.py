@@ -57,6 +57,12 @@ class DataKind:
         """What its rows are called in messages ("images", "points", "downsample pairs")."""
         return "images"
 
+    def preview(self, samples, cols: int | None = None) -> np.ndarray:
+        """Generated samples as one picture for MLflow: an image grid (`cols` per row)."""
+        from components.training.images import grid
+
+        return grid(samples, cols=cols)
+
     def read_share(self, prepared_dir: Path, split: str, rank: int = 0, world_size: int = 1) -> Share:
         from components.data.shards import load_rank_share
 
@@ -120,6 +126,11 @@ class Points(DataKind):
 
     def rows_called(self, manifest):
         return "points"
+
+    def preview(self, samples, cols=None):
+        from components.training.images import scatter
+
+        return scatter(samples)  # a scatter plot of the first two coordinates
 
 
 class Pairs(Images):

@@ -213,7 +213,9 @@ class Family:
             return
         sampling = [k for k in unknown if k in DIFFUSION_SAMPLING_INPUTS]
         why = (": sampling options of diffusion models" if sampling == unknown else
-               ": this model is unconditional" if unknown == ["labels"] else ": not an input of this model")
+               ": this model is unconditional" if unknown == ["labels"] else
+               ": only translators (pix2pix, cyclegan) take an image batch" if unknown == ["images"] else
+               ": not an input of this model")
         raise ValueError(f"{', '.join(unknown)}{why}; a {self.name} model takes {', '.join(self.pyfunc_inputs)}")
 
     def pip_requirements(self) -> list[str]:

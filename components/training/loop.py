@@ -22,7 +22,6 @@ from components.data.kinds import kind_of
 from components.data.shards import rank_row_counts, read_manifest
 from components.training import checkpoint as ckpt
 from components.training import fast
-from components.training.images import preview
 
 Tensor = torch.Tensor
 
@@ -175,7 +174,8 @@ def train_model(params: Params, prepared_dir: Path, worker: Worker, callbacks: C
     path = fast.FastPath.resolve(tc, dev)
     distributed = worker.world_size > 1 and dist.is_available() and dist.is_initialized()
 
-    share = kind_of(manifest).read_share(prepared_dir, "train", worker.rank, worker.world_size)
+    kind = kind_of(manifest)
+    share = kind.read_share(prepared_dir, "train", worker.rank, worker.world_size)
     data = torch.from_numpy(share.samples)  # uint8 images stay uint8 in memory; scaled per batch
     targets = torch.from_numpy(share.labels)
     paired = None
@@ -250,7 +250,7 @@ def train_model(params: Params, prepared_dir: Path, worker: Worker, callbacks: C
             window_steps = 0
         end_of_epoch = k + 1 == steps.steps_per_epoch
         if worker.rank == 0 and ((end_of_epoch and (epoch + 1) % tc.sample_every == 0) or done == steps.total_steps):
-            callbacks.samples(done, epoch + 1, preview(task.preview(), task.preview_cols))
+            callbacks.samples(done, epoch + 1, kind.preview(task.preview(), task.preview_cols))
         if done % tc.checkpoint_every == 0 or done == steps.total_steps:
             callbacks.checkpoint(done, state_at(done), last)
         if window_steps == 0:
