@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 
-from components.failures import unwrap_failure  # noqa: F401  (re-exported for the stages)
-
 
 class LaunchError(RuntimeError):
     """The cluster cannot run what the params ask for; the message names the keys and what the cluster has."""

@@ -84,15 +84,13 @@ def _resume_state(worker: Worker, recorded, run_dir: str | None) -> dict | None:
     newest = _from_rank0(worker, str(newest) if newest else None) if run_dir else None
     newest = Path(newest) if newest else None
     if recorded is not None and (newest is None or Path(recorded.path) == newest):
-        with recorded.as_directory() as d:
-            return ckpt.load(d)
+        return ckpt.load_checkpoint(recorded)
     if newest is None:
         return None
     state = ckpt.load(newest)
     if recorded is not None:
         try:
-            with recorded.as_directory() as d:
-                state = max(state, ckpt.load(d), key=lambda s: int(s["step"]))
+            state = max(state, ckpt.load_checkpoint(recorded), key=lambda s: int(s["step"]))
         except ckpt.CheckpointIntegrityError as e:  # damaged after its record: the newest whole one
             print(f"checkpoint: skipping the one Ray recorded, resuming from {newest.name}: {e}", flush=True)
     return state

@@ -16,7 +16,8 @@ from components.tracking import mlflow_store
 from components.tracking.logged_model import log_generator
 from components.training import checkpoint as ckpt
 from components.training.loop import NonFiniteLossError, Worker, plan, train_model
-from pipelines.launch import LaunchError, check_resources, init_ray, ray_scaling, unwrap_failure
+from components.failures import unwrap_failure
+from pipelines.launch import LaunchError, check_resources, init_ray, ray_scaling
 from pipelines.links import SUMMARY_FILE
 from pipelines.ray_worker import RESUMED_METRIC, Callbacks, ray_worker
 
@@ -58,8 +59,7 @@ def _fit_with_ray(params: Params, prepared_dir: Path, storage: Path, run_name: s
     result = trainer.fit()
     if result.checkpoint is None:
         raise TrainError("Ray Train finished without a checkpoint")
-    with result.checkpoint.as_directory() as d:
-        state = ckpt.load(d)
+    state = ckpt.load_checkpoint(result.checkpoint)
     print(f"Ray Train wall time (incl. start-up): {time.perf_counter() - started:.1f}s", flush=True)
     return state
 

@@ -71,8 +71,7 @@ def _concurrency(params: Params) -> int:
 
 def _register_best(params: Params, best: dict, metric: str, uri: str, child_run_id: str | None) -> dict:
     """Log the best trial's generator in its child run and register it as a model version (no alias)."""
-    with best["checkpoint"].as_directory() as d:
-        state = ckpt.load(d)
+    state = ckpt.load_checkpoint(best["checkpoint"])
     mlflow.set_tracking_uri(uri)
     with tempfile.TemporaryDirectory() as d:
         ckpt.write_generator(state, d)

@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from components.config import Params
-from components.training import checkpoint as ckpt
 from components.tuning.search import TuneError
 from components.tuning.space import flatten
-from pipelines.launch import ray_scaling, unwrap_failure
+from components.failures import unwrap_failure
+from pipelines.launch import ray_scaling
 from pipelines.ray_worker import ORIGIN_FILE, ray_worker
 
 # Each report also carries the trial's numeric config under this prefix: PBT's perturbations then show
@@ -58,12 +58,6 @@ def _end_train_run(pg_hex: str | None) -> None:
     pg = PlacementGroup(PlacementGroupID(bytes.fromhex(pg_hex)))
     if placement_group_table(pg).get("state") not in (None, "REMOVED"):
         remove_placement_group(pg)
-
-
-def _load_state(checkpoint) -> dict:
-    """A Tune checkpoint's training state, wherever it is stored (local, NFS, S3)."""
-    with checkpoint.as_directory() as d:
-        return ckpt.load(d)
 
 
 def _origin(checkpoint) -> dict:

@@ -129,8 +129,8 @@ class Family:
         """Why an exported model does not fit these params (None: it does). Sampling keys may differ."""
         if not self.section:
             return None
-        trained = {k: v for k, v in spec[self.section].items() if k in weight_settings(self.settings(params))}
         now = weight_settings(self.settings(params))
+        trained = {k: v for k, v in spec[self.section].items() if k in now}
         diff = sorted(k for k in now if trained.get(k) != now[k])
         if not diff:
             return None

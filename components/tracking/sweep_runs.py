@@ -75,8 +75,7 @@ def child_run_callback(uri: str, experiment_id: str, parent_run_id: str, sweep: 
         def on_trial_complete(self, iteration, trials, trial, **info):
             run_id = self.run_id(trial)
             if trial.checkpoint is not None:
-                with trial.checkpoint.as_directory() as d:
-                    state = ckpt.load(d)
+                state = ckpt.load_checkpoint(trial.checkpoint)
                 g = ckpt.generator_from_state(state)
                 images = params.family.generate(g, params, test, sample_z, state["meta"]["model"]["latent_dim"])[0][:sample_z]
                 self.client.log_image(run_id, preview(images), artifact_file=f"samples/final_step_{state['step']:08d}.png")

@@ -190,6 +190,12 @@ class LocalCheckpoints:
         return target
 
 
+def load_checkpoint(checkpoint) -> dict:
+    """The training state of a Ray Train / Tune `Checkpoint`, wherever it is stored (local, NFS, S3)."""
+    with checkpoint.as_directory() as d:
+        return load(d)
+
+
 GENERATOR_WEIGHTS = "generator.safetensors"
 GENERATOR_SPEC = "generator.json"
 WEIGHTS_KEY = "weights"  # in generator.json: {"file", "sha256", "size"} of the safetensors file
