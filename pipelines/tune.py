@@ -142,7 +142,9 @@ def _start(params: Params, ctx: dict, trainable, skipped):
         run_config=tune.RunConfig(
             name=name, storage_path=str(ctx["storage"]),
             failure_config=tune.FailureConfig(max_failures=t.max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            # PBT restores a donor's checkpoint some time after choosing it; meanwhile the donor keeps
+            # reporting, so a short window can delete the checkpoint before the exploit reads it
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None if t.scheduler == "pbt" else 2),
             callbacks=[child_run_callback(ctx["uri"], ctx["exp_id"], parent_id, name,
                                            sample_z=min(params.train.sample_grid, 1024), params=params,
                                            prepared=ctx["prepared"])],
