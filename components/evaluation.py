@@ -17,7 +17,7 @@ from components.data.kinds import kind_of
 from components.data.shards import read_manifest
 from components.metrics import feature_nets, modes, scores
 
-INPUT_DOMAIN = "input_domain"  # evaluator subfolder: the classifier of an unpaired dataset's inputs (domain A)
+INPUT_DOMAIN = feature_nets.INPUT_DOMAIN
 
 
 def evaluator_dir(params, repo_root: Path) -> Path:
@@ -70,18 +70,19 @@ def _classifies_dataset(extractor) -> bool:
     return extractor.kind == "classifier"
 
 
-def score(extractor, real_test: torch.Tensor, real_train: torch.Tensor, fake: torch.Tensor, params,
-          requested: torch.Tensor | None = None) -> dict:
-    """Every metric of one candidate (features extracted once per image set), plus the real-vs-real
-    floor: the train split scored as if it were a generator, the best any model can do here."""
+def _candidate_scores(extractor, test_features, fake: torch.Tensor, params, requested) -> dict:
     ev = params.evaluate
-    test = extractor.features_and_logits(real_test)
-    out = scores.all_scores(test, extractor.features_and_logits(fake), prdc_k=ev.prdc_k,
-                            kid_subset_size=min(ev.kid_subset_size, len(fake), len(real_test)), seed=ev.seed,
-                            requested=requested if _classifies_dataset(extractor) else None)
-    floor = scores.fid_kid(test[0], extractor.features(real_train), kid_subset_size=ev.kid_subset_size, seed=ev.seed)
-    out.update(fid_floor=floor["fid"], kid_floor=floor["kid_mean"], fid_over_floor=out["fid"] / max(floor["fid"], 1e-12))
-    return out
+    return scores.all_scores(test_features, extractor.features_and_logits(fake), prdc_k=ev.prdc_k,
+                             kid_subset_size=min(ev.kid_subset_size, len(fake), len(test_features[0])),
+                             seed=ev.seed, requested=requested if _classifies_dataset(extractor) else None)
+
+
+def _floor(extractor, test_features, real_train: torch.Tensor, params, fid: float) -> dict:
+    """The real-vs-real floor: the train split scored as if it were a generator, the best any model can do."""
+    ev = params.evaluate
+    floor = scores.fid_kid(test_features[0], extractor.features(real_train), kid_subset_size=ev.kid_subset_size,
+                           seed=ev.seed)
+    return {"fid_floor": floor["fid"], "kid_floor": floor["kid_mean"], "fid_over_floor": fid / max(floor["fid"], 1e-12)}
 
 
 def score_points(info: dict, real_test: np.ndarray, fake: torch.Tensor) -> dict:
@@ -90,6 +91,64 @@ def score_points(info: dict, real_test: np.ndarray, fake: torch.Tensor) -> dict:
     floor = modes.mode_scores(real_test, info["centers"], info["sigma"], info["hq_sigmas"])
     out.update(floor_high_quality=floor["high_quality"], floor_reverse_kl=floor["reverse_kl"])
     return out
+
+
+# Suffix of a metric's error bar: its standard deviation over the sampling seeds. (`kid_std` and `is_std`
+# are the metrics' own spreads over subsets and splits, within one seed.)
+SEED_STD = "_seed_std"
+
+
+def has_error_bar(key: str, value) -> bool:
+    return isinstance(value, (int, float)) and not key.endswith(("_std", "seconds"))
+
+
+def _mean_and_spread(per_seed: list[dict]) -> dict:
+    """Numbers: mean over the seeds, and `<key>_seed_std` (sample std) when there are several seeds.
+    Lists (the class histogram): elementwise mean. Anything else: the first seed's."""
+    out: dict = {}
+    for key, first in per_seed[0].items():
+        values = [m[key] for m in per_seed]
+        if isinstance(first, (int, float)) and not isinstance(first, bool):
+            arr = np.asarray(values, dtype=np.float64)
+            out[key] = float(arr.mean())
+            if len(values) > 1 and has_error_bar(key, first):
+                out[key + SEED_STD] = float(arr.std(ddof=1))
+        elif isinstance(first, list) and all(isinstance(v, (int, float)) for v in first):
+            out[key] = np.asarray(values, dtype=np.float64).mean(0).tolist()
+        else:
+            out[key] = first
+    return out
+
+
+def measure(g, params, test: TestSplit, extractor, info: dict, real_train: torch.Tensor | None,
+            classifier_a=None) -> tuple[dict, torch.Tensor]:
+    """What the evaluate stage reports for one generator: every metric averaged over `evaluate.error_seeds`
+    sampling seeds (evaluate.seed, +1, …) with its spread as `<metric>_seed_std`, and the real-vs-real
+    floor once. Promote re-scores a champion with the same function, so both sides are measured alike.
+    Returns (metrics, the first seed's samples)."""
+    import time
+
+    family, ev = params.family, params.evaluate
+    test_features = None if extractor is None else extractor.features_and_logits(test.x)
+    per_seed, first = [], None
+    for k in range(ev.error_seeds):
+        p = params.with_overrides({"evaluate.seed": ev.seed + k}, source="evaluate.error_seeds") if k else params
+        started = time.perf_counter()
+        fake, labels = family.generate(g, p, test, ev.num_samples)
+        seconds = time.perf_counter() - started
+        if extractor is None:  # a mode counter
+            m = score_points(info, test.x, fake)
+        else:
+            m = _candidate_scores(extractor, test_features, fake, p, labels)
+            m.update(family.extra_metrics(g, p, test, fake, m, classifier_a))
+        m["sampling_seconds"] = seconds
+        per_seed.append(m)
+        first = fake if first is None else first
+    metrics = _mean_and_spread(per_seed)
+    metrics["sampling_seconds"] = sum(m["sampling_seconds"] for m in per_seed)
+    if extractor is not None and real_train is not None:
+        metrics.update(_floor(extractor, test_features, real_train, params, metrics["fid"]))
+    return metrics, first
 
 
 class QuickScorer:

@@ -53,6 +53,12 @@ def _parser() -> argparse.ArgumentParser:
                                   "by default an interrupted sweep is continued and otherwise a new one starts")
             how.add_argument("--restart", dest="resume", action="store_const", const=False,
                              help="start afresh even if an interrupted sweep of these params exists")
+        if name == "evaluator":
+            p.add_argument("--retrain", action="store_true",
+                           help="train the evaluator even when a pinned one matches its definition; lists the "
+                                "numbers the new weights orphan")
+            p.add_argument("--pin", action="store_true",
+                           help="keep the evaluator in components/metrics/pinned/ so every clone measures with it")
         if name == "train":
             p.add_argument("--no-ray", action="store_true", help="run the training core in this process (1 worker)")
         if name == "sample":
@@ -84,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
             from pipelines import sample
 
             sample.run(params, repo_root, args.model, args.n, args.seed, Path(args.out))
+        elif args.stage == "evaluator":
+            from pipelines import evaluator
+
+            evaluator.run(params, repo_root, retrain=args.retrain, pin=args.pin)
         elif args.stage == "modes":
             from pipelines import modes
 

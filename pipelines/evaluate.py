@@ -15,7 +15,7 @@ from components.atomic import atomic_write
 from components.config import Params
 from components.data.kinds import kind_of
 from components.data.shards import load_split, read_manifest
-from components.evaluation import TestSplit, input_classifier, open_evaluator, score, score_points
+from components.evaluation import SEED_STD, TestSplit, input_classifier, measure, open_evaluator
 from components.metrics import scores
 from components.training.checkpoint import load_generator
 from pipelines.links import EVALUATOR_HASH_TAG, read_train_summary
@@ -47,6 +47,11 @@ _PRINTED = ("fid", "fid_floor", "fid_over_floor", "kid_mean", "is_mean", "precis
             "sampling_seconds", "eval_seconds")
 
 
+def _printed(key: str, report: dict) -> str:
+    spread = report.get(key + SEED_STD)
+    return f"{key}={report[key]:.4g}" + (f"±{spread:.2g}" if spread is not None else "")
+
+
 def run(params: Params, repo_root: Path) -> dict:
     repo_root = Path(repo_root)
     started = time.perf_counter()
@@ -64,18 +69,11 @@ def run(params: Params, repo_root: Path) -> dict:
         scores.check_sample_size(n, extractor.feature_dim, what, knob=knob)
     test = TestSplit.load(prepared)
     sampling = family.sampling_options(params)
-    sampling_started = time.perf_counter()
-    fake, labels = family.generate(g, params, test, params.evaluate.num_samples)
-    sampling_seconds = time.perf_counter() - sampling_started
-    if extractor is None:  # a mode counter
-        metrics = score_points(info, test.x, fake)
-    else:
-        train_x = kind_of(manifest).to_model_space(load_split(prepared, "train")[0])
-        metrics = score(extractor, test.x, train_x, fake, params, labels)
-        metrics.update(family.extra_metrics(g, params, test, fake, metrics, input_classifier(params, repo_root)))
-    metrics["sampling_seconds"] = sampling_seconds
+    train_x = None if extractor is None else kind_of(manifest).to_model_space(load_split(prepared, "train")[0])
+    metrics, fake = measure(g, params, test, extractor, info, train_x, input_classifier(params, repo_root))
     report = {**metrics, "evaluator_hash": info["hash"], "evaluator_kind": info["kind"],
               "num_samples": len(fake), "seed": params.evaluate.seed,
+              "error_seeds": params.evaluate.error_seeds,
               "model_uri": summary["model_uri"], "mlflow_run_id": summary["mlflow_run_id"],
               **({"sampling": sampling} if sampling else {}),
               "eval_seconds": time.perf_counter() - started}
@@ -96,5 +94,6 @@ def run(params: Params, repo_root: Path) -> dict:
                      tags=[RunTag(EVALUATOR_HASH_TAG, info["hash"])])
     client.log_artifact(run_id, str(report_path), "evaluation")
     client.log_artifact(run_id, str(grid_path), "evaluation")
-    print("evaluate: " + ", ".join(f"{k}={report[k]:.4g}" for k in _PRINTED if k in report))
+    print("evaluate: " + ", ".join(_printed(k, report) for k in _PRINTED if k in report)
+          + f" (mean ± std over {params.evaluate.error_seeds} sampling seeds)")
     return report

@@ -1,5 +1,10 @@
 """Stage `evaluator`: the feature network every metric is computed with. Metrics are comparable
-only under the same evaluator, so its content hash travels with every metric written anywhere."""
+only under the same evaluator, so its content hash travels with every metric written anywhere.
+
+The classifier evaluator is pinned (components/metrics/pins.py): when a pin of this definition is
+kept in the repository, it is copied, so every clone on every machine measures with the same weights.
+Otherwise it is trained here once; DVC caches it (share it with `dvc push`), and `--pin` keeps it in
+the repository. `--retrain` trains anew even when pinned, and says which numbers it orphans."""
 from __future__ import annotations
 
 import json
@@ -9,18 +14,18 @@ from components.atomic import atomic_dir
 from components.config import Params
 from components.data.shards import load_rank_inputs, load_split, read_manifest
 from components.data.kinds import kind_of
-from components.evaluation import INPUT_DOMAIN
-from components.metrics import feature_nets
+from components.metrics import feature_nets, pins
+from components.metrics.classifier import FEATURE_DIM, WIDTHS
 from components.metrics.modes import mode_counter_info
 
 
-def run(params: Params, repo_root: Path) -> dict:
+def run(params: Params, repo_root: Path, retrain: bool = False, pin: bool = False) -> dict:
     cfg = params.evaluator
     out_dir = (Path(repo_root) / cfg.output_dir).resolve()
     prepared = params.prepared_path(repo_root)
     manifest = read_manifest(prepared)
     meta = {"dataset": manifest["dataset"], "content_hash": manifest["content_hash"],
-            "class_names": manifest["class_names"], "seed": params.seed}
+            "class_names": manifest["class_names"], "seed": cfg.seed}
     if kind_of(manifest).scored_by == "mode counter":
         # 2D mixtures are scored by counting modes against the known mixture: no network to train.
         info = {**meta, **mode_counter_info(manifest["mixture"])}
@@ -32,27 +37,82 @@ def run(params: Params, repo_root: Path) -> dict:
     if cfg.kind == "inception":
         # Referenced by path and pinned by the file's hash; checked on this dataset's test split.
         model, _ = feature_nets.load_inception(cfg.inception_weights)
-        report = {}
+        with atomic_dir(out_dir) as tmp:
+            info = feature_nets.save_evaluator(model, {}, meta, tmp)
+        print(f"evaluator: inception; hash {info['hash'][:12]}; written to {out_dir}")
+        return info
+    defn = pins.definition(manifest, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
+                           feature_dim=FEATURE_DIM, widths=WIDTHS)
+    before = _hash_in(out_dir)
+    pinned = None if retrain else pins.find(defn)
+    if pinned is not None:
+        pins.copy_pin(pinned, out_dir)
+        _, info = feature_nets.load_evaluator(out_dir)  # re-checks the weights against the recorded hash
+        how = f"pinned (components/metrics/pinned/{pinned.name})"
     else:
-        model, report = _train(params, manifest, *load_split(prepared, "train"), *load_split(prepared, "test"))
+        info = _train_evaluator(params, manifest, prepared, meta, defn, out_dir)
+        how = "trained on this machine" + ("" if pin else
+              " (no pin of this definition: another machine would train other weights; `genpipe evaluator --pin` "
+              "keeps this one for every clone, `dvc push` shares it through the DVC remote)")
+    if pin:
+        kept = pins.pin(out_dir, defn)
+        how += f"; pinned as {kept}"
+    acc = info.get("test_accuracy")
+    print(f"evaluator: {cfg.kind} {how}" + (f", test accuracy {acc:.4f} on {manifest['splits']['test']['count']} "
+          f"held-out images" if acc is not None else "") + f"; hash {info['hash'][:12]}, definition "
+          f"{pins.definition_hash(defn)[:12]}; written to {out_dir}")
+    if retrain and before not in (None, info["hash"]):
+        _say_orphaned(params, repo_root, before, info["hash"])
+    return info
+
+
+def _hash_in(out_dir: Path) -> str | None:
+    path = out_dir / feature_nets.INFO
+    return json.loads(path.read_text()).get("hash") if path.is_file() else None
+
+
+def _train_evaluator(params: Params, manifest: dict, prepared: Path, meta: dict, defn: dict, out_dir: Path) -> dict:
+    meta = {**meta, "definition_hash": pins.definition_hash(defn)}
+    model, report = _train(params, manifest, *load_split(prepared, "train"), *load_split(prepared, "test"))
     with atomic_dir(out_dir) as tmp:  # both evaluators of an unpaired dataset, or neither
         info = feature_nets.save_evaluator(model, report, meta, tmp)
-        if manifest.get("pairing") == "unpaired":
+        if defn["data"]["input_domain"]:
             # unpaired domains (CycleGAN): label preservation B → A needs a classifier of domain A too
             in_model, in_report = _train(params, manifest, *load_rank_inputs(prepared, "train"),
                                          *load_rank_inputs(prepared, "test"))
-            in_info = feature_nets.save_evaluator(in_model, in_report, meta, tmp / INPUT_DOMAIN)
+            in_info = feature_nets.save_evaluator(in_model, in_report, meta, tmp / feature_nets.INPUT_DOMAIN)
             print(f"evaluator (domain A, the inputs): test accuracy {in_info['test_accuracy']:.4f}; "
                   f"hash {in_info['hash'][:12]}")
-    acc = info.get("test_accuracy")
-    print(f"evaluator: {cfg.kind}" + (f", test accuracy {acc:.4f} on {manifest['splits']['test']['count']} held-out "
-          f"images" if acc is not None else "") + f"; hash {info['hash'][:12]}; written to {out_dir}")
     return info
+
+
+def _say_orphaned(params: Params, repo_root: Path, old: str, new: str) -> None:
+    """What a retrained evaluator leaves behind: numbers measured under the old one."""
+    lines = [f"evaluator: replaced evaluator {old[:12]} by {new[:12]}; numbers measured under {old[:12]} are not "
+             f"comparable with new ones:"]
+    report = Path(repo_root) / params.evaluate.report
+    if report.is_file() and json.loads(report.read_text()).get("evaluator_hash") == old:
+        lines.append(f"  {params.evaluate.report} (rerun `genpipe evaluate`)")
+    try:
+        from mlflow.tracking import MlflowClient
+
+        from components.tracking.mlflow_store import resolve_uri
+        from pipelines.links import EVALUATOR_HASH_TAG
+
+        name = params.registered_model_name
+        versions = MlflowClient(resolve_uri(params.tracking.uri, repo_root)).search_model_versions(f"name = '{name}'")
+        stale = sorted(int(v.version) for v in versions if v.tags.get(EVALUATOR_HASH_TAG) not in (None, new))
+        if stale:
+            lines.append(f"  versions {', '.join(map(str, stale))} of registered model {name!r}: `genpipe promote` "
+                         "re-scores the champion under the new evaluator before comparing")
+    except Exception as e:  # the registry is advisory here; the evaluator is already written
+        lines.append(f"  (the model registry could not be read: {e})")
+    print("\n".join(lines))
 
 
 def _train(params: Params, manifest: dict, train_x, train_y, test_x, test_y):
     cfg = params.evaluator
     return feature_nets.train_classifier(
-        train_x, train_y, test_x, test_y, seed=params.seed, epochs=cfg.epochs, batch_size=cfg.batch_size,
+        train_x, train_y, test_x, test_y, seed=cfg.seed, epochs=cfg.epochs, batch_size=cfg.batch_size,
         lr=cfg.lr, num_threads=params.scaling.num_workers * params.scaling.cpus_per_worker,
         num_classes=manifest["num_classes"])

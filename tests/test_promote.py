@@ -31,7 +31,7 @@ def _params(root, tag: str = "", **train_overrides):
                        evaluator={"epochs": 6, "output_dir": str(root / "evaluator")},
                        evaluate={"num_samples": 300, "report": str(root / f"reports/metrics{tag}.json"),
                                  "grid": str(root / f"reports/samples{tag}.png")},
-                       promote={"report": str(root / "reports/promotion.json")})
+                       promote={"report": str(root / "reports/promotion.json"), "margin": 0.0})
 
 
 @pytest.fixture(scope="module")
@@ -110,9 +110,11 @@ def test_unevaluated_or_foreign_evaluated_candidate_is_never_promoted(history, r
 
     report = evaluate.run(params, root)
     path = root / "reports/metrics-0.json"
+    # measured under an evaluator this workspace does not hold: the champion cannot be re-scored under it
     path.write_text(json.dumps({**report, "evaluator_hash": "another-evaluator", "fid": 0.0}))
-    result = promote.run(params, root)
-    assert not result["promoted"] and "different evaluator" in result["reason"]
+    with pytest.raises(promote.PromoteError, match="evaluated under evaluator another-eval.* run `genpipe evaluate` again"):
+        promote.run(params, root)
+    assert len(client.search_model_versions(f"name = '{name}'")) == before
     assert int(client.get_model_version_by_alias(name, "champion").version) == 2
 
 
@@ -199,3 +201,110 @@ def test_genpipe_sample_writes_a_grid_from_the_champion(history, root, monkeypat
     assert rc == 0
     grid = np.asarray(Image.open(out))
     assert grid.shape == (3 * (8 + 2) + 2, 3 * (8 + 2) + 2) and grid.std() > 0  # 3×3 tiles of 8×8, 2 px padding
+
+
+# ------------------------------------------------------------------ noise, re-scoring, one version per weights
+
+def test_decide_moves_the_alias_only_beyond_the_noise():
+    # lower FID is better; std of the difference = hypot(1, 1) = 1.41
+    assert promote.decide("fid", (50.0, 1.0), (51.0, 1.0), margin=1.0)[0] is False
+    assert promote.decide("fid", (48.0, 1.0), (51.0, 1.0), margin=1.0)[0] is True
+    assert promote.decide("fid", (50.0, 1.0), (51.0, 1.0), margin=0.0)[0] is True
+    assert promote.decide("fid", (52.0, None), (51.0, None), margin=0.0)[0] is False
+    assert promote.decide("precision", (0.8, 0.01), (0.7, 0.01), margin=1.0)[0] is True  # higher is better
+    ok, why = promote.decide("fid", (50.0, 1.0), (51.0, 1.0), margin=1.0)
+    assert "within the noise" in why and "margin 1" in why
+
+
+def _candidates(root):
+    """(params, report) of the 60- and 300-step candidates, better one last."""
+    out = []
+    for seed in (1, 2):
+        params = _params(root, f"-{seed}").model_copy(update={"seed": seed})
+        out.append((params, json.loads((root / f"reports/metrics-{seed}.json").read_text())))
+    return sorted(out, key=lambda pe: -pe[1]["fid"])
+
+
+def _named(params, name, **promote_cfg):
+    return params.model_copy(update={"promote": params.promote.model_copy(update={"model_name": name, **promote_cfg})})
+
+
+def test_a_candidate_better_by_less_than_the_margin_is_registered_not_promoted(history, root):
+    (worse, _), (better, better_ev) = _candidates(root)
+    client = MlflowClient(_params(root).tracking.uri)
+    assert promote.run(_named(worse, "margin-test"), root)["promoted"]
+    result = promote.run(_named(better, "margin-test", margin=1e9), root)
+    assert not result["promoted"] and result["version"] == 2 and result["champion_version"] == 1
+    assert "within the noise" in result["reason"] and result["candidate_std"] == better_ev["fid_seed_std"] > 0
+    assert result["champion_std"] > 0
+    mv = client.get_model_version("margin-test", "2")
+    assert json.loads(mv.tags["genpipe.not_promoted"])["reason"] == result["reason"]
+    # without the margin the same version (not a new one) takes the alias
+    again = promote.run(_named(better, "margin-test", margin=0.0), root)
+    assert again["promoted"] and again["version"] == 2
+    assert len(client.search_model_versions("name = 'margin-test'")) == 2
+
+
+def test_a_champion_measured_under_another_evaluator_is_rescored_not_orphaned(history, root):
+    """The evaluator's definition changes (more epochs): the candidate is evaluated under the new
+    evaluator, and promote re-scores the champion under it instead of refusing every candidate."""
+    (worse, _), (better, _) = _candidates(root)
+    client = MlflowClient(_params(root).tracking.uri)
+    name = "rescore-test"
+    first = promote.run(_named(better, name), root)  # the champion, under the original evaluator
+    old_tags = dict(client.get_model_version(name, str(first["version"])).tags)
+
+    def under_new(params, tag):
+        return params.model_copy(update={
+            "evaluator": params.evaluator.model_copy(update={"epochs": 7, "output_dir": str(root / "evaluator-7")}),
+            "evaluate": params.evaluate.model_copy(update={"report": str(root / f"reports/metrics{tag}-e7.json"),
+                                                           "grid": str(root / f"reports/samples{tag}-e7.png")})})
+
+    new_worse = under_new(_named(worse, name), "-w")
+    new_info = evaluator.run(new_worse, root)
+    assert new_info["hash"] != first["evaluator_hash"]
+    cand = evaluate.run(new_worse, root)
+    champion_now = evaluate.run(under_new(_named(better, name), "-b"), root)  # what the re-score must find
+
+    result = promote.run(new_worse, root)
+    rescore = result["champion_rescore"]
+    assert rescore["evaluator_hash"] == new_info["hash"] == result["evaluator_hash"]
+    assert result["champion_evaluator_hash"] == first["evaluator_hash"]
+    assert result["champion_value"] == rescore["fid"] == champion_now["fid"]  # measured exactly as evaluate does
+    assert result["champion_std"] == champion_now["fid_seed_std"]
+    # decided on the new numbers (the worse candidate stays worse under either evaluator here)
+    assert result["promoted"] == (cand["fid"] < champion_now["fid"])
+    assert "re-scored" in result["reason"]
+    tags = client.get_model_version(name, str(first["version"])).tags
+    assert {k: tags[k] for k in old_tags} == old_tags  # the champion's earlier tags are kept
+    assert json.loads(tags[promote.RESCORE_TAG + new_info["hash"]])["fid"] == rescore["fid"]
+
+
+def test_the_same_weights_logged_again_are_one_version(history, root):
+    """A rerun that logs the same weights as a new logged model: no new version, the champion stays."""
+    import shutil
+
+    import mlflow
+
+    from components.tracking.logged_model import log_generator
+    from pipelines.links import SUMMARY_FILE
+
+    _, (better, ev) = _candidates(root)
+    name = "dedupe-test"
+    first = promote.run(_named(better, name), root)
+    dup_dir, dup_report = root / "train-dup", root / "reports/metrics-dup.json"
+    shutil.copytree(better.train.output_dir, dup_dir)
+    summary = json.loads((dup_dir / SUMMARY_FILE).read_text())
+    mlflow.set_tracking_uri(summary["tracking_uri"])
+    with mlflow.start_run(run_id=summary["mlflow_run_id"]):
+        info = log_generator(dup_dir)
+    assert info.model_uri != summary["model_uri"]
+    (dup_dir / SUMMARY_FILE).write_text(json.dumps({**summary, "model_uri": info.model_uri}))
+    dup_report.write_text(json.dumps({**ev, "model_uri": info.model_uri}))
+    params = better.model_copy(update={
+        "train": better.train.model_copy(update={"output_dir": str(dup_dir)}),
+        "evaluate": better.evaluate.model_copy(update={"report": str(dup_report)}),
+        "promote": better.promote.model_copy(update={"model_name": name})})
+    again = promote.run(params, root)
+    assert again["version"] == first["version"] and again["promoted"]
+    assert len(MlflowClient(_params(root).tracking.uri).search_model_versions(f"name = '{name}'")) == 1

@@ -196,12 +196,16 @@ class EvaluatorConfig(Section):
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(128, ge=1)
     lr: float = Field(4e-3, gt=0.0, le=1.0)
+    seed: int = Field(0, ge=0, lt=2**31, description="the evaluator's own seed: a training seed never changes the "
+                      "measuring stick")
     output_dir: str = "data/evaluator"
 
 
 class EvaluateConfig(Section):
     num_samples: int = Field(2000, ge=2)
     seed: int = Field(0, ge=0, lt=2**31, description="sampling seed, fixed so candidates see the same latents")
+    error_seeds: int = Field(5, ge=1, le=100, description="sampling seeds (seed, seed+1, …) every metric is averaged "
+                             "over; their std is the metric's error bar (<metric>_seed_std)")
     prdc_k: int = Field(5, ge=1)
     kid_subset_size: int = Field(1000, ge=2)
     report: str = "reports/metrics.json"
@@ -213,6 +217,8 @@ class PromoteConfig(Section):
     metric: str | None = Field(None, description="what ranks candidates; default: the family's default metric "
                                "(the same one tune ranks trials by)")
     alias: str = Field("champion", pattern=r"^[A-Za-z][A-Za-z0-9_-]*$")
+    margin: float = Field(1.0, ge=0.0, description="the candidate must beat the champion by more than margin × the "
+                          "std of the difference (from both error bars); 0: any improvement")
     report: str = "reports/promotion.json"
 
     @field_validator("metric")

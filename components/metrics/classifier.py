@@ -23,6 +23,7 @@ from torch import nn
 from components.metrics.base import FEATURE_NETS, FeatureExtractor, Tensor, to_unit_range
 
 MIN_SIDE = 8
+FEATURE_DIM, WIDTHS = 128, (16, 32, 64)
 ELASTIC_MIN_SIDE = 16  # 8×8 digits: measured 0.96-0.98 test accuracy with the elastic field, 0.98-0.99 without
 
 
@@ -34,8 +35,8 @@ def _conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
 class ClassifierNet(FeatureExtractor):
     kind = "classifier"
 
-    def __init__(self, image_shape: tuple[int, int, int] | list[int], num_classes: int, feature_dim: int = 128,
-                 widths: tuple[int, ...] | list[int] = (16, 32, 64)):
+    def __init__(self, image_shape: tuple[int, int, int] | list[int], num_classes: int,
+                 feature_dim: int = FEATURE_DIM, widths: tuple[int, ...] | list[int] = WIDTHS):
         super().__init__()
         c, h, w = image_shape
         if min(h, w) < MIN_SIDE:
@@ -137,8 +138,8 @@ def accuracy(net: FeatureExtractor, images, labels) -> float:
 
 def train_classifier(train_images_u8: np.ndarray, train_labels: np.ndarray, test_images_u8: np.ndarray,
                      test_labels: np.ndarray, *, seed: int, epochs: int, batch_size: int, lr: float,
-                     num_threads: int | None = None, num_classes: int | None = None, feature_dim: int = 128,
-                     widths: tuple[int, ...] = (16, 32, 64), augment: bool = True,
+                     num_threads: int | None = None, num_classes: int | None = None, feature_dim: int = FEATURE_DIM,
+                     widths: tuple[int, ...] = WIDTHS, augment: bool = True,
                      on_epoch: Callable[[dict], None] | None = None) -> tuple[ClassifierNet, dict]:
     """Train the evaluator; return it (eval mode) and a report with its held-out accuracy.
 

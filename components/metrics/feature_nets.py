@@ -24,6 +24,7 @@ from components.metrics.inception import InceptionV3
 FORMAT_VERSION = 1
 WEIGHTS = "evaluator.safetensors"
 INFO = "evaluator.json"
+INPUT_DOMAIN = "input_domain"  # subfolder: the classifier of an unpaired dataset's inputs (domain A)
 
 __all__ = ["FEATURE_NETS", "FeatureExtractor", "ClassifierNet", "InceptionV3", "train_classifier",
            "save_evaluator", "load_evaluator", "load_inception", "to_unit_range"]

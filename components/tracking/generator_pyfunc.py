@@ -4,7 +4,8 @@ The logged model holds this file, the network's safetensors weights and its JSON
 rebuilds the network from code (its family's `build_generator`) and reads tensors — nothing is unpickled.
 
 predict(model_input) with model_input a dict or one-row DataFrame; what it takes is the family's
-`pyfunc_inputs` (components/families/), anything else is refused naming the key:
+`pyfunc_inputs` (components/families/), anything else is refused naming the key. Sampling models are
+logged with a typed signature of these inputs (logged_model.input_signature), which MLflow enforces:
   num_samples (int, default 16, or len(labels)), seed (int, default 0)
   labels      (class-conditional GANs and diffusion models: one class index, or one per sample;
                default every class in turn)
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 from mlflow.pyfunc import PythonModel
 
 _BATCHES = ("labels", "images")  # inputs that hold several values; the others are one scalar each
@@ -61,7 +63,9 @@ class GeneratorModel(PythonModel):
         self.generator, self.spec = load_generator(Path(context.artifacts["generator"]))
         self.family = FAMILIES.get(self.spec["model"]["family"])
 
-    def predict(self, context, model_input, params=None):
+    # The hint names what MLflow hands over once the logged signature is enforced (a one-row DataFrame);
+    # a translator, logged without a signature, may also get the raw dict. plain_inputs takes both.
+    def predict(self, context, model_input: pd.DataFrame, params=None):
         return self.family.predict(self.generator, self.spec, plain_inputs(model_input))
 
 

@@ -11,6 +11,23 @@ _PYFUNC_FILE = Path(__file__).with_name("generator_pyfunc.py")
 _PACKAGE_DIR = Path(components.__file__).parent
 
 
+def input_signature(pyfunc_inputs: dict[str, str]):
+    """The typed input schema of a family's pyfunc inputs: MLflow validates requests against it (a wrongly
+    typed value is refused by MLflow before predict runs) and shows it on the model's page. Every input
+    is optional. None for translators: an image batch does not fit MLflow's one-row column schema, so
+    their `predict` checks its inputs itself."""
+    from mlflow.models import ModelSignature
+    from mlflow.types import DataType
+    from mlflow.types.schema import AnyType, ColSpec, Schema
+
+    types = {"num_samples": DataType.long, "seed": DataType.long, "steps": DataType.long,
+             "guidance": DataType.double, "eta": DataType.double, "sampler": DataType.string,
+             "labels": AnyType()}  # one class index or one per sample
+    if any(name not in types for name in pyfunc_inputs):
+        return None
+    return ModelSignature(inputs=Schema([ColSpec(types[name], name, required=False) for name in pyfunc_inputs]))
+
+
 def log_generator(model_dir: Path, name: str = "generator"):
     """Call inside an active run. Returns MLflow's ModelInfo (model_uri, model_id)."""
     import json
@@ -26,8 +43,39 @@ def log_generator(model_dir: Path, name: str = "generator"):
         artifacts={"generator": str(model_dir)},
         code_paths=[str(_PACKAGE_DIR)],  # the model rebuilds its network from this code
         pip_requirements=requirements,
+        signature=(signature := input_signature(family.pyfunc_inputs)),
+        input_example={"num_samples": 1, "seed": 0} if signature is not None else None,
     )
 
+
+
+def _artifacts_of(tracking_uri: str, model_uri: str):
+    """(artifact location, MLflow artifact repository) of a logged model `models:/<model id>`."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+    from mlflow.tracking import MlflowClient
+
+    if not model_uri.startswith("models:/m-"):
+        raise LookupError(f"{model_uri} is not a logged-model URI (models:/<model id>)")
+    model_id = model_uri.removeprefix("models:/").split("/")[0]
+    try:
+        where = MlflowClient(tracking_uri).get_logged_model(model_id).artifact_location
+    except MlflowException as e:
+        raise LookupError(f"the logged model {model_id} is not in the tracking store ({e.message})") from None
+    return where, get_artifact_repository(where, tracking_uri=tracking_uri)
+
+
+def download_generator(tracking_uri: str, model_uri: str, dst: Path) -> Path:
+    """The exported generator folder of a logged model, downloaded under dst (check it first with
+    logged_generator_problems; load it with checkpoint.load_generator, which verifies the weights)."""
+    import yaml
+
+    where, repo = _artifacts_of(tracking_uri, model_uri)
+    mlmodel = yaml.safe_load(Path(repo.download_artifacts("MLmodel", str(dst))).read_text()) or {}
+    folder = mlmodel.get("flavors", {}).get("python_function", {}).get("artifacts", {}).get("generator", {}).get("path")
+    if folder is None:
+        raise LookupError(f"{where}/MLmodel names no 'generator' artifact")
+    return Path(repo.download_artifacts(folder, str(dst)))
 
 
 def logged_generator_problems(tracking_uri: str, model_uri: str) -> list[str]:
@@ -40,19 +88,13 @@ def logged_generator_problems(tracking_uri: str, model_uri: str) -> list[str]:
 
     import yaml
     from mlflow.exceptions import MlflowException
-    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
-    from mlflow.tracking import MlflowClient
 
     from components.training.checkpoint import GENERATOR_SPEC, GENERATOR_WEIGHTS, WEIGHTS_KEY, file_digest
 
-    if not model_uri.startswith("models:/m-"):
-        return [f"{model_uri} is not a logged-model URI (models:/<model id>)"]
-    model_id = model_uri.removeprefix("models:/").split("/")[0]
     try:
-        where = MlflowClient(tracking_uri).get_logged_model(model_id).artifact_location
-    except MlflowException as e:
-        return [f"the logged model {model_id} is not in the tracking store ({e.message})"]
-    repo = get_artifact_repository(where, tracking_uri=tracking_uri)
+        where, repo = _artifacts_of(tracking_uri, model_uri)
+    except LookupError as e:
+        return [str(e)]
 
     def listed(path: str) -> set[str]:
         try:
