@@ -308,3 +308,16 @@ def test_the_same_weights_logged_again_are_one_version(history, root):
     again = promote.run(params, root)
     assert again["version"] == first["version"] and again["promoted"]
     assert len(MlflowClient(_params(root).tracking.uri).search_model_versions(f"name = '{name}'")) == 1
+
+
+def test_the_logged_signature_documents_the_inputs_and_mlflow_refuses_a_wrong_type(history, root):
+    import mlflow
+    from mlflow.exceptions import MlflowException
+
+    mlflow.set_tracking_uri(_params(root).tracking.uri)
+    model = mlflow.pyfunc.load_model(f"models:/{history[0][1]['model_name']}@champion")
+    inputs = {c.name: (str(c.type).removeprefix("DataType."), c.required) for c in model.metadata.signature.inputs.inputs}
+    assert inputs == {"num_samples": ("long", False), "seed": ("long", False), "labels": ("Any", False)}
+    assert model.predict({"num_samples": 2}).shape == (2, 1, 8, 8)
+    with pytest.raises(MlflowException, match="num_samples.*Can not safely convert str to int64"):
+        model.predict({"num_samples": "many"})
