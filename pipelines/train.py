@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
 import mlflow
+import torch
+from mlflow.entities import LoggedModelStatus
 from mlflow.tracking import MlflowClient
 
 from components.config import Params
 from components.data.shards import read_manifest
 from components.tracking import mlflow_store
-from components.tracking.logged_model import log_generator
+from components.tracking.logged_model import download_generator, log_generator
 from components.training import checkpoint as ckpt
 from components.training.loop import NonFiniteLossError, Worker, plan, train_model
 from components.failures import unwrap_failure
@@ -23,6 +27,9 @@ from pipelines.ray_worker import RESUMED_METRIC, Callbacks, ray_worker
 
 class TrainError(RuntimeError):
     pass
+
+
+FINAL_STEP_TAG = "genpipe.final_step"  # on a finished run: the step its logged model was exported at
 
 
 def run_name_for(params: Params, manifest: dict) -> str:
@@ -40,8 +47,6 @@ def _fit_with_ray(params: Params, prepared_dir: Path, storage: Path, run_name: s
     from ray.train.torch import TorchTrainer
 
     started = time.perf_counter()
-    init_ray()
-    check_resources(params)
     s = params.scaling
     trainer = TorchTrainer(
         ray_worker,
@@ -80,29 +85,112 @@ def _fit_in_process(params: Params, prepared_dir: Path, storage: Path, run_name:
     if resume is not None:
         logger.requeue(resume)  # points unsent when that checkpoint was taken
         logger.log_metrics(int(resume["step"]), {RESUMED_METRIC: float(resume["step"])})
-    train_model(params, prepared_dir, Worker(), Callbacks(logger, save), resume)
+    worker = Worker(device=torch.device("cuda" if params.scaling.use_gpu else "cpu"))
+    train_model(params, prepared_dir, worker, Callbacks(logger, save), resume)
     logger.flush(params.tracking.flush_timeout_s)
     return saved.get("state") or resume
+
+
+def _check_launcher(params: Params, use_ray: bool) -> None:
+    """What the launcher can never run, refused before anything is written to MLflow."""
+    try:
+        if use_ray:
+            init_ray()
+            check_resources(params)
+        elif params.scaling.use_gpu and not torch.cuda.is_available():
+            raise LaunchError("scaling.use_gpu is true but this machine has no CUDA GPU (torch.cuda.is_available() "
+                              "is False); set scaling.use_gpu: false or run on a GPU machine")
+    except LaunchError as e:
+        raise TrainError(f"training cannot start: {e}") from e
+
+
+def _newest_whole_checkpoint(run_dir: Path) -> Path | None:
+    for path in sorted(run_dir.glob("checkpoint_*"), reverse=True):  # by step (no Ray) or by time (Ray)
+        try:
+            ckpt.verify(path)
+        except (ckpt.CheckpointIntegrityError, FileNotFoundError):
+            continue
+        return path
+    return None
+
+
+def _logged_model_uri(client: MlflowClient, run) -> str | None:
+    """The model a finished run logged (the newest, for runs that older reruns logged again)."""
+    found = client.search_logged_models([run.info.experiment_id],
+                                        filter_string=f"source_run_id = '{run.info.run_id}'", max_results=100)
+    ready = [m for m in found if m.status == LoggedModelStatus.READY] or list(found)
+    return f"models:/{max(ready, key=lambda m: m.creation_timestamp).model_id}" if ready else None
+
+
+def _rebuild_finished(params: Params, repo_root: Path, client: MlflowClient, run, run_name: str, run_dir: Path,
+                      total_steps: int, uri: str, launcher: str) -> dict:
+    """A finished run has nothing to resume: the run stays as it is (status, end time, logged model) and
+    train.output_dir is written again from its final checkpoint, pointing at the model it logged."""
+    run_id = run.info.run_id
+    final = int(run.data.tags.get(FINAL_STEP_TAG, total_steps))  # runs finished before the tag: the plan's
+    new_name = "set train.run_name to a new name to train a new run"
+    if final != total_steps:
+        raise TrainError(f"MLflow run {run_id} (run name {run_name}) is FINISHED at step {final}; these params train "
+                         f"to step {total_steps}. A finished run is not reopened: {new_name}")
+    model_uri = _logged_model_uri(client, run)
+    if model_uri is None:
+        raise TrainError(f"MLflow run {run_id} (run name {run_name}) is FINISHED but logged no model, so genpipe did "
+                         f"not finish it; {new_name}")
+    newest = _newest_whole_checkpoint(run_dir)
+    state = ckpt.load(newest) if newest is not None else None
+    out_dir = (repo_root / params.train.output_dir).resolve()
+    summary = {"run_name": run_name, "mlflow_run_id": run_id, "experiment": params.experiment_name,
+               "tracking_uri": uri, "model_uri": model_uri, "launcher": launcher}
+    if state is not None and int(state["step"]) == final:
+        source = newest.name
+        with ckpt.atomic_dir(out_dir) as tmp:
+            ckpt.write_generator(state, tmp)
+            summary.update(steps=state["step"], epochs=state["epoch"])
+            (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True))
+    else:  # the checkpoints stayed where the run trained (a `dvc exp run --temp` copy has none): its export is logged
+        found = "no whole checkpoint" if state is None else f"the newest whole one is at step {state['step']}"
+        source = f"its logged model ({found} in {run_dir})"
+        with tempfile.TemporaryDirectory() as download, ckpt.atomic_dir(out_dir) as tmp:
+            try:
+                folder = download_generator(uri, model_uri, Path(download))
+                spec = ckpt.verify_generator(folder)
+            except Exception as e:
+                raise TrainError(f"MLflow run {run_id} (run name {run_name}) is FINISHED, but its final checkpoint "
+                                 f"(step {final}) is not in {run_dir} ({found}) and its logged model {model_uri} cannot "
+                                 f"be read ({e}), so {params.train.output_dir} cannot be rebuilt. Restore that folder "
+                                 f"from where the run trained (scaling.storage_path), or {new_name}") from None
+            for file in folder.iterdir():
+                shutil.copy2(file, tmp / file.name)
+            summary.update(steps=spec["step"], epochs=spec["epoch"])
+            (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True))
+    print(f"run {run_name}: MLflow run {run_id} is already FINISHED at step {final}: nothing to resume, run left "
+          f"untouched; {out_dir} rebuilt from {source}, logged model {model_uri}", flush=True)
+    return summary
 
 
 def run(params: Params, repo_root: Path, use_ray: bool = True) -> dict:
     prepared_dir = params.prepared_path(repo_root)
     manifest = read_manifest(prepared_dir)
-    plan(params, prepared_dir, params.scaling.num_workers if use_ray else 1)  # batch-size errors before start-up
+    total_steps = plan(params, prepared_dir, params.scaling.num_workers if use_ray else 1).total_steps
     run_name = run_name_for(params, manifest) + ("" if use_ray else "-noray")
     storage = Path(params.scaling.storage_path or repo_root / "data" / "checkpoints").resolve()
     storage.mkdir(parents=True, exist_ok=True)
+    _check_launcher(params, use_ray)  # every start-up check before the first write to MLflow
 
     uri = mlflow_store.resolve_uri(params.tracking.uri, repo_root)
     client = MlflowClient(uri)
     exp_id = mlflow_store.experiment_id(client, params.experiment_name, mlflow_store.artifact_root_for(uri))
     previous = mlflow_store.find_run(client, exp_id, run_name)
-    if previous is not None:
+    launcher = "ray" if use_ray else "process"
+    if previous is not None and previous.info.status == "FINISHED":  # it may be the champion's run: never reopened
+        return _rebuild_finished(params, repo_root, client, previous, run_name, storage / run_name, total_steps, uri,
+                                 launcher)
+    if previous is not None:  # interrupted (RUNNING, FAILED, KILLED): resume it
         run_id = previous.info.run_id
         client.update_run(run_id, status="RUNNING")
     else:
         run = client.create_run(exp_id, run_name=run_name, tags={mlflow_store.RUN_NAME_TAG: run_name,
-                                                                  "genpipe.launcher": "ray" if use_ray else "process"})
+                                                                  "genpipe.launcher": launcher})
         run_id = run.info.run_id
         client.log_batch(run_id, params=[mlflow.entities.Param(k, str(v)) for k, v in params.flat().items()])
     print(f"run {run_name}: MLflow run {run_id} in experiment {params.experiment_name!r} at {uri}", flush=True)
@@ -127,9 +215,10 @@ def run(params: Params, repo_root: Path, use_ray: bool = True) -> dict:
         mlflow.set_tracking_uri(uri)
         with mlflow.start_run(run_id=run_id):  # ends the run FINISHED once the model is logged
             info = log_generator(tmp)
+            mlflow.set_tag(FINAL_STEP_TAG, str(state["step"]))  # a rerun then knows the run is complete
         summary = {"run_name": run_name, "mlflow_run_id": run_id, "experiment": params.experiment_name,
                    "tracking_uri": uri, "model_uri": info.model_uri, "steps": state["step"], "epochs": state["epoch"],
-                   "launcher": "ray" if use_ray else "process"}
+                   "launcher": launcher}
         (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True))
     print(f"trained {state['step']} steps; generator in {out_dir}; logged model {info.model_uri}", flush=True)
     return summary

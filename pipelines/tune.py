@@ -9,8 +9,8 @@ PBT can copy a better trial's full state (G, D, both optimizers, EMA, step).
 MLflow gets one parent run per sweep and one child run per trial, all written by the driver (a
 Tune callback): trials never touch the store, so SQLite sees one writer however many trials run.
 Outputs: <tune.output_dir>/best.json (what train/evaluate/promote apply), reports/tune.json and
-reports/tune_trials.csv; the best trial's generator is registered as a model version (no alias:
-promotion stays the promote stage's decision)."""
+reports/tune_trials.csv; the best trial's generator is registered under its own name,
+`<registered model name>-sweeps` (see `sweep_model_name`), never as a promotion candidate."""
 from __future__ import annotations
 
 import hashlib
@@ -69,17 +69,24 @@ def _concurrency(params: Params) -> int:
     return t.max_concurrent_trials or max(1, fits)
 
 
-def _register_best(params: Params, best: dict, metric: str, uri: str, child_run_id: str | None) -> dict:
-    """Log the best trial's generator in its child run and register it as a model version (no alias)."""
+def sweep_model_name(params: Params) -> str:
+    """Where sweeps register their best trials: apart from the name promote reads and moves `champion` on,
+    since a short trial is no candidate for production."""
+    return f"{params.registered_model_name}-sweeps"
+
+
+def _register_best(params: Params, sweep: str, best: dict, metric: str, uri: str, child_run_id: str | None) -> dict:
+    """Log the best trial's generator in its child run and register it under sweep_model_name (no alias)."""
     state = ckpt.load_checkpoint(best["checkpoint"])
     mlflow.set_tracking_uri(uri)
     with tempfile.TemporaryDirectory() as d:
         ckpt.write_generator(state, d)
         with mlflow.start_run(run_id=child_run_id):
             info = log_generator(Path(d))
-    name = params.registered_model_name
+    name = sweep_model_name(params)
     client = MlflowClient(uri)
     mv = mlflow.register_model(info.model_uri, name, tags={MODEL_URI_TAG: info.model_uri, "genpipe.source": "tune",
+                                                           SWEEP_TAG: sweep,
                                                            f"genpipe.tune.{metric}": str(best["value"])})
     client.set_terminated(child_run_id, "FINISHED")
     return {"name": name, "version": mv.version, "model_uri": info.model_uri}
@@ -237,7 +244,7 @@ def _summarise(params: Params, repo_root: Path, ctx: dict, grid, skipped, parent
     best = (max if mode == "max" else min)(scored, key=lambda r: r["value"])
     registered = None
     if t.register_best:
-        registered = _register_best(params, best, metric, ctx["uri"],
+        registered = _register_best(params, name, best, metric, ctx["uri"],
                                     child_run_id(client, ctx["exp_id"], name, best["trial_id"]))
     counts = Counter(r["status"] for r in rows)
     report = {

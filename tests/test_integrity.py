@@ -130,6 +130,8 @@ def test_in_process_train_resumes_from_the_older_checkpoint(run_root, capsys):
     newest = store.latest()
     assert newest.name.endswith("6")
     _flip_byte(newest / ckpt.STATE_FILE)
+    # an interrupted run (a FINISHED one is not retrained: tests/test_tracking_records.py)
+    MlflowClient(params.tracking.uri).set_terminated(summary["mlflow_run_id"], "KILLED")
     capsys.readouterr()
     summary = train.run(params, run_root, use_ray=False)
     out = capsys.readouterr().out

@@ -65,6 +65,8 @@ def test_exported_generator_matches_the_final_checkpoint(trained, run_root):
 
 def test_rerun_with_same_config_resumes_the_same_run(trained, run_root, capsys):
     params, first = trained
+    # an interrupted run resumes (a FINISHED one is never reopened: tests/test_tracking_records.py)
+    MlflowClient(params.tracking.uri).set_terminated(first["mlflow_run_id"], "KILLED")
     longer = tiny_params(run_root, train={"max_steps": 9, "run_name": first["run_name"].removesuffix("-noray")})
     second = train.run(longer, run_root, use_ray=False)
     assert "resuming from checkpoint at step 6" in capsys.readouterr().out

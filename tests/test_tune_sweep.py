@@ -131,7 +131,7 @@ def test_a_diffusion_sweep_tunes_learning_rate_ema_steps_and_guidance(tmp_path):
     assert set(rows) == {0.0, 3.0} and {"fid", "cond_accuracy", "train.ema_decay"} <= rows[0.0].keys()
     # same weights (same seed and schedule), sampled unconditionally vs guided: different scores
     assert rows[0.0]["fid"] != rows[3.0]["fid"]
-    assert report["registered"]["name"] == "digits-ddpm"
+    assert report["registered"]["name"] == "digits-ddpm-sweeps"  # never a promotion candidate
     assert report["best_config"]["diffusion.sample_steps"] == 4
 
 

@@ -83,7 +83,8 @@ class TuneConfig(Section):
     eval_every: int = Field(250, ge=1, description="steps between in-training evaluations (and Tune checkpoints)")
     eval_samples: int = Field(500, ge=1, description="generated samples per in-training evaluation")
     max_failures: int = Field(0, ge=-1, description="retries of a crashed trial from its last checkpoint (-1: unlimited)")
-    register_best: bool = bookkeeping(True, description="register the best trial's generator as a model version (no alias)")
+    register_best: bool = bookkeeping(True, description="register the best trial's generator under "
+                                      "<registered model name>-sweeps, apart from promotion candidates (no alias)")
     output_dir: str = bookkeeping("data/tune")
     storage_path: str | None = Field(None, description="trial checkpoints; a shared path on a cluster. "
                                      "Default data/tune_runs")

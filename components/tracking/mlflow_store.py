@@ -1,7 +1,8 @@
 """Where runs go and how they are found again.
 
 Default store: SQLite at <repo>/mlflow/mlflow.db with artifacts under <repo>/mlflow/artifacts
-(MLflow 3.17 refuses the file store). A team server: set MLFLOW_TRACKING_URI."""
+(MLflow 3.17 refuses the file store), <repo> being the user's repository even when a stage runs in a copy
+made by `dvc exp run --temp/--queue`. A team server: set MLFLOW_TRACKING_URI."""
 from __future__ import annotations
 
 import collections
@@ -19,8 +20,24 @@ from mlflow.tracking import MlflowClient
 RUN_NAME_TAG = "genpipe.run_name"
 
 
+# `dvc exp run --temp` and `--queue` run the stages in a copy under <repo>/.dvc/tmp/exps/ (DVC's
+# EXEC_TMP_DIR: exps/tmpXXXX, exps/standalone/tmpXXXX, exps/celery/tmpXXXX), deleted once the experiment ends.
+DVC_EXPERIMENT_COPIES = (".dvc", "tmp", "exps")
+
+
+def workspace_root(repo_root: Path) -> Path:
+    """The user's repository: <repo> for a DVC experiment's temporary copy inside <repo>/.dvc/tmp/exps/
+    (a store there would be deleted with the copy), else repo_root itself."""
+    path = Path(repo_root).resolve()
+    parts, n = path.parts, len(DVC_EXPERIMENT_COPIES)
+    for i in range(1, len(parts) - n + 1):  # the outermost match: a copy made from a copy still maps home
+        if parts[i:i + n] == DVC_EXPERIMENT_COPIES and (Path(*parts[:i]) / ".dvc").is_dir():
+            return Path(*parts[:i])
+    return path
+
+
 def default_uri(repo_root: Path) -> str:
-    return f"sqlite:///{(repo_root / 'mlflow' / 'mlflow.db').resolve()}"
+    return f"sqlite:///{workspace_root(repo_root) / 'mlflow' / 'mlflow.db'}"
 
 
 def resolve_uri(configured: str | None, repo_root: Path) -> str:
