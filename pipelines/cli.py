@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -71,7 +72,14 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# MLflow draws a progress bar for every artifact download (a model is fetched several times per stage),
+# which floods a CI log; the stages show their own progress.
+QUIET_ENV = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    for name, value in QUIET_ENV.items():
+        os.environ.setdefault(name, value)  # an explicit setting wins
     args = _parser().parse_args(argv)
     from components.config import ConfigError
 

@@ -47,6 +47,17 @@ _PRINTED = ("fid", "fid_floor", "fid_over_floor", "kid_mean", "is_mean", "precis
             "sampling_seconds", "eval_seconds")
 
 
+def headline(report: dict, names: list[str]) -> dict:
+    """What `dvc metrics show` compares: the family's metrics on this data, each with its error bar."""
+    out = {}
+    for name in names:
+        if name in report:
+            out[name] = report[name]
+            if name + SEED_STD in report:
+                out[name + SEED_STD] = report[name + SEED_STD]
+    return out
+
+
 def _printed(key: str, report: dict) -> str:
     spread = report.get(key + SEED_STD)
     return f"{key}={report[key]:.4g}" + (f"±{spread:.2g}" if spread is not None else "")
@@ -82,6 +93,8 @@ def run(params: Params, repo_root: Path) -> dict:
     grid_path = (repo_root / params.evaluate.grid).resolve()
     atomic_write(grid_path, family.report_grid(g, fake, test))
     atomic_write(report_path, json.dumps(report, indent=2, sort_keys=True) + "\n")
+    atomic_write((repo_root / params.evaluate.headline).resolve(),
+                 json.dumps(headline(report, family.metric_names(params, kind_of(manifest).name)), indent=2) + "\n")
 
     from mlflow.entities import Metric, RunTag
     from mlflow.tracking import MlflowClient

@@ -4,11 +4,16 @@ that Ray wrapped. What runs on the workers is pipelines/ray_worker.py."""
 from __future__ import annotations
 
 import os
+import sys
 
 
 class LaunchError(RuntimeError):
     """The cluster cannot run what the params ask for; the message names the keys and what the cluster has."""
 
+
+# Tells the workers whether the driver's console is a terminal: rank 0 then sends its progress to a bar the
+# driver draws (Ray's tqdm, on stderr), else prints a plain line every 10 % (pipelines/ray_worker.py).
+CONSOLE_ENV = "GENPIPE_CONSOLE_TTY"
 
 # One machine: no spot preemption to watch and no Prometheus to feed (each costs an actor or a thread
 # per run, which a sweep of short trials pays again and again); Train's controller polls its workers
@@ -29,6 +34,7 @@ def init_ray() -> None:
     # so the stage log shows training progress; our prints reach the driver unpatched.
     address = os.environ.get("RAY_ADDRESS") or "local"
     env = LOCAL_RAY_ENV if address == "local" else {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
+    env = {**env, CONSOLE_ENV: "1" if sys.stderr.isatty() else "0"}
     ray.init(address=address, **({"include_dashboard": False} if address == "local" else {}),
              logging_config=ray.LoggingConfig(log_level="ERROR"), runtime_env={"env_vars": env})
 

@@ -4,26 +4,66 @@ Kept apart from pipelines/train.py so a worker process imports no more than trai
 only on rank 0 of a tracked run): worker start-up is paid once per trial in a sweep."""
 from __future__ import annotations
 
+import importlib
 import json
+import logging
+import os
 import tempfile
 from pathlib import Path
 
 from components.config import Params
+from components.progress import Progress, format_metrics
 from components.training import checkpoint as ckpt
-from components.training.loop import Worker, train_model
+from components.training.loop import Worker, plan, train_model
+from pipelines.launch import CONSOLE_ENV
+
+
+def console_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    """What the console shows of a log point: the losses and the throughput (MLflow keeps the rest)."""
+    return {k: v for k, v in metrics.items() if "loss" in k or k == "images_per_s"}
+
+
+def _ray_bar(total, desc, unit, initial, file):
+    """A bar the driver draws (Ray's tqdm): a worker's stdout reaches the driver line by line, so a bar
+    redrawn in place there would arrive as one line per redraw."""
+    from ray.experimental.tqdm_ray import tqdm
+
+    class RayBar(tqdm):
+        def set_postfix_str(self, s="", refresh=True):  # Ray's bar has no postfix: the metrics join its label,
+            self._desc = f"{desc} {s}"  # set without a send of their own (sends are throttled to one a second)
+
+    bar = RayBar(total=total, desc=desc, unit=unit)
+    bar.n = initial
+    return bar
+
+
+def training_progress(params: Params, prepared_dir: Path, world_size: int, resume: dict | None,
+                      desc: str = "train", in_ray: bool = False) -> Progress:
+    """Rank 0's progress display over the run's steps. In a Ray worker the launcher says whether the
+    driver's console is a terminal (CONSOLE_ENV); unset (Ray started elsewhere), plain lines."""
+    total = plan(params, prepared_dir, world_size).total_steps
+    start = int(resume["step"]) if resume is not None else 0
+    if in_ray:
+        return Progress(total, desc, start=start, tty=os.environ.get(CONSOLE_ENV) == "1", bar=_ray_bar)
+    return Progress(total, desc, start=start)
 
 
 class Callbacks:
-    """Shared by both launchers: rank 0 logs to MLflow; checkpoints are the launcher's business."""
+    """Shared by both launchers: rank 0 logs to MLflow and shows progress; checkpoints are the launcher's
+    business. Without a `progress`, each log point is printed as a line."""
 
-    def __init__(self, logger, save_checkpoint):  # logger: mlflow_store.RunLogger or None
+    def __init__(self, logger, save_checkpoint, progress: Progress | None = None):  # logger: RunLogger or None
         self.logger = logger
         self.save_checkpoint = save_checkpoint
+        self.progress = progress
 
     def log(self, step, metrics):
         if self.logger:
             self.logger.log_metrics(step, metrics)
-        print(f"step {step}: " + " ".join(f"{k}={v:.4g}" for k, v in metrics.items()), flush=True)
+        if self.progress is not None:
+            self.progress.update(step, console_metrics(metrics))
+        else:
+            print(f"step {step}: {format_metrics(metrics)}", flush=True)
 
     def samples(self, step, epoch, image):
         if self.logger:
@@ -96,6 +136,26 @@ def _resume_state(worker: Worker, recorded, run_dir: str | None) -> dict | None:
     return state
 
 
+# Ray Train V2 logs every report (its whole metrics dict) and every persisted checkpoint at INFO from the
+# worker: two long lines per checkpoint on the stage's console. These modules' own loggers are set to
+# WARNING (the first is named by its file path, so it hangs off the root logger, not "ray.train").
+RAY_REPORT_MODULES = ("ray.train.v2._internal.execution.context", "ray.train.v2._internal.execution.storage")
+
+
+def quiet_ray_reports() -> list[logging.Logger]:
+    """Called in the worker's train function, after Ray has configured the worker's logging (a later
+    logging.config call would reset them). A Ray without these modules only keeps its noise."""
+    quieted = []
+    for name in RAY_REPORT_MODULES:
+        try:
+            logger = importlib.import_module(name).logger
+        except (ImportError, AttributeError):
+            continue
+        logger.setLevel(logging.WARNING)
+        quieted.append(logger)
+    return quieted
+
+
 ORIGIN_FILE = "origin.json"  # beside a checkpoint: which run wrote it (PBT exploits copy it across trials)
 
 
@@ -107,6 +167,7 @@ def ray_worker(config: dict) -> None:
     import ray.train.torch
     import ray.util
 
+    quiet_ray_reports()
     ctx = ray.train.get_context()
     worker = Worker(ctx.get_world_rank(), ctx.get_world_size(), ray.train.torch.get_device())
     params = Params.model_validate(config["params"])
@@ -149,6 +210,10 @@ def ray_worker(config: dict) -> None:
         print(f"resuming from checkpoint at step {resume['step']}", flush=True)
         if logger is not None:  # one point per restart: MLflow shows where and how often a run resumed
             logger.log_metrics(int(resume["step"]), {RESUMED_METRIC: float(resume["step"])})
-    train_model(params, Path(config["prepared_dir"]), worker, Callbacks(logger, report), resume)
+    progress = None
+    if worker.rank == 0:
+        desc = f"trial {config['origin']}" if quick else "train"
+        progress = training_progress(params, Path(config["prepared_dir"]), worker.world_size, resume, desc, in_ray=True)
+    train_model(params, Path(config["prepared_dir"]), worker, Callbacks(logger, report, progress), resume)
     if logger is not None:  # the logger lives in this process: what it buffered goes out before it ends
         logger.flush(params.tracking.flush_timeout_s)

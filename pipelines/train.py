@@ -17,13 +17,14 @@ from mlflow.tracking import MlflowClient
 from components.config import Params
 from components.data.shards import read_manifest
 from components.tracking import mlflow_store
+from components.tracking.curves import TRAIN_CURVES, write_train_curve
 from components.tracking.logged_model import download_generator, log_generator
 from components.training import checkpoint as ckpt
 from components.training.loop import NonFiniteLossError, Worker, plan, train_model
 from components.failures import unwrap_failure
 from pipelines.launch import LaunchError, check_resources, init_ray, ray_scaling
 from pipelines.links import SUMMARY_FILE
-from pipelines.ray_worker import RESUMED_METRIC, Callbacks, ray_worker
+from pipelines.ray_worker import RESUMED_METRIC, Callbacks, ray_worker, training_progress
 
 class TrainError(RuntimeError):
     pass
@@ -86,7 +87,8 @@ def _fit_in_process(params: Params, prepared_dir: Path, storage: Path, run_name:
         logger.requeue(resume)  # points unsent when that checkpoint was taken
         logger.log_metrics(int(resume["step"]), {RESUMED_METRIC: float(resume["step"])})
     worker = Worker(device=torch.device("cuda" if params.scaling.use_gpu else "cpu"))
-    train_model(params, prepared_dir, worker, Callbacks(logger, save), resume)
+    progress = training_progress(params, prepared_dir, 1, resume)
+    train_model(params, prepared_dir, worker, Callbacks(logger, save, progress), resume)
     logger.flush(params.tracking.flush_timeout_s)
     return saved.get("state") or resume
 
@@ -183,8 +185,10 @@ def run(params: Params, repo_root: Path, use_ray: bool = True) -> dict:
     previous = mlflow_store.find_run(client, exp_id, run_name)
     launcher = "ray" if use_ray else "process"
     if previous is not None and previous.info.status == "FINISHED":  # it may be the champion's run: never reopened
-        return _rebuild_finished(params, repo_root, client, previous, run_name, storage / run_name, total_steps, uri,
-                                 launcher)
+        summary = _rebuild_finished(params, repo_root, client, previous, run_name, storage / run_name, total_steps,
+                                    uri, launcher)
+        write_train_curve(uri, summary["mlflow_run_id"], repo_root / TRAIN_CURVES)
+        return summary
     if previous is not None:  # interrupted (RUNNING, FAILED, KILLED): resume it
         run_id = previous.info.run_id
         client.update_run(run_id, status="RUNNING")
@@ -220,5 +224,6 @@ def run(params: Params, repo_root: Path, use_ray: bool = True) -> dict:
                    "tracking_uri": uri, "model_uri": info.model_uri, "steps": state["step"], "epochs": state["epoch"],
                    "launcher": launcher}
         (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True))
+    write_train_curve(uri, run_id, repo_root / TRAIN_CURVES)
     print(f"trained {state['step']} steps; generator in {out_dir}; logged model {info.model_uri}", flush=True)
     return summary

@@ -23,6 +23,7 @@ def tiny_params(root: Path, **sections) -> Params:
                   "output_dir": str(root / "train")},
         "scaling": {"num_workers": 1, "storage_path": str(root / "checkpoints")},
         "tracking": {"uri": f"sqlite:///{root / 'mlflow.db'}"},
+        "evaluate": {"error_seeds": 2},  # an error bar at the least cost
     }
     for section, values in sections.items():
         if isinstance(values, dict):

@@ -118,8 +118,19 @@ def test_repro_killed_during_train_resumes_then_nothing_then_only_what_changed(r
     assert metrics["fid"] > 0 and 0 <= metrics["precision"] <= 1
     promotion = json.loads((repo / "reports/promotion.json").read_text())
     assert promotion["promoted"] and promotion["version"] == 1
-    shown = _sh(["dvc", "metrics", "show", "--json"], repo)
-    assert "fid" in shown and "promoted" in shown
+    # The training curves (DVC plots), from the run's MLflow history: every logged step once, across the kill.
+    curve = (repo / "reports/train_curves/g_loss.csv").read_text().splitlines()
+    assert curve[0] == "step,g_loss" and [int(row.split(",")[0]) for row in curve[1:]] == \
+        list(range(5, TINY["train"]["max_steps"] + 1, 5))
+    plots = _sh(["dvc", "plots", "show", "--json"], repo)
+    assert all(f"reports/train_curves/{name}.csv" in plots for name in ("d_loss", "g_loss", "images_per_s"))
+    assert "tune_trials.csv" not in plots  # no sweep: no empty plot
+    # `dvc metrics show`: the family's headline numbers with their error bars, not the whole report
+    shown = json.loads(subprocess.run(["dvc", "metrics", "show", "--json"], cwd=repo, env=_env(), capture_output=True,
+                                      text=True, timeout=600, check=True).stdout)
+    headline = next(iter(shown.values()))["data"]["reports/headline.json"]["data"]
+    assert headline["fid"] == metrics["fid"] and headline["fid_seed_std"] == metrics["fid_seed_std"] > 0
+    assert "model_uri" not in headline and "promoted" not in json.dumps(shown)
 
     again = _sh(["dvc", "repro"], repo)
     assert "Running stage" not in again and "up to date" in again

@@ -2,6 +2,8 @@
 tests/test_pipeline_e2e.py; worker and node loss on a multi-node cluster: tests/test_cluster.py.)"""
 from __future__ import annotations
 
+import re
+import time
 from pathlib import Path
 
 import numpy as np
@@ -40,9 +42,26 @@ def test_two_workers_train_with_finite_losses_and_every_regulariser_under_ddp(ru
     assert ckpt.verify(found[-1]) is True  # the hash record is persisted with Ray's checkpoint
 
 
-def test_one_ray_worker_matches_the_plain_loop(run_root):
+def _driver_output(capfd, until: str, timeout_s: float = 30.0) -> tuple[str, str]:
+    """What reached the driver's stdout and stderr: worker lines come through Ray's log monitor, a little later."""
+    out, err, deadline = "", "", time.monotonic() + timeout_s
+    while until not in out and time.monotonic() < deadline:
+        time.sleep(0.5)
+        got = capfd.readouterr()
+        out, err = out + got.out, err + got.err
+    return out, err
+
+
+def test_one_ray_worker_matches_the_plain_loop(run_root, capfd):
     params = tiny_params(run_root)
     with_ray = train.run(params, run_root, use_ray=True)
+    # The console: rank 0's progress as plain lines (this Ray was started without the launcher's terminal
+    # flag), one per log point here (every 2 of 6 steps = 33 %); none of Ray Train's per-report log lines.
+    out, err = _driver_output(capfd, "train: 100%")
+    assert re.findall(r"train: +(\d+)% (\d)/6 steps d_loss=\S+ g_loss=\S+ images_per_s=", out) == \
+        [("33", "2"), ("66", "4"), ("100", "6")]
+    assert "Started training worker group" in out + err  # Ray Train's own INFO lines do reach the console
+    assert "Reporting training result" not in out + err and "Checkpoint successfully created" not in out + err
     g_ray, _ = ckpt.load_generator(params.train.output_dir)
     plain = train.run(params, run_root, use_ray=False)
     g_plain, _ = ckpt.load_generator(params.train.output_dir)

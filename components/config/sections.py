@@ -209,6 +209,8 @@ class EvaluateConfig(Section):
     prdc_k: int = Field(5, ge=1)
     kid_subset_size: int = Field(1000, ge=2)
     report: str = "reports/metrics.json"
+    headline: str = Field("reports/headline.json", description="the family's metrics ± error bars only: what "
+                          "`dvc metrics show` compares")
     grid: str = "reports/samples.png"
 
 
