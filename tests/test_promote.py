@@ -317,7 +317,11 @@ def test_the_logged_signature_documents_the_inputs_and_mlflow_refuses_a_wrong_ty
     mlflow.set_tracking_uri(_params(root).tracking.uri)
     model = mlflow.pyfunc.load_model(f"models:/{history[0][1]['model_name']}@champion")
     inputs = {c.name: (str(c.type).removeprefix("DataType."), c.required) for c in model.metadata.signature.inputs.inputs}
-    assert inputs == {"num_samples": ("long", False), "seed": ("long", False), "labels": ("Any", False)}
+    assert inputs == {"num_samples": ("long", False), "seed": ("long", False), "labels": ("Any", False),
+                      "steps": ("long", False), "guidance": ("double", False), "eta": ("double", False),
+                      "sampler": ("string", False), "images": ("Any", False), "reverse": ("boolean", False)}
+    with pytest.raises(ValueError, match="steps: sampling options of diffusion models"):  # the family still refuses
+        model.predict({"num_samples": 2, "steps": 4})
     assert model.predict({"num_samples": 2}).shape == (2, 1, 8, 8)
     with pytest.raises(MlflowException, match="num_samples.*Can not safely convert str to int64"):
         model.predict({"num_samples": "many"})

@@ -12,9 +12,9 @@ _PACKAGE_DIR = Path(components.__file__).parent
 
 
 def input_signature(pyfunc_inputs: dict[str, str]):
-    """The typed input schema of a family's pyfunc inputs: MLflow validates requests against it (a wrongly
-    typed value is refused by MLflow before predict runs) and shows it on the model's page. Every input
-    is optional. None for translators: an image batch does not fit MLflow's one-row column schema, so
+    """The typed input schema of the sampling families' pyfunc inputs: MLflow validates requests against it
+    (a wrongly typed value is refused by MLflow before predict runs) and shows it on the model's page.
+    Every input is optional; which ones a family takes, its predict says. None for translators: an image batch does not fit MLflow's one-row column schema, so
     their `predict` checks its inputs itself."""
     from mlflow.models import ModelSignature
     from mlflow.types import DataType
@@ -22,10 +22,13 @@ def input_signature(pyfunc_inputs: dict[str, str]):
 
     types = {"num_samples": DataType.long, "seed": DataType.long, "steps": DataType.long,
              "guidance": DataType.double, "eta": DataType.double, "sampler": DataType.string,
-             "labels": AnyType()}  # one class index or one per sample
-    if any(name not in types for name in pyfunc_inputs):
+             "labels": AnyType(),  # one class index or one per sample
+             "images": AnyType(), "reverse": DataType.boolean}  # translators' inputs: a sampler refuses them by name
+    if "images" in pyfunc_inputs:
         return None
-    return ModelSignature(inputs=Schema([ColSpec(types[name], name, required=False) for name in pyfunc_inputs]))
+    # Every sampling input is declared, not only this family's: MLflow drops undeclared columns, and the
+    # family's predict must still see (and refuse, naming it) `steps` sent to a GAN.
+    return ModelSignature(inputs=Schema([ColSpec(t, name, required=False) for name, t in types.items()]))
 
 
 def log_generator(model_dir: Path, name: str = "generator"):
