@@ -14,8 +14,9 @@ import numpy as np
 import torch
 
 from components.data.kinds import kind_of
-from components.data.shards import read_manifest
+from components.data.shards import load_split, read_manifest
 from components.metrics import feature_nets, modes, scores
+from components.metrics.catalogue import SEED_STD
 
 INPUT_DOMAIN = feature_nets.INPUT_DOMAIN
 
@@ -93,11 +94,6 @@ def score_points(info: dict, real_test: np.ndarray, fake: torch.Tensor) -> dict:
     return out
 
 
-# Suffix of a metric's error bar: its standard deviation over the sampling seeds. (`kid_std` and `is_std`
-# are the metrics' own spreads over subsets and splits, within one seed.)
-SEED_STD = "_seed_std"
-
-
 def has_error_bar(key: str, value) -> bool:
     return isinstance(value, (int, float)) and not key.endswith(("_std", "seconds"))
 
@@ -120,11 +116,11 @@ def _mean_and_spread(per_seed: list[dict]) -> dict:
     return out
 
 
-def measure(g, params, test: TestSplit, extractor, info: dict, real_train: torch.Tensor | None,
+def measure(g, params, prepared: Path, test: TestSplit, extractor, info: dict,
             classifier_a=None) -> tuple[dict, torch.Tensor]:
     """What the evaluate stage reports for one generator: every metric averaged over `evaluate.error_seeds`
     sampling seeds (evaluate.seed, +1, …) with its spread as `<metric>_seed_std`, and the real-vs-real
-    floor once. Promote re-scores a champion with the same function, so both sides are measured alike.
+    floor once (from the train split in `prepared`). Promote re-scores a champion with the same function, so both sides are measured alike.
     Returns (metrics, the first seed's samples)."""
     import time
 
@@ -146,7 +142,8 @@ def measure(g, params, test: TestSplit, extractor, info: dict, real_train: torch
         first = fake if first is None else first
     metrics = _mean_and_spread(per_seed)
     metrics["sampling_seconds"] = sum(m["sampling_seconds"] for m in per_seed)
-    if extractor is not None and real_train is not None:
+    if extractor is not None:
+        real_train = kind_of(read_manifest(prepared)).to_model_space(load_split(prepared, "train")[0])
         metrics.update(_floor(extractor, test_features, real_train, params, metrics["fid"]))
     return metrics, first
 

@@ -14,9 +14,10 @@ import torch
 from components.atomic import atomic_write
 from components.config import Params
 from components.data.kinds import kind_of
-from components.data.shards import load_split, read_manifest
-from components.evaluation import SEED_STD, TestSplit, input_classifier, measure, open_evaluator
+from components.data.shards import read_manifest
+from components.evaluation import TestSplit, input_classifier, measure, open_evaluator
 from components.metrics import scores
+from components.metrics.catalogue import SEED_STD
 from components.training.checkpoint import load_generator
 from pipelines.links import EVALUATOR_HASH_TAG, read_train_summary
 
@@ -80,8 +81,7 @@ def run(params: Params, repo_root: Path) -> dict:
         scores.check_sample_size(n, extractor.feature_dim, what, knob=knob)
     test = TestSplit.load(prepared)
     sampling = family.sampling_options(params)
-    train_x = None if extractor is None else kind_of(manifest).to_model_space(load_split(prepared, "train")[0])
-    metrics, fake = measure(g, params, test, extractor, info, train_x, input_classifier(params, repo_root))
+    metrics, fake = measure(g, params, prepared, test, extractor, info, input_classifier(params, repo_root))
     report = {**metrics, "evaluator_hash": info["hash"], "evaluator_kind": info["kind"],
               "num_samples": len(fake), "seed": params.evaluate.seed,
               "error_seeds": params.evaluate.error_seeds,

@@ -15,7 +15,6 @@ from components.config import Params
 from components.data.shards import load_rank_inputs, load_split, read_manifest
 from components.data.kinds import kind_of
 from components.metrics import feature_nets, pins
-from components.metrics.classifier import FEATURE_DIM, WIDTHS
 from components.metrics.modes import mode_counter_info
 
 
@@ -41,8 +40,7 @@ def run(params: Params, repo_root: Path, retrain: bool = False, pin: bool = Fals
             info = feature_nets.save_evaluator(model, {}, meta, tmp)
         print(f"evaluator: inception; hash {info['hash'][:12]}; written to {out_dir}")
         return info
-    defn = pins.definition(manifest, epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
-                           feature_dim=FEATURE_DIM, widths=WIDTHS)
+    defn = pins.definition(manifest, cfg)
     before = _hash_in(out_dir)
     pinned = None if retrain else pins.find(defn)
     if pinned is not None:

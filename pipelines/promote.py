@@ -30,14 +30,13 @@ from components.atomic import atomic_write
 from components.config import Params
 from components.data.kinds import kind_of
 from components.data.shards import read_manifest
-from components.metrics.catalogue import greater_is_better
+from components.metrics.catalogue import SEED_STD, greater_is_better
 from components.tracking.logged_model import download_generator, logged_generator_problems
 from pipelines.links import EVALUATOR_HASH_TAG, MODEL_URI_TAG, read_train_summary
 
 DECISION_TAG = "genpipe.promotion"  # on a promoted version: the decision that moved the alias to it (JSON)
 WEIGHTS_TAG = "genpipe.weights_sha256"  # the generator's weights: one version per set of weights
 RESCORE_TAG = "genpipe.rescore."  # + evaluator hash: the version's metrics re-measured under that evaluator
-SEED_STD = "_seed_std"  # components/evaluation.SEED_STD (not imported: it would load torch for every promote)
 
 
 class PromoteError(ValueError):
@@ -142,12 +141,7 @@ def _rescore(params: Params, repo_root: Path, uri: str, champion, evaluator: str
     if spec["model"]["family"] != params.model.family:
         raise PromoteError(f"the champion (version {champion.version}) is a {spec['model']['family']} model; "
                            f"this candidate is {params.model.family}: they cannot share a registered model name")
-    train_x = None
-    if extractor is not None:
-        from components.data.shards import load_split
-
-        train_x = kind_of(read_manifest(prepared)).to_model_space(load_split(prepared, "train")[0])
-    metrics, _ = measure(g, params, TestSplit.load(prepared), extractor, info, train_x,
+    metrics, _ = measure(g, params, prepared, TestSplit.load(prepared), extractor, info,
                          input_classifier(params, repo_root))
     numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not k.endswith("seconds")}
     print(f"promote: re-scored the champion (version {champion.version}, measured under evaluator "

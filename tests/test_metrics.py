@@ -140,6 +140,26 @@ def test_constant_image_is_far_above_the_floor(feats, evaluator, digits):
     assert scores.prdc_scores(test_f, const_f, k=5)["recall"] == pytest.approx(0.0, abs=0.01)
 
 
+@pytest.mark.parametrize("cache_max", [scores.KID_KERNEL_CACHE_MAX, 100])  # whole kernels sliced / per subset
+def test_kid_is_torchmetrics_kid(monkeypatch, cache_max):
+    """Our KID draws the same subsets as torchmetrics' KernelInceptionDistance for a seed and computes the
+    same estimator, only with the kernels computed once: the numbers agree to float rounding."""
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    monkeypatch.setattr(scores, "KID_KERNEL_CACHE_MAX", cache_max)
+    rng = np.random.default_rng(2)
+    real = torch.from_numpy(rng.normal(size=(300, 16)))
+    fake = torch.from_numpy(rng.normal(size=(400, 16)) * 1.1 + 0.1)
+    ours = scores.fid_kid(real, fake, kid_subset_size=120, kid_subsets=20, seed=7)
+    torch.manual_seed(7)
+    reference = KernelInceptionDistance(feature=scores.Precomputed(16), subsets=20, subset_size=120)
+    reference.update(real, real=True)
+    reference.update(fake, real=False)
+    mean, std = reference.compute()
+    assert ours["kid_mean"] == pytest.approx(float(mean), rel=1e-9, abs=1e-12) and float(mean) > 1e-3
+    assert ours["kid_std"] == pytest.approx(float(std), rel=1e-9)
+
+
 def test_kid_is_seeded():
     rng = np.random.default_rng(1)
     real, fake = rng.normal(size=(300, 8)), rng.normal(size=(300, 8)) + 0.2

@@ -12,7 +12,6 @@ import yaml
 from components.config import DataConfig, Params
 from components.data.shards import read_manifest
 from components.metrics import feature_nets, pins
-from components.metrics.classifier import FEATURE_DIM, WIDTHS
 from conftest import tiny_params
 from pipelines import evaluator, prepare
 
@@ -20,9 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _definition(params, root) -> dict:
-    cfg = params.evaluator
-    return pins.definition(read_manifest(params.prepared_path(root)), epochs=cfg.epochs, batch_size=cfg.batch_size,
-                           lr=cfg.lr, seed=cfg.seed, feature_dim=FEATURE_DIM, widths=WIDTHS)
+    return pins.definition(read_manifest(params.prepared_path(root)), params.evaluator)
 
 
 def _files(folder: Path) -> dict[str, bytes]:

@@ -5,6 +5,10 @@ A data kind reports its base metrics (components/data/kinds.py), a family adds i
 (components/families/); this is the union, for names and directions."""
 from __future__ import annotations
 
+# Suffix of a metric's error bar: its standard deviation over the evaluation's sampling seeds
+# (components/evaluation.measure). `kid_std` and `is_std` are the metrics' own spreads within one seed.
+SEED_STD = "_seed_std"
+
 # images, under a feature network (components/metrics/scores.py)
 IMAGE_METRICS = {"fid": False, "kid_mean": False, "is_mean": True, "precision": True, "recall": True,
                  "density": True, "coverage": True, "class_kl": False}

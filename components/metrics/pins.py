@@ -26,15 +26,18 @@ DEFINITION = "definition.json"
 RECIPE_VERSION = 1
 
 
-def definition(manifest: dict, *, epochs: int, batch_size: int, lr: float, seed: int, feature_dim: int,
-               widths: tuple[int, ...]) -> dict:
-    """The classifier evaluator's definition on this prepared dataset (unpaired datasets: both domains)."""
+def definition(manifest: dict, cfg) -> dict:
+    """The classifier evaluator's definition on this prepared dataset (unpaired datasets: both domains):
+    the architecture `ClassifierNet` builds, the recipe in `cfg` (the `evaluator` config section) and the
+    data."""
+    from components.metrics.classifier import FEATURE_DIM, WIDTHS
+
     return {
         "kind": "classifier",
         "recipe_version": RECIPE_VERSION,
         "arch": {"image_shape": list(manifest["image_shape"]), "num_classes": manifest["num_classes"],
-                 "feature_dim": feature_dim, "widths": list(widths)},
-        "recipe": {"epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed},
+                 "feature_dim": FEATURE_DIM, "widths": list(WIDTHS)},
+        "recipe": {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed},
         "data": {"dataset": manifest["dataset"], "content_hash": manifest["content_hash"],
                  "input_domain": manifest.get("pairing") == "unpaired"},
     }
