@@ -228,7 +228,8 @@ def run(params: Params, repo_root: Path) -> dict:
               **decision}
     atomic_write(repo_root / params.promote.report, json.dumps(result, indent=2, sort_keys=True) + "\n")
     if already:
-        print(f"promote: {name} version {mv.version} is already {alias!r}; nothing moved — {reason}")
+        print(f"promote: {name} version {mv.version} (these weights) is already {alias!r}; nothing moved "
+              f"(it was promoted because: {reason})")
     else:
         print(f"promote: {name} version {mv.version} {'is now' if promoted else 'is not'} {alias!r} — {reason}")
     return result
