@@ -39,12 +39,21 @@ def stage_params(stage: str, path, overrides: list[str], repo_root: Path):
     return params
 
 
+class _ShowDefaults(argparse.ArgumentDefaultsHelpFormatter):
+    """--help shows each option's default, except the empty ones (None, [], an off flag)."""
+
+    def _get_help_string(self, action):
+        empty = action.default is None or action.default is False or action.default == []
+        return action.help if empty or action.default is argparse.SUPPRESS else super()._get_help_string(action)
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="genpipe", description="Reproducible generative-model pipeline stages.")
     sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
     for name, help_text in STAGES.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        p.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+        p = sub.add_parser(name, help=help_text, description=help_text,
+                           formatter_class=_ShowDefaults)
+        p.add_argument("--params", default="params.yaml", help="params file")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                        help="override one param (repeatable), value parsed as YAML")
         if name == "tune":
@@ -64,8 +73,8 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--no-ray", action="store_true", help="run the training core in this process (1 worker)")
         if name == "sample":
             p.add_argument("--model", required=True, help="MLflow model URI, e.g. models:/mnist5k-dcgan@champion")
-            p.add_argument("--n", type=int, default=64, help="number of images (default 64)")
-            p.add_argument("--seed", type=int, default=0)
+            p.add_argument("--n", type=int, default=64, help="number of images")
+            p.add_argument("--seed", type=int, default=0, help="seed of every random draw")
             p.add_argument("--out", default="samples.png", help="PNG file to write")
         if name == "modes":
             p.add_argument("--dataset", required=True, choices=["ring8", "grid25"], help="2D mixture to benchmark")
@@ -113,6 +122,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"genpipe {args.stage}: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # the stage said what it saved; no traceback
+        print(f"genpipe {args.stage}: interrupted", file=sys.stderr)
+        return 130
     except (ValueError, RuntimeError, FileNotFoundError) as e:
         print(f"genpipe {args.stage}: error: {e}", file=sys.stderr)
         return 1

@@ -8,6 +8,7 @@ the repository. `--retrain` trains anew even when pinned, and says which numbers
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from components.atomic import atomic_dir
@@ -33,6 +34,7 @@ def run(params: Params, repo_root: Path, retrain: bool = False, pin: bool = Fals
         print(f"evaluator: mode counter for {manifest['dataset']} ({len(info['centers'])} modes, σ = {info['sigma']}); "
               f"hash {info['hash'][:12]}; written to {out_dir}")
         return info
+    check_enough_for_metrics(params, manifest)
     if cfg.kind == "inception":
         # Referenced by path and pinned by the file's hash; checked on this dataset's test split.
         model, _ = feature_nets.load_inception(cfg.inception_weights)
@@ -62,6 +64,43 @@ def run(params: Params, repo_root: Path, retrain: bool = False, pin: bool = Fals
     if retrain and before not in (None, info["hash"]):
         _say_orphaned(params, repo_root, before, info["hash"])
     return info
+
+
+# Held-out images the metrics need per class at the least: precision/recall/density/coverage use
+# k-nearest-neighbour balls (evaluate.prdc_k), and the evaluator's test accuracy is read per class.
+MIN_TEST_PER_CLASS = 2
+
+
+def check_enough_for_metrics(params: Params, manifest: dict) -> None:
+    """Before any network is trained: the held-out split (the real side of FID/KID/PRDC) and the samples
+    evaluate will score must outnumber the evaluator's feature dimension (else FID's covariance is
+    singular), and every class must keep held-out images. The message says how many images that takes."""
+    from components.metrics.classifier import FEATURE_DIM
+    from components.metrics.inception import InceptionV3
+
+    dim = InceptionV3.feature_dim if params.evaluator.kind == "inception" else FEATURE_DIM
+    test, frac, total = manifest["splits"]["test"], manifest["test_fraction"], manifest["count"]
+    problems = []
+    if test["count"] <= dim:
+        need = math.ceil((dim + 1) / frac)  # images in all at this test_fraction
+        fix = (f"raise data.test_fraction to at least {math.ceil(100 * (dim + 1) / total) / 100:.2f} or bring "
+               f"{need} images" if (dim + 1) / total <= 0.5 else f"bring at least {need} images at this "
+               f"data.test_fraction (more than {dim} must be held out, and most of the data should train)")
+        problems.append(
+            f"the held-out split has {test['count']} images ({total} × data.test_fraction {frac}), and the "
+            f"{params.evaluator.kind} evaluator's features are {dim}-dimensional: FID needs more than {dim} real "
+            f"images, so {fix}")
+    thin = [name for name, n in zip(manifest["class_names"], test.get("class_counts", [])) if n < MIN_TEST_PER_CLASS]
+    if thin:
+        problems.append(f"classes {', '.join(thin[:10])} keep fewer than {MIN_TEST_PER_CLASS} held-out images; "
+                        "add images of those classes or raise data.test_fraction")
+    n, what, knob = params.family.scored_count(params, manifest)
+    if n <= dim and knob != "data.test_fraction":
+        problems.append(f"evaluate scores {n} {what}, not more than the feature dimension {dim}; raise {knob} "
+                        f"above {dim}")
+    if problems:
+        raise ValueError(f"dataset {manifest['dataset']} is too small to be measured: " + "; ".join(problems)
+                         + ". See docs/data.md#how-much-data-the-metrics-need")
 
 
 def _hash_in(out_dir: Path) -> str | None:

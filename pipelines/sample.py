@@ -19,9 +19,12 @@ from components.training.images import preview_png
 def run(params: Params, repo_root: Path, model_uri: str, n: int, seed: int, out: Path) -> Path:
     if n < 1:
         raise ValueError(f"--n must be ≥ 1, got {n}")
-    mlflow.set_tracking_uri(mlflow_store.resolve_uri(params.tracking.uri, Path(repo_root)))
-    model = mlflow.pyfunc.load_model(model_uri)
-    spec = model.unwrap_python_model().spec
+    uri = mlflow_store.resolve_uri(params.tracking.uri, Path(repo_root))
+    mlflow.set_tracking_uri(uri)
+    model = _load(model_uri, uri)
+    python_model = model.unwrap_python_model()
+    python_model.max_samples = max(python_model.max_samples, n)  # the per-request bound is the server's
+    spec = python_model.spec
     if "images" in FAMILIES.get(spec["model"]["family"]).pyfunc_inputs:  # it translates: real inputs
         from components.data.shards import load_rank_inputs
         from components.training.images import side_by_side
@@ -35,3 +38,39 @@ def run(params: Params, repo_root: Path, model_uri: str, n: int, seed: int, out:
     atomic_write(out, png)
     print(f"sample: {n} images from {model_uri} (seed {seed}) → {out}")
     return out
+
+
+class SampleError(ValueError):
+    """The model URI cannot be loaded; the message names it and what the store holds."""
+
+
+def _load(model_uri: str, tracking_uri: str):
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return mlflow.pyfunc.load_model(model_uri)
+    except MlflowException as e:
+        first = str(e.message).strip().splitlines()[0] if str(e.message).strip() else type(e).__name__
+        raise SampleError(f"cannot load {model_uri} from {tracking_uri}: {first}{_what_exists(model_uri)}") from None
+    except OSError as e:  # a local path or artifact that is not there
+        raise SampleError(f"cannot load {model_uri} from {tracking_uri}: {e}") from None
+
+
+def _what_exists(model_uri: str) -> str:
+    """For models:/<name>…: the registered names, or the name's versions and aliases."""
+    if not model_uri.startswith("models:/") or model_uri.startswith("models:/m-"):
+        return ""
+    from mlflow.tracking import MlflowClient
+
+    name = model_uri[len("models:/"):].split("@")[0].split("/")[0]
+    try:
+        client = MlflowClient()
+        names = sorted(m.name for m in client.search_registered_models())
+        if name not in names:
+            return f"; registered models: {', '.join(names) or 'none'}"
+        model = client.get_registered_model(name)
+        versions = sorted(int(v.version) for v in client.search_model_versions(f"name = '{name}'"))
+        aliases = ", ".join(f"@{a}→v{v}" for a, v in sorted(model.aliases.items())) or "none"
+        return f"; {name} has versions {', '.join(map(str, versions)) or 'none'}, aliases {aliases}"
+    except Exception:  # the store itself is the problem: the first message says so
+        return ""

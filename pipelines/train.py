@@ -116,6 +116,17 @@ def _newest_whole_checkpoint(run_dir: Path) -> Path | None:
     return None
 
 
+def _interrupted(run_name: str, run_id: str, run_dir: Path, every: int) -> str:
+    """What Ctrl-C leaves behind and how to go on from it."""
+    newest = _newest_whole_checkpoint(run_dir) if run_dir.is_dir() else None
+    if newest is None:
+        return (f"train: interrupted before the first checkpoint (every {every} steps); nothing to resume: the same "
+                f"command starts run {run_name} again from step 0")
+    step = ckpt.load(newest)["step"]
+    return (f"train: interrupted; saved: step {step} ({newest}). The same command (genpipe train with these params, "
+            f"or dvc repro) resumes MLflow run {run_id} ({run_name}) from step {step}")
+
+
 def _logged_model_uri(client: MlflowClient, run) -> str | None:
     """The model a finished run logged (the newest, for runs that older reruns logged again)."""
     found = client.search_logged_models([run.info.experiment_id],
@@ -203,6 +214,8 @@ def run(params: Params, repo_root: Path, use_ray: bool = True) -> dict:
     try:
         state = fit(params, prepared_dir, storage, run_name, uri, run_id)
     except BaseException as exc:  # includes KeyboardInterrupt: the run must not stay RUNNING
+        if isinstance(exc, KeyboardInterrupt):
+            print(_interrupted(run_name, run_id, storage / run_name, params.train.checkpoint_every), flush=True)
         unreachable = isinstance(exc, mlflow_store.TrackingUnavailableError) or "TrackingUnavailableError" in str(exc)
         try:  # not when the store is what failed: that would wait on it again (the run stays RUNNING; a rerun ends it)
             if not unreachable:
@@ -218,7 +231,7 @@ def run(params: Params, repo_root: Path, use_ray: bool = True) -> dict:
         ckpt.write_generator(state, tmp)
         mlflow.set_tracking_uri(uri)
         with mlflow.start_run(run_id=run_id):  # ends the run FINISHED once the model is logged
-            info = log_generator(tmp)
+            info = log_generator(tmp, params.serving.max_samples)
             mlflow.set_tag(FINAL_STEP_TAG, str(state["step"]))  # a rerun then knows the run is complete
         summary = {"run_name": run_name, "mlflow_run_id": run_id, "experiment": params.experiment_name,
                    "tracking_uri": uri, "model_uri": info.model_uri, "steps": state["step"], "epochs": state["epoch"],

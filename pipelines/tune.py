@@ -82,7 +82,7 @@ def _register_best(params: Params, sweep: str, best: dict, metric: str, uri: str
     with tempfile.TemporaryDirectory() as d:
         ckpt.write_generator(state, d)
         with mlflow.start_run(run_id=child_run_id):
-            info = log_generator(Path(d))
+            info = log_generator(Path(d), params.serving.max_samples)
     name = sweep_model_name(params)
     client = MlflowClient(uri)
     mv = mlflow.register_model(info.model_uri, name, tags={MODEL_URI_TAG: info.model_uri, "genpipe.source": "tune",

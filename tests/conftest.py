@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from components.config import Params
+from components.config import Params, load_params
+from components.families import FAMILIES
 from pipelines import prepare
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,6 +72,29 @@ def train_in_process(params: Params, root: Path, resume=None) -> tuple[Recorder,
     rec = Recorder()
     out = train_model(params, params.prepared_path(root), Worker(), rec, resume)
     return rec, out
+
+
+def family_params(name: str):
+    """The params a family runs with: its first preset, or params.yaml with the family set."""
+    family = FAMILIES.get(name)
+    if family.presets:
+        return load_params(REPO / "params.yaml", [f"preset={family.presets[0]}"])
+    return load_params(REPO / "params.yaml", [f"model.family={name}"])
+
+
+def exported(name, **model):
+    """A family's network (untrained) and the spec its pyfunc sees; `model`: model-section overrides."""
+    params = family_params(name)
+    if model:
+        params = params.with_overrides({f"model.{k}": v for k, v in model.items()})
+    image_shape = [2] if name == "mlp" else [1, 8, 8]
+    spec = {"model": params.model.model_dump(mode="json"), "image_shape": image_shape,
+            "class_names": [str(i) for i in range(10)], **params.family.spec(params)}
+    if params.family.pairing:
+        spec["input_shape"] = image_shape
+    if name == "ddpm":
+        spec["diffusion"].update(channels=[8, 16], timesteps=20, sample_steps=2)
+    return params.family, params.family.build_generator(spec), spec
 
 
 def free_port() -> int:

@@ -12,6 +12,7 @@ from PIL import Image
 from components.config import DataConfig, Params
 from components.data import shards
 from components.data.sources import SOURCES, DataError
+from conftest import tiny_params
 from pipelines import prepare
 
 
@@ -217,7 +218,39 @@ def test_rank_shares_partition_the_split(mnist: Path, world_size: int):
 
 def test_rank_without_row_groups_gets_empty_share(tmp_path):
     out = _prepare(tmp_path, source="digits", row_group_rows=1000, rows_per_shard=1000)
-    n_test = shards.read_manifest(out)["splits"]["test"]["count"]  # one row group, fewer than 1000 rows
-    assert shards.rank_row_counts(out, "test", 2) == [n_test, 0]
-    images, labels = shards.load_rank_share(out, "test", 1, 2)
+    n_test = shards.read_manifest(out)["splits"]["test"]["count"]
+    groups = -(-n_test // shards.row_group_size(n_test, 1000))
+    counts = shards.rank_row_counts(out, "test", groups + 1)  # more workers than row groups
+    assert counts[-1] == 0 and sum(counts) == n_test
+    images, labels = shards.load_rank_share(out, "test", groups, groups + 1)
     assert images.shape == (0, 1, 8, 8) and labels.shape == (0,)
+
+
+def test_a_small_split_gets_row_groups_small_enough_for_every_worker(tmp_path):
+    """row_group_rows = 1000 on a 180-row test split used to be one row group: a second worker got
+    nothing. Groups now shrink so that the split has MIN_ROW_GROUPS of them (or one row each)."""
+    import pyarrow.parquet as pq
+
+    out = _prepare(tmp_path, source="digits", row_group_rows=1000, rows_per_shard=1000)
+    m = shards.read_manifest(out)
+    n_test = m["splits"]["test"]["count"]
+    assert pq.read_metadata(out / m["splits"]["test"]["files"][0]).num_row_groups == -(-n_test // (n_test // 16)) >= 16
+    for world_size in (2, 4, 16):
+        counts = shards.rank_row_counts(out, "test", world_size)
+        assert min(counts) > 0 and sum(counts) == n_test
+    assert shards.row_group_size(4500, 256) == 256 and shards.row_group_size(54, 256) == 3
+    assert shards.row_group_size(5, 256) == 1
+
+
+def test_a_batch_that_row_groups_cannot_share_names_data_row_group_rows(tmp_path):
+    from components.training.loop import plan
+
+    out = _prepare(tmp_path, source="digits", row_group_rows=1000, rows_per_shard=1000)
+    counts = shards.rank_row_counts(out, "train", 3)
+    batch = min(counts) + 1
+    assert sum(counts) >= 3 * batch  # enough rows overall: the uneven whole groups are the cause
+    params = tiny_params(tmp_path, train={"batch_size": batch})
+    with pytest.raises(ValueError, match="lower data.row_group_rows and rerun prepare"):
+        plan(params, out, 3)
+    with pytest.raises(ValueError, match="lower train.batch_size or scaling.num_workers"):
+        plan(tiny_params(tmp_path, train={"batch_size": sum(counts)}), out, 3)

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from components.config import load_params
 from components.families import FAMILIES
 from components.section import BOOKKEEPING, SAMPLING, ConfigError, keys_marked
-from conftest import REPO
+from conftest import REPO, exported, family_params
 from pipelines import cli
 
 MANIFEST = {"content_hash": "0" * 64, "dataset": "d"}
@@ -27,14 +26,6 @@ def _names(params):
     from pipelines.tune import sweep_name
 
     return run_name_for(params, MANIFEST), sweep_name(params, MANIFEST)
-
-
-def _family_params(name: str):
-    """The params a family runs with: its first preset, or params.yaml with the family set."""
-    family = FAMILIES.get(name)
-    if family.presets:
-        return load_params(REPO / "params.yaml", [f"preset={family.presets[0]}"])
-    return load_params(REPO / "params.yaml", [f"model.family={name}"])
 
 
 def _other_values(field, current):
@@ -71,7 +62,7 @@ def _weight_keys(params) -> list[str]:
 
 @pytest.mark.parametrize("name", FAMILIES.names())
 def test_every_weight_key_renames_the_run_and_the_sweep_and_bookkeeping_does_not(name):
-    params = _family_params(name)
+    params = family_params(name)
     run, sweep = _names(params)
     changed, refused = [], []
     for key in _weight_keys(params):
@@ -101,11 +92,11 @@ def test_every_weight_key_renames_the_run_and_the_sweep_and_bookkeeping_does_not
 
 def test_the_keys_the_old_run_name_forgot_now_rename_the_run():
     # before the family contract, run_name_for hashed model/train/diffusion only
-    vae = _family_params("vae")
+    vae = family_params("vae")
     assert _names(vae.with_overrides({"vae.beta": 0.5}))[0] != _names(vae)[0]
-    pix = _family_params("pix2pix")
+    pix = family_params("pix2pix")
     assert _names(pix.with_overrides({"translation.g_depth": 1}))[0] != _names(pix)[0]
-    ddpm = _family_params("ddpm")
+    ddpm = family_params("ddpm")
     assert _names(ddpm.with_overrides({"diffusion.sample_steps": 10}))[0] == _names(ddpm)[0]  # sampling only
 
 
@@ -114,7 +105,7 @@ def test_tune_and_promote_rank_by_the_same_default_metric(name, tmp_path):
     from components.evaluation import metric_and_mode
     from pipelines.promote import promotion_metric
 
-    params = _family_params(name).with_overrides({"data.prepared_dir": str(tmp_path), "tune.metric": None,
+    params = family_params(name).with_overrides({"data.prepared_dir": str(tmp_path), "tune.metric": None,
                                                   "promote.metric": None})
     family = params.family
     for kind in family.data_kinds:
@@ -130,42 +121,29 @@ def test_tune_and_promote_rank_by_the_same_default_metric(name, tmp_path):
     assert family.default_metric(family.data_kinds[0]) == expected
 
 
-def _exported(name):
-    """A family's network (untrained) and the spec its pyfunc sees."""
-    params = _family_params(name)
-    image_shape = [2] if name == "mlp" else [1, 8, 8]
-    spec = {"model": params.model.model_dump(mode="json"), "image_shape": image_shape,
-            "class_names": [str(i) for i in range(10)], **params.family.spec(params)}
-    if params.family.pairing:
-        spec["input_shape"] = image_shape
-    if name == "ddpm":
-        spec["diffusion"].update(channels=[8, 16], timesteps=20, sample_steps=2)
-    return params.family, params.family.build_generator(spec), spec
-
-
 @pytest.mark.parametrize("name", FAMILIES.names())
 def test_each_pyfunc_refuses_the_inputs_its_family_does_not_take(name):
     from components.tracking.generator_pyfunc import plain_inputs
 
-    family, g, spec = _exported(name)
+    family, g, spec = exported(name)
     sampling_only = [k for k in ("steps", "guidance", "sampler", "eta") if k not in family.pyfunc_inputs]
     for key in sampling_only:  # the documented message, never a TypeError deep in a sampler
         with pytest.raises(ValueError, match=rf"^{key}: sampling options of diffusion models; a {name} model takes"):
-            family.predict(g, spec, plain_inputs({key: 5}))
+            family.predict(g, spec, plain_inputs({key: 5}), 64)
     with pytest.raises(ValueError, match=rf"colour: not an input of this model; a {name} model takes"):
-        family.predict(g, spec, plain_inputs({"colour": 1}))
+        family.predict(g, spec, plain_inputs({"colour": 1}), 64)
     if "images" in family.pyfunc_inputs:
-        out = family.predict(g, spec, plain_inputs({"images": [[[[0.0] * 8] * 8]] * 3}))
+        out = family.predict(g, spec, plain_inputs({"images": [[[[0.0] * 8] * 8]] * 3}), 64)
     else:
         out = family.predict(g, spec, plain_inputs({"num_samples": 3, "seed": 1, **(
-            {"steps": 2} if "steps" in family.pyfunc_inputs else {})}))
+            {"steps": 2} if "steps" in family.pyfunc_inputs else {})}), 64)
     assert out.shape == (3, *spec["image_shape"]) and out.dtype.name == "float32"
 
 
 def test_vae_pyfunc_refuses_steps_with_the_documented_message():
-    family, g, spec = _exported("vae")
+    family, g, spec = exported("vae")
     with pytest.raises(ValueError) as e:
-        family.predict(g, spec, {"steps": 10})
+        family.predict(g, spec, {"steps": 10}, 64)
     assert str(e.value) == "steps: sampling options of diffusion models; a vae model takes num_samples, seed"
 
 
@@ -179,6 +157,17 @@ def test_importing_the_config_loads_no_torch_diffusers_or_ray():
     out = _run_python("import sys, components.config, components.families; "
                       "print(sorted(m for m in ('torch', 'diffusers', 'ray', 'mlflow') if m in sys.modules))")
     assert out.strip() == "[]"
+
+
+@pytest.mark.parametrize("overrides", [[], ["train.batch_sise=3"], ["train.objective=hinge", "train.label_smoothing=0.1"]])
+def test_validating_params_and_reporting_a_config_error_load_no_torch(overrides):
+    """A typo is reported in about a second: validation (objective names and properties included) and
+    the CLI's error path never wait for torch (~6 s to import)."""
+    code = ("import sys\nfrom pipelines import cli\n"
+            f"rc = cli.main(['train', '--set', 'train.max_steps=0'] + {[f'--set={o}' for o in overrides]!r})\n"
+            "print(rc, sorted(m for m in ('torch', 'diffusers', 'ray', 'mlflow') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip().splitlines()[-1] == "2 []", (out.stdout, out.stderr[-2000:])
 
 
 def _module_name(path: Path) -> str:
@@ -304,10 +293,10 @@ def test_a_new_family_is_one_module(affine_family, tmp_path):
     fake, labels = params.family.generate(g, params, None, 50)
     assert fake.shape == (50, 2) and labels is None
     assert metric_and_mode(params, "points") == ("reverse_kl", "min")
-    served = affine_family.predict(g, spec, plain_inputs({"num_samples": 5, "seed": 3}))
+    served = affine_family.predict(g, spec, plain_inputs({"num_samples": 5, "seed": 3}), 64)
     assert (served == latent_samples(g, 2, 5, 3).numpy()).all()
     with pytest.raises(ValueError, match="labels: this model is unconditional; a affine model takes num_samples, seed"):
-        affine_family.predict(g, spec, {"labels": 1})
+        affine_family.predict(g, spec, {"labels": 1}, 64)
 
 
 def test_the_example_family_left_nothing_in_the_registry():

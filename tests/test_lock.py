@@ -61,3 +61,14 @@ def test_the_lock_check_sees_an_edited_dependency(tmp_path):
     target = clone / "pipelines" / "promote.py"
     target.write_text(target.read_text() + "\n# an edit without dvc repro\n")
     assert _stale("dvc.yaml", clone)["promote"] == {"pipelines/promote.py": "modified"}
+
+
+def test_a_leftover_checkpoint_folder_never_marks_train_modified(tmp_path):
+    """data/checkpoints is Ray's working storage, not a DVC output: an empty run folder an interrupted
+    run (or another dataset's run) left there is not a change of the train stage."""
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True, timeout=300)
+    (clone / "data" / "checkpoints" / "dcgan-mnist5k-interrupted").mkdir(parents=True)
+    out = subprocess.run([DVC, "status", "--json", "dvc.yaml"], cwd=clone, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "data/checkpoints" not in out.stdout, out.stdout

@@ -297,7 +297,7 @@ def test_the_same_weights_logged_again_are_one_version(history, root):
     summary = json.loads((dup_dir / SUMMARY_FILE).read_text())
     mlflow.set_tracking_uri(summary["tracking_uri"])
     with mlflow.start_run(run_id=summary["mlflow_run_id"]):
-        info = log_generator(dup_dir)
+        info = log_generator(dup_dir, 1024)
     assert info.model_uri != summary["model_uri"]
     (dup_dir / SUMMARY_FILE).write_text(json.dumps({**summary, "model_uri": info.model_uri}))
     dup_report.write_text(json.dumps({**ev, "model_uri": info.model_uri}))

@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import Field, ValidationError, create_model, model_validator
 
 from components.config.sections import (DataConfig, EvaluateConfig, EvaluatorConfig, ModelConfig, ModesConfig,
-                                        PromoteConfig, ScalingConfig, TrackingConfig, TrainConfig)
+                                        PromoteConfig, ScalingConfig, ServingConfig, TrackingConfig, TrainConfig)
 from components.config.tuning import TuneConfig
 from components.families import FAMILIES
 from components.section import ConfigError, Section
@@ -94,7 +94,8 @@ Params = create_model(
     **_family_sections(),
     **{name: (section, Field(default_factory=section)) for name, section in (
         ("scaling", ScalingConfig), ("tracking", TrackingConfig), ("evaluator", EvaluatorConfig),
-        ("evaluate", EvaluateConfig), ("promote", PromoteConfig), ("modes", ModesConfig), ("tune", TuneConfig))},
+        ("evaluate", EvaluateConfig), ("promote", PromoteConfig), ("serving", ServingConfig),
+        ("modes", ModesConfig), ("tune", TuneConfig))},
 )
 
 

@@ -231,6 +231,13 @@ class PromoteConfig(Section):
         return None if v is None else check_metric(v)
 
 
+class ServingConfig(Section):
+    """How the logged model answers requests (`mlflow models serve`, the pyfunc); never changes weights."""
+    max_samples: int = Field(1024, ge=1, le=1_000_000, description="samples (or images to translate) one request "
+                             "may ask for; larger requests are refused with a 400 naming the limit. "
+                             "GENPIPE_MAX_SAMPLES where the model is served overrides it")
+
+
 class ModesConfig(Section):
     """`genpipe modes`: the mode-collapse benchmark on the 2D mixtures (pipelines/modes.py)."""
     seeds: int = Field(3, ge=1, le=100, description="seeds per configuration of the objective table")

@@ -8,7 +8,8 @@ Layout of `<prepared_dir>/<dataset>/`:
 
 The row group is the unit of data parallelism: of `world_size` workers, rank r reads the row
 groups i (numbered across the split's files in manifest order) with i % world_size == r, so no
-worker reads another worker's rows.
+worker reads another worker's rows. A split too small for MIN_ROW_GROUPS groups of row_group_rows gets
+smaller groups, so a small dataset still gives every worker a share.
 """
 from __future__ import annotations
 
@@ -59,16 +60,25 @@ def split_indices(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[
 
 # ---------------------------------------------------------------------------------------------- write
 
+MIN_ROW_GROUPS = 16  # a split has at least this many row groups when it has that many rows
+
+
+def row_group_size(rows: int, row_group_rows: int) -> int:
+    """data.row_group_rows, or smaller for a small split: at least MIN_ROW_GROUPS groups (one row each at
+    worst), so that up to MIN_ROW_GROUPS workers each get rows."""
+    return max(1, min(row_group_rows, rows // MIN_ROW_GROUPS))
+
+
 def _write_split(root: Path, name: str, rows_of: SourceData, index: np.ndarray, cfg: DataConfig) -> list[str]:
     (root / name).mkdir()
-    files = []
+    files, group = [], row_group_size(len(index), cfg.row_group_rows)
     for part, start in enumerate(range(0, len(index), cfg.rows_per_shard)):
         rows = index[start : start + cfg.rows_per_shard]
         rel = f"{name}/part-{part:05d}.parquet"
         pair = (rows_of.inputs[rows], rows_of.input_labels[rows]) if rows_of.inputs is not None else ()
         # pyarrow stamps no time or host into the file (only "created_by" with its version): same data → same bytes.
         pq.write_table(DATA_KINDS.get(rows_of.kind).table(rows_of.samples[rows], rows_of.labels[rows], rows, *pair), root / rel,
-                       row_group_size=cfg.row_group_rows, compression="zstd")
+                       row_group_size=group, compression="zstd")
         files.append(rel)
     return files
 

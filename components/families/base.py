@@ -175,28 +175,23 @@ class Family:
         return preview_png(fake[:64] if fake.dim() == 4 else fake)
 
     # -------------------------------------------------------------------------------- serving (pyfunc)
-    def predict(self, g, spec: dict, inputs: dict[str, Any]) -> "np.ndarray":
-        """The pyfunc's answer to `inputs` (input name → value, already unwrapped from dict/DataFrame)."""
+    def predict(self, g, spec: dict, inputs: dict[str, Any], limit: int) -> "np.ndarray":
+        """The pyfunc's answer to `inputs` (input name → value, already unwrapped from dict/DataFrame), at
+        most `limit` samples; a refused input raises serving_inputs.RequestError naming it."""
         import numpy as np
 
+        from components import serving_inputs as req
         from components.sampling import balanced_labels
 
         self.refuse_unknown(inputs)
-        labels = as_labels(inputs.get("labels"), None if inputs.get("num_samples") is None
-                           else int(inputs["num_samples"]))
-        n = int(inputs.get("num_samples") if inputs.get("num_samples") is not None
-                else (len(labels) if labels is not None else 16))
-        seed = int(inputs.get("seed") if inputs.get("seed") is not None else 0)
-        if n < 1:
-            raise ValueError(f"num_samples must be ≥ 1, got {n}")
+        n = req.integer(inputs, "num_samples", None, 1, limit, req.limit_note(limit))
+        seed = req.integer(inputs, "seed", 0, 0, req.MAX_SEED)
         conditional = self.net_conditional(g)
-        if labels is not None and not conditional:
-            raise ValueError("labels given, but this model is unconditional")
-        if labels is not None and len(labels) != n:
-            raise ValueError(f"{len(labels)} labels for num_samples = {n}: give one label, or one per sample")
+        labels = req.labels(inputs.get("labels"), n, g.num_classes if conditional else 0, limit)
+        n = n if n is not None else (len(labels) if labels is not None else min(16, limit))
         if conditional and labels is None:
             labels = balanced_labels(n, g.num_classes)
-        options = self.pyfunc_sampling_options(inputs)
+        options = self.pyfunc_sampling_options(inputs, spec)
         out = self.draw(g, n, seed, labels, options, spec["model"]["latent_dim"])
         return out.numpy().astype(np.float32)
 
@@ -204,7 +199,8 @@ class Family:
         """Whether this family's network `g` was built class-conditional (samples for requested labels)."""
         return False
 
-    def pyfunc_sampling_options(self, inputs: dict) -> dict:
+    def pyfunc_sampling_options(self, inputs: dict, spec: dict) -> dict:
+        """The request's sampling settings (diffusion: steps, sampler…), checked against the model's spec."""
         return {}
 
     def refuse_unknown(self, inputs: dict) -> None:
@@ -216,7 +212,9 @@ class Family:
                ": this model is unconditional" if unknown == ["labels"] else
                ": only translators (pix2pix, cyclegan) take an image batch" if unknown == ["images"] else
                ": not an input of this model")
-        raise ValueError(f"{', '.join(unknown)}{why}; a {self.name} model takes {', '.join(self.pyfunc_inputs)}")
+        from components.serving_inputs import RequestError
+
+        raise RequestError(f"{', '.join(unknown)}{why}; a {self.name} model takes {', '.join(self.pyfunc_inputs)}")
 
     def pip_requirements(self) -> list[str]:
         """The pip requirements of its logged model (pinned where the version matters)."""
@@ -232,19 +230,6 @@ class Family:
 
 # the pyfunc inputs of a diffusion model → the diffusion section's sampling keys (components/families/ddpm.py)
 DIFFUSION_SAMPLING_INPUTS = {"steps": "sample_steps", "guidance": "guidance", "sampler": "sampler", "eta": "eta"}
-
-
-def as_labels(value, n: int | None):
-    """Requested labels as an int64 tensor: one label (repeated n times) or one per sample; None if absent."""
-    import numpy as np
-    import torch
-
-    if value is None:
-        return None
-    labels = torch.as_tensor(np.asarray(value, dtype=np.int64)).reshape(-1)
-    if len(labels) == 1 and n is not None:
-        labels = labels.expand(n).clone()
-    return labels
 
 
 class LatentGan(Family):

@@ -92,10 +92,23 @@ class Ddpm(Family):
 
         return sampler_samples(g, n, seed, labels, options)
 
-    def pyfunc_sampling_options(self, inputs: dict) -> dict:
-        options = {ours: inputs[key] for key, ours in DIFFUSION_SAMPLING_INPUTS.items() if inputs.get(key) is not None}
-        if "sample_steps" in options:
-            options["sample_steps"] = int(options["sample_steps"])
+    def pyfunc_sampling_options(self, inputs: dict, spec: dict) -> dict:
+        """steps, sampler, eta, guidance from the request, validated as the diffusion section validates them
+        (steps ≤ the model's timesteps bounds the work per sample), the error naming the request's key."""
+        from pydantic import ValidationError
+
+        from components.serving_inputs import RequestError
+
+        options = {ours: inputs[key].item() if hasattr(inputs[key], "item") else inputs[key]  # numpy scalars
+                   for key, ours in DIFFUSION_SAMPLING_INPUTS.items() if inputs.get(key) is not None}
+        ours_to_input = {ours: key for key, ours in DIFFUSION_SAMPLING_INPUTS.items()}
+        try:
+            # strict: "50" or 1.5 steps are refused, not coerced
+            DiffusionConfig.model_validate({**spec["diffusion"], **options}, strict=True)
+        except ValidationError as e:
+            err = e.errors()[0]
+            key = ".".join(ours_to_input.get(str(p), str(p)) for p in err["loc"]) or "steps"
+            raise RequestError(f"{key}: {err['msg']}".replace("sample_steps", "steps")) from None
         return options
 
 

@@ -54,27 +54,33 @@ class Translator(Family):
     def scored_count(self, params, manifest):
         return manifest["splits"]["test"]["count"], "test pairs", "data.test_fraction"
 
-    def predict(self, g, spec, inputs):
+    def predict(self, g, spec, inputs, limit):
         import numpy as np
         import torch
 
+        from components import serving_inputs as req
         from components.sampling import translate
 
         self.refuse_unknown(inputs)
+        reverse = req.flag(inputs, "reverse")
+        expected = spec["image_shape"] if reverse else spec["input_shape"]
+        shape = f"N×{'×'.join(map(str, expected))} ({'domain B' if reverse else 'the inputs'})"
         images = inputs.get("images")
         if images is None:
-            raise ValueError(f"images: a {self.name} translator needs the batch to translate "
-                             f"(N×{'×'.join(map(str, spec['input_shape']))} floats in [-1, 1])")
-        x = np.asarray(images)
-        reverse = bool(inputs.get("reverse") or False)
-        expected = spec["image_shape"] if reverse else spec["input_shape"]
+            raise req.RequestError(f"images: a {self.name} translator needs the batch to translate, {shape} "
+                                   f"floats in [-1, 1] or uint8 0..255")
+        try:
+            x = np.asarray(images)
+            x = x if x.dtype == np.uint8 else x.astype(np.float32)
+        except (ValueError, TypeError):
+            raise req.RequestError(f"images: expected {shape} numbers") from None
         if x.ndim == 3:
             x = x[None]
         if x.ndim != 4 or list(x.shape[1:]) != list(expected):
-            raise ValueError(f"images must be N×{'×'.join(map(str, expected))} "
-                             f"({'domain B' if reverse else 'the inputs'}), got shape {x.shape}")
-        x = (torch.from_numpy(x.astype(np.float32) / 127.5 - 1.0) if x.dtype == np.uint8
-             else torch.from_numpy(x.astype(np.float32)))
+            raise req.RequestError(f"images: expected {shape}, got shape {x.shape}")
+        if len(x) > limit:
+            raise req.RequestError(f"images: {len(x)} images" + req.limit_note(limit))
+        x = torch.from_numpy(x.astype(np.float32) / 127.5 - 1.0) if x.dtype == np.uint8 else torch.from_numpy(x)
         return translate(g, x, reverse=reverse).numpy().astype(np.float32)
 
     def report_grid(self, g, fake, test) -> bytes:

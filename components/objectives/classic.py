@@ -4,12 +4,12 @@ All take raw D outputs (logits). softplus(-l) = -log sigmoid(l) and softplus(l) 
 the numerically stable forms of the cross-entropy terms."""
 from __future__ import annotations
 
-import torch
-import torch.nn.functional as F
+from components.lazy import LazyModule
 
 from components.objectives.objective import OBJECTIVES, Objective
 
-Tensor = torch.Tensor
+torch, F = LazyModule("torch"), LazyModule("torch.nn.functional")  # loaded when a loss runs
+Tensor = "torch.Tensor"
 
 
 def _bce_d_loss(real: Tensor, fake: Tensor, target: float) -> Tensor:

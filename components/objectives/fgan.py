@@ -18,12 +18,12 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-import torch
-import torch.nn.functional as F
+from components.lazy import LazyModule
 
 from components.objectives.objective import OBJECTIVES, Objective
 
-Tensor = torch.Tensor
+torch, F = LazyModule("torch"), LazyModule("torch.nn.functional")  # loaded when a loss runs
+Tensor = "torch.Tensor"
 _LOG2 = math.log(2.0)
 
 # name -> (g_f(v), f*(g_f(v)))

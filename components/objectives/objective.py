@@ -4,11 +4,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-import torch
-
 from components.registry import Registry
 
-Tensor = torch.Tensor
+Tensor = "torch.Tensor"  # no torch import here: config validation reads this registry
+
+
+def _sigmoid(x: Tensor) -> Tensor:
+    return x.sigmoid()
 
 
 @dataclass(frozen=True)
@@ -20,7 +22,7 @@ class Objective:
     g_loss: Callable[[Tensor], Tensor]
     # Maps a raw D output to the "D(x)" diagnostic logged as d_real / d_fake (a probability for
     # classifier objectives, the critic value itself otherwise).
-    belief: Callable[[Tensor], Tensor] = torch.sigmoid
+    belief: Callable[[Tensor], Tensor] = _sigmoid
     # True when D regresses towards real/fake targets, so one-sided label smoothing is defined.
     has_targets: bool = False
     # True when D is an unbounded critic whose objective is only meaningful under a Lipschitz

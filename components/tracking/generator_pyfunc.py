@@ -4,7 +4,8 @@ The logged model holds this file, the network's safetensors weights and its JSON
 rebuilds the network from code (its family's `build_generator`) and reads tensors — nothing is unpickled.
 
 predict(model_input) with model_input a dict or one-row DataFrame; what it takes is the family's
-`pyfunc_inputs` (components/families/), anything else is refused naming the key. Sampling models are
+`pyfunc_inputs` (components/families/), anything else is refused naming the key, and at most
+`serving.max_samples` samples per request (components/serving_inputs.py). Sampling models are
 logged with a typed signature of these inputs (logged_model.input_signature), which MLflow enforces:
   num_samples (int, default 16, or len(labels)), seed (int, default 0)
   labels      (class-conditional GANs and diffusion models: one class index, or one per sample;
@@ -27,10 +28,19 @@ from mlflow.pyfunc import PythonModel
 _BATCHES = ("labels", "images")  # inputs that hold several values; the others are one scalar each
 
 
-def _scalar(value):
+def _scalar(key: str, value):
+    """One value: a one-row column's, a 0-d or one-element array's (MLflow's `inputs` format), or the value.
+    A column whose rows differ is refused: one request asks for one set of samples."""
+    from components.serving_inputs import RequestError
+
     if hasattr(value, "iloc"):  # pandas Series / column
+        distinct = {repr(v) for v in value}
+        if len(distinct) > 1:
+            raise RequestError(f"{key}: {len(value)} rows with different values; send one request per setting")
         value = value.iloc[0]
-    if isinstance(value, (list, tuple, np.ndarray)) and len(value) and not isinstance(value[0], (list, tuple, np.ndarray)):
+    if isinstance(value, np.ndarray) and value.size == 1:
+        return value.reshape(-1)[0]
+    if isinstance(value, (list, tuple)) and len(value) == 1:
         return value[0]
     return value
 
@@ -47,10 +57,14 @@ def plain_inputs(model_input) -> dict:
     """A dict or one-row DataFrame as {input name: value}, None values dropped."""
     if model_input is None:
         return {}
+    if not hasattr(model_input, "keys"):
+        from components.serving_inputs import RequestError
+
+        raise RequestError(f"expected named inputs (a JSON object or records), got {type(model_input).__name__}")
     out = {}
     for key in list(model_input.keys()):
-        value = _batch(key, model_input[key]) if key in _BATCHES else _scalar(model_input[key])
-        if value is not None:
+        value = _batch(key, model_input[key]) if key in _BATCHES else _scalar(key, model_input[key])
+        if value is not None and not (isinstance(value, float) and np.isnan(value)):  # NaN: a missing cell
             out[key] = value
     return out
 
@@ -58,15 +72,25 @@ def plain_inputs(model_input) -> dict:
 class GeneratorModel(PythonModel):
     def load_context(self, context):
         from components.families import FAMILIES
+        from components.serving_inputs import max_samples
         from components.training.checkpoint import load_generator
 
         self.generator, self.spec = load_generator(Path(context.artifacts["generator"]))
         self.family = FAMILIES.get(self.spec["model"]["family"])
+        self.max_samples = max_samples((getattr(context, "model_config", None) or {}).get("max_samples"))
 
     # The hint names what MLflow hands over once the logged signature is enforced (a one-row DataFrame);
     # a translator, logged without a signature, may also get the raw dict. plain_inputs takes both.
     def predict(self, context, model_input: pd.DataFrame, params=None):
-        return self.family.predict(self.generator, self.spec, plain_inputs(model_input))
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+        from components.serving_inputs import RequestError
+
+        try:
+            return self.family.predict(self.generator, self.spec, plain_inputs(model_input), self.max_samples)
+        except RequestError as e:  # the scoring server answers 400 with this message, without a traceback
+            raise MlflowException(str(e), error_code=INVALID_PARAMETER_VALUE) from None
 
 
 mlflow.models.set_model(GeneratorModel())

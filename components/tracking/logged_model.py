@@ -31,8 +31,9 @@ def input_signature(pyfunc_inputs: dict[str, str]):
     return ModelSignature(inputs=Schema([ColSpec(t, name, required=False) for name, t in types.items()]))
 
 
-def log_generator(model_dir: Path, name: str = "generator"):
-    """Call inside an active run. Returns MLflow's ModelInfo (model_uri, model_id)."""
+def log_generator(model_dir: Path, max_samples: int, name: str = "generator"):
+    """Call inside an active run. Returns MLflow's ModelInfo (model_uri, model_id). `max_samples`: the
+    served model's per-request bound (serving.max_samples), kept in its model_config."""
     import json
 
     from components.families import FAMILIES
@@ -48,6 +49,7 @@ def log_generator(model_dir: Path, name: str = "generator"):
         pip_requirements=requirements,
         signature=(signature := input_signature(family.pyfunc_inputs)),
         input_example={"num_samples": 1, "seed": 0} if signature is not None else None,
+        model_config={"max_samples": int(max_samples)},
     )
 
 

@@ -96,10 +96,13 @@ def plan(params: Params, prepared_dir: Path, world_size: int) -> Plan:
     if min(rows) < per_step:
         what = f"train.batch_size = {tc.batch_size}" + (
             f" × train.d_steps_per_g_step = {tc.d_steps_per_g_step}" if tc.d_steps_per_g_step > 1 else "")
+        # Rows are dealt to workers in whole row groups: with enough rows overall, the groups are the cause.
+        fix = ("lower data.row_group_rows and rerun prepare (rows go to workers in whole row groups, and this "
+               "split's groups are too large to share evenly)" if sum(rows) >= per_step * world_size
+               else "lower train.batch_size or scaling.num_workers")
         raise ValueError(
             f"{what} is larger than the data each of the "
-            f"{world_size} worker(s) holds (smallest share: {min(rows)} samples of {sum(rows)}); lower "
-            "train.batch_size or scaling.num_workers"
+            f"{world_size} worker(s) holds (smallest share: {min(rows)} samples of {sum(rows)}); {fix}"
         )
     spe = min(rows) // per_step
     total = spe * params.train.epochs

@@ -1,0 +1,103 @@
+"""Errors that arrive early and name the real cause: a dataset too small to measure is refused by the
+evaluator stage before any network trains; an unknown model URI is one line naming what exists; Ctrl-C
+during training says what was saved and how to resume."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from conftest import REPO, tiny_params
+from pipelines import cli, evaluator, prepare
+
+
+def _folder(root: Path, classes: int, per_class: int) -> Path:
+    rng = np.random.default_rng(0)
+    for c in range(classes):
+        (root / f"class{c}").mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 256, (16, 16), dtype=np.uint8)).save(root / f"class{c}" / f"{i}.png")
+    return root
+
+
+@pytest.mark.parametrize("test_fraction, fix", [
+    (0.1, "the held-out split has 6 images (60 × data.test_fraction 0.1), and the classifier evaluator's features "
+          "are 128-dimensional: FID needs more than 128 real images, so bring at least 1290 images"),
+    (0.5, "the held-out split has 30 images (60 × data.test_fraction 0.5)"),
+])
+def test_a_dataset_too_small_to_measure_is_refused_before_any_training(tmp_path, test_fraction, fix):
+    """3 classes × 20 images used to pass prepare, evaluator and train, and fail only at evaluate."""
+    params = tiny_params(tmp_path, data={"source": "imagefolder", "path": str(_folder(tmp_path / "img", 3, 20)),
+                                         "image_size": 16, "name": "tiny", "test_fraction": test_fraction},
+                         evaluator={"output_dir": str(tmp_path / "evaluator")})
+    prepare.run(params, tmp_path)
+    with pytest.raises(ValueError) as e:
+        evaluator.run(params, tmp_path)
+    assert str(e.value).startswith("dataset tiny is too small to be measured: ") and fix in str(e.value), str(e.value)
+    assert "docs/data.md#how-much-data-the-metrics-need" in str(e.value)
+    assert not (tmp_path / "evaluator").exists()  # nothing trained, nothing written
+
+
+def _ours(err: str) -> str:
+    """stderr without MLflow's own INFO lines (it announces creating a new store's tables)."""
+    return "\n".join(x for x in err.strip().splitlines() if " INFO mlflow." not in x)
+
+
+def test_an_unknown_model_is_one_line_naming_what_exists(tmp_path, capsys):
+    import mlflow
+
+    params = tiny_params(tmp_path)
+    mlflow.set_tracking_uri(params.tracking.uri)
+    mlflow.MlflowClient().create_registered_model("digits-dcgan")
+    params_file = tmp_path / "params.json"
+    params_file.write_text(json.dumps(params.model_dump(mode="json")))
+    rc = cli.main(["sample", "--params", str(params_file), "--model", "models:/nope@champion",
+                   "--out", str(tmp_path / "x.png")])
+    err = _ours(capsys.readouterr().err)
+    assert rc == 1 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"genpipe sample: error: cannot load models:/nope@champion from {params.tracking.uri}: ")
+    assert err.endswith("; registered models: digits-dcgan")
+    rc = cli.main(["sample", "--params", str(params_file), "--model", "models:/digits-dcgan@champion"])
+    err = _ours(capsys.readouterr().err)
+    assert rc == 1 and len(err.splitlines()) == 1 and err.endswith("digits-dcgan has versions none, aliases none"), err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_sample_help_shows_the_defaults(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["sample", "--help"])
+    out = capsys.readouterr().out
+    assert "PNG file to write (default: samples.png)" in out and "(default: 64)" in out
+
+
+def test_ctrl_c_during_training_says_what_was_saved_and_how_to_resume(tmp_path, digits_root):
+    (tmp_path / "prepared").symlink_to(digits_root / "prepared")
+    params = tiny_params(tmp_path, train={"max_steps": 100_000, "epochs": 10_000, "checkpoint_every": 3})
+    params_file = tmp_path / "params.json"
+    params_file.write_text(json.dumps(params.model_dump(mode="json")))
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "train", "--no-ray", "--params", str(params_file)],
+                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 240
+        while not list((tmp_path / "checkpoints").glob("*/checkpoint_*")):
+            assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-3000:]
+            time.sleep(0.5)
+        time.sleep(1)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-3000:]
+    line = next(x for x in out.splitlines() if x.startswith("train: interrupted"))
+    assert "saved: step " in line and "resumes MLflow run" in line, line
+    assert "Traceback" not in err and err.strip().endswith("genpipe train: interrupted"), err[-3000:]
