@@ -31,24 +31,26 @@ sys.path.insert(0, str(REPO))
 
 GOOD = {"inputs": {"num_samples": 16, "seed": 0}}
 ATTACKS = [{"inputs": {"num_samples": 100000}}, {"dataframe_records": [{"num_samples": "many"}]},
-           {"dataframe_records": [{"num_samples": -5}]}, {"inputs": {"num_samples": 2, "seed": 1.5}}]
+           {"dataframe_records": [{"num_samples": -5}]}, {"dataframe_records": [{"num_samples": 2, "steps": 5}]}]
 
 
-def _post(url: str, body: dict, timeout: float) -> tuple[int, float]:
-    """(HTTP status, or 0 for a timeout/connection error; seconds)."""
+from components.tracking import local_server  # noqa: E402
+
+
+def _post(url: str, body: dict, timeout: float) -> tuple[int, float, bool]:
+    """(HTTP status, or 0 for a timeout/connection error; seconds; whether the answer carried a traceback)."""
     req = urllib.request.Request(f"{url}/invocations", data=json.dumps(body).encode(),
                                  headers={"Content-Type": "application/json"})
-    started = time.perf_counter()
+    started, text = time.perf_counter(), b""
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             resp.read()
             status = resp.status
     except urllib.error.HTTPError as e:
-        e.read()
-        status = e.code
+        text, status = e.read(), e.code
     except OSError:
         status = 0
-    return status, time.perf_counter() - started
+    return status, time.perf_counter() - started, b"stack_trace" in text or b"Traceback" in text
 
 
 def _tree_rss_mb(pid: int) -> float:
@@ -67,8 +69,8 @@ def _tree_rss_mb(pid: int) -> float:
 
 
 def _phase(url: str, seconds: float, clients: int, timeout: float, attack: bool) -> dict:
-    good: list[tuple[int, float]] = []
-    attacked: list[tuple[int, float]] = []
+    good: list[tuple[int, float, bool]] = []
+    attacked: list[tuple[int, float, bool]] = []
     stop = time.perf_counter() + seconds
 
     def client(out, bodies):
@@ -86,18 +88,19 @@ def _phase(url: str, seconds: float, clients: int, timeout: float, attack: bool)
     for t in threads:
         t.join()
     wall = time.perf_counter() - started
-    ok = [s for code, s in good if code == 200]
+    ok = [s for code, s, _ in good if code == 200]
     out = {"seconds": round(wall, 2), "good_requests": len(good), "good_ok": len(ok),
            "requests_per_s": round(len(ok) / wall, 2),
            "p50_s": round(statistics.median(ok), 4) if ok else None,
            "p95_s": round(statistics.quantiles(ok, n=20)[-1], 4) if len(ok) >= 2 else None}
     if attack:
         codes: dict[str, int] = {}
-        for code, _ in attacked:
+        for code, _, _ in attacked:
             codes[str(code)] = codes.get(str(code), 0) + 1
         out["attack_requests"] = len(attacked)
         out["attack_status_counts"] = codes  # "0": timed out or connection refused
-        out["attack_max_s"] = round(max((s for _, s in attacked), default=0.0), 2)
+        out["attack_answers_with_traceback"] = sum(tb for _, _, tb in attacked)
+        out["attack_max_s"] = round(max((s for _, s, _ in attacked), default=0.0), 2)
     return out
 
 
@@ -131,14 +134,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         model_uri, tracking_uri = (_log(Path(args.log_from), Path(tmp)) if args.log_from
                                    else (args.model_uri, args.tracking_uri))
-        port = 5000 + os.getpid() % 1000
-        env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri,
-               "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}"}
-        server = subprocess.Popen([os.path.join(os.path.dirname(sys.executable), "mlflow"), "models", "serve",
-                                   "-m", model_uri, "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)],
-                                  env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                  start_new_session=True)
-        url, peak = f"http://127.0.0.1:{port}", [0.0]
+        server, url = local_server.start(model_uri, tracking_uri, 5000 + os.getpid() % 1000)
+        peak = [0.0]
         sampling = threading.Event()
 
         def sample_memory():
@@ -148,15 +145,6 @@ def main() -> None:
         watcher = threading.Thread(target=sample_memory, daemon=True)
         watcher.start()
         try:
-            deadline = time.time() + 180
-            while True:
-                try:
-                    urllib.request.urlopen(f"{url}/ping", timeout=2)
-                    break
-                except OSError:
-                    if server.poll() is not None or time.time() > deadline:
-                        raise SystemExit(f"the server for {model_uri} did not come up")
-                    time.sleep(1)
             _post(url, GOOD, args.timeout)  # warm-up
             report = {"model_uri": model_uri, "label": args.label, "clients": args.clients,
                       "request": GOOD, "attacks": ATTACKS,
@@ -171,9 +159,7 @@ def main() -> None:
                 report["sigterm_exit_s"] = None  # did not stop: killed below
         finally:
             sampling.set()
-            if server.poll() is None:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait()
+            local_server.stop(server)
         report["peak_rss_mb"] = round(peak[0], 1)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2) + "\n")

@@ -197,7 +197,9 @@ def test_pyfunc_samples_with_labels_steps_and_guidance(trained):
     assert model.predict({"num_samples": 4, "labels": 7, "steps": 3}).shape == (4, 1, 8, 8)
     assert not np.array_equal(a, model.predict({"num_samples": 5, "seed": 3, "labels": [1, 2, 3, 4, 5], "steps": 4,
                                                 "guidance": 0.0}))
-    with pytest.raises(ValueError, match="2 labels for num_samples = 5"):
+    from mlflow.exceptions import MlflowException
+
+    with pytest.raises(MlflowException, match="^labels: 2 labels for num_samples = 5"):  # a 400 when served
         model.predict({"num_samples": 5, "labels": [1, 2]})
 
 

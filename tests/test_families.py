@@ -254,7 +254,9 @@ def test_cgan_stages_and_pyfunc_with_labels(staged):
     assert np.array_equal(out, model.predict({"labels": [3, 1, 4], "seed": 1}))
     assert not np.array_equal(out, model.predict({"labels": [5, 9, 2], "seed": 1}))  # the label changes the image
     assert model.predict({"num_samples": 4, "labels": 7}).shape == (4, 1, 8, 8)
-    with pytest.raises(ValueError, match="2 labels for num_samples = 5"):
+    from mlflow.exceptions import MlflowException
+
+    with pytest.raises(MlflowException, match="^labels: 2 labels for num_samples = 5"):  # a 400 when served
         model.predict({"num_samples": 5, "labels": [1, 2]})
 
 

@@ -6,13 +6,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 import urllib.request
 
 import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
+from components.tracking import local_server
 from conftest import free_port, tiny_params
 from pipelines import evaluate, evaluator, promote, train
 
@@ -143,30 +143,16 @@ def test_champion_loads_by_alias_in_a_fresh_process(history, root):
 
 def test_served_champion_answers_http(history, root):
     name = history[0][1]["model_name"]
-    port = free_port()
-    mlflow_cli = os.path.join(os.path.dirname(sys.executable), "mlflow")
-    server = subprocess.Popen([mlflow_cli, "models", "serve", "-m", f"models:/{name}@champion", "--env-manager", "local",
-                               "-h", "127.0.0.1", "-p", str(port)], env=_env(root), stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, start_new_session=True)
+    server, url = local_server.start(f"models:/{name}@champion", _params(root).tracking.uri, free_port())
     try:
-        deadline = time.time() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/ping", timeout=2)
-                break
-            except OSError:
-                assert server.poll() is None, server.stderr.read().decode()[-3000:]
-                assert time.time() < deadline, "server did not come up in 180 s"
-                time.sleep(1)
         body = json.dumps({"dataframe_records": [{"num_samples": 2, "seed": 0}]}).encode()
-        req = urllib.request.Request(f"http://127.0.0.1:{port}/invocations", data=body,
+        req = urllib.request.Request(f"{url}/invocations", data=body,
                                      headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=60) as resp:
             images = np.asarray(json.load(resp)["predictions"], dtype=np.float32)
         assert images.shape == (2, 1, 8, 8) and images.min() >= -1 and images.max() <= 1
     finally:
-        os.killpg(server.pid, 9)
-        server.wait()
+        local_server.stop(server)
 
 
 def test_too_few_samples_is_a_clear_error_not_a_nan(history, root):
@@ -320,8 +306,9 @@ def test_the_logged_signature_documents_the_inputs_and_mlflow_refuses_a_wrong_ty
     assert inputs == {"num_samples": ("long", False), "seed": ("long", False), "labels": ("Any", False),
                       "steps": ("long", False), "guidance": ("double", False), "eta": ("double", False),
                       "sampler": ("string", False), "images": ("Any", False), "reverse": ("boolean", False)}
-    with pytest.raises(ValueError, match="steps: sampling options of diffusion models"):  # the family still refuses
+    with pytest.raises(MlflowException, match="steps: sampling options of diffusion models") as e:  # the family refuses
         model.predict({"num_samples": 2, "steps": 4})
+    assert e.value.error_code == "INVALID_PARAMETER_VALUE"  # what the scoring server answers with a 400
     assert model.predict({"num_samples": 2}).shape == (2, 1, 8, 8)
     with pytest.raises(MlflowException, match="num_samples.*Can not safely convert str to int64"):
         model.predict({"num_samples": "many"})

@@ -6,8 +6,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -17,6 +15,7 @@ import pytest
 
 from components import serving_inputs
 from components.serving_inputs import RequestError
+from components.tracking import local_server
 from components.tracking.generator_pyfunc import plain_inputs
 from conftest import exported, free_port, tiny_params, train_in_process
 
@@ -135,30 +134,11 @@ def served(tmp_path_factory, digits_root):
     mlflow.set_tracking_uri(params.tracking.uri)
     with mlflow.start_run():
         info = log_generator(root / "gen", LIMIT)
-    port = free_port()
-    env = {**os.environ, "PATH": f"{os.path.dirname(sys.executable)}{os.pathsep}{os.environ['PATH']}",
-           "MLFLOW_TRACKING_URI": params.tracking.uri}
-    env.pop(serving_inputs.MAX_SAMPLES_ENV, None)
-    mlflow_cli = os.path.join(os.path.dirname(sys.executable), "mlflow")
-    server = subprocess.Popen([mlflow_cli, "models", "serve", "-m", info.model_uri, "--env-manager", "local",
-                               "-h", "127.0.0.1", "-p", str(port)], env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.PIPE, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
+    server, url = local_server.start(info.model_uri, params.tracking.uri, free_port())
     try:
-        deadline = time.time() + 180
-        while True:
-            try:
-                urllib.request.urlopen(f"{url}/ping", timeout=2)
-                break
-            except OSError:
-                assert server.poll() is None, server.stderr.read().decode()[-3000:]
-                assert time.time() < deadline, "server did not come up in 180 s"
-                time.sleep(1)
         yield server, url
     finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGKILL)
-        server.wait()
+        local_server.stop(server)
 
 
 def _post(url: str, body: dict, timeout: float = 30) -> tuple[int, dict]:
@@ -207,4 +187,4 @@ def test_the_server_keeps_answering_and_stops_on_sigterm(served):
     status, out = _post(url, {"inputs": {"num_samples": LIMIT, "seed": 3}})
     assert status == 200 and np.asarray(out["predictions"]).shape == (LIMIT, 1, 8, 8)
     os.killpg(server.pid, signal.SIGTERM)  # what a process manager sends
-    server.wait(timeout=20)
+    server.wait(timeout=20)  # stopped by SIGTERM, not by the fixture's SIGKILL
