@@ -72,7 +72,8 @@ def test_mixture_is_prepared_as_parquet_points_with_its_mixture(tmp_path):
 
 
 def test_stage_chain_on_ring8_reports_mode_metrics_and_promotes_on_reverse_kl(tmp_path):
-    params = _ring_params(tmp_path, "train.max_steps=300", "train.checkpoint_every=150")
+    # 2,500 points are cheap: the logged model serves them in one request (its model_config's limit)
+    params = _ring_params(tmp_path, "train.max_steps=300", "train.checkpoint_every=150", "serving.max_samples=2500")
     prepare.run(params, tmp_path)
     evaluator.run(params, tmp_path)
     summary = train.run(params, tmp_path, use_ray=False)
