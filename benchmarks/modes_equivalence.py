@@ -26,7 +26,8 @@ REPO = Path(__file__).resolve().parents[1]
 def compare(dataset: str, out: Path, root: Path = REPO) -> tuple[int, list[str]]:
     """(runs in `out`, the ones that differ); `root`: what the new report's sample paths are relative to."""
     new = json.loads((out / f"{dataset}.json").read_text())["runs"]
-    committed = {(r["config"], r["seed"]): r for r in json.loads((REPO / "reports" / "modes" / f"{dataset}.json").read_text())["runs"]}
+    report = json.loads((REPO / "reports" / "modes" / f"{dataset}.json").read_text())
+    committed = {(r["config"], r["seed"]): r for r in report["runs"]}
     diffs = []
     for run in new:
         old = committed[(run["config"], run["seed"])]

@@ -120,7 +120,8 @@ def measure(g, params, prepared: Path, test: TestSplit, extractor, info: dict,
             classifier_a=None) -> tuple[dict, torch.Tensor]:
     """What the evaluate stage reports for one generator: every metric averaged over `evaluate.error_seeds`
     sampling seeds (evaluate.seed, +1, …) with its spread as `<metric>_seed_std`, and the real-vs-real
-    floor once (from the train split in `prepared`). Promote re-scores a champion with the same function, so both sides are measured alike.
+    floor once (from the train split in `prepared`). Promote re-scores a champion with the same function,
+    so both sides are measured alike.
     Returns (metrics, the first seed's samples)."""
     import time
 

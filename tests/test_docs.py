@@ -38,7 +38,8 @@ def test_the_readme_has_the_two_set_up_commands_and_ci_runs_the_second():
     section = readme.split("## Fresh machine: the two commands", 1)[1].split("\n## ", 1)[0]
     run, test = [b.strip() for b in _blocks(section)]
     assert run.startswith("python -m venv .venv") and run.endswith("pip install -e . && dvc repro")
-    ci = [line for line in (REPO / ".ci" / "run").read_text().splitlines() if line and not line.startswith(("#", "set ", "cd "))]
+    ci = [line for line in (REPO / ".ci" / "run").read_text().splitlines()
+          if line and not line.startswith(("#", "set ", "cd "))]
     assert ci == [test]
 
 

@@ -159,7 +159,8 @@ def test_importing_the_config_loads_no_torch_diffusers_or_ray():
     assert out.strip() == "[]"
 
 
-@pytest.mark.parametrize("overrides", [[], ["train.batch_sise=3"], ["train.objective=hinge", "train.label_smoothing=0.1"]])
+@pytest.mark.parametrize("overrides", [[], ["train.batch_sise=3"],
+                                       ["train.objective=hinge", "train.label_smoothing=0.1"]])
 def test_validating_params_and_reporting_a_config_error_load_no_torch(overrides):
     """A typo is reported in about a second: validation (objective names and properties included) and
     the CLI's error path never wait for torch (~6 s to import)."""

@@ -14,8 +14,8 @@ _PACKAGE_DIR = Path(components.__file__).parent
 def input_signature(pyfunc_inputs: dict[str, str]):
     """The typed input schema of the sampling families' pyfunc inputs: MLflow validates requests against it
     (a wrongly typed value is refused by MLflow before predict runs) and shows it on the model's page.
-    Every input is optional; which ones a family takes, its predict says. None for translators: an image batch does not fit MLflow's one-row column schema, so
-    their `predict` checks its inputs itself."""
+    Every input is optional; which ones a family takes, its predict says. None for translators: an image
+    batch does not fit MLflow's one-row column schema, so their `predict` checks its inputs itself."""
     from mlflow.models import ModelSignature
     from mlflow.types import DataType
     from mlflow.types.schema import AnyType, ColSpec, Schema
