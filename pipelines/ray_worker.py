@@ -214,6 +214,10 @@ def ray_worker(config: dict) -> None:
     if worker.rank == 0:
         desc = f"trial {config['origin']}" if quick else "train"
         progress = training_progress(params, Path(config["prepared_dir"]), worker.world_size, resume, desc, in_ray=True)
-    train_model(params, Path(config["prepared_dir"]), worker, Callbacks(logger, report, progress), resume)
-    if logger is not None:  # the logger lives in this process: what it buffered goes out before it ends
-        logger.flush(params.tracking.flush_timeout_s)
+    try:
+        train_model(params, Path(config["prepared_dir"]), worker, Callbacks(logger, report, progress), resume)
+        if logger is not None:  # the logger lives in this process: what it buffered goes out before it ends
+            logger.flush(params.tracking.flush_timeout_s)
+    finally:
+        if logger is not None:
+            logger.close()

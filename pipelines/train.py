@@ -62,12 +62,42 @@ def _fit_with_ray(params: Params, prepared_dir: Path, storage: Path, run_name: s
             failure_config=FailureConfig(max_failures=s.max_failures),
         ),
     )
-    result = trainer.fit()
+    result = _fit_interruptibly(trainer)
     if result.checkpoint is None:
         raise TrainError("Ray Train finished without a checkpoint")
     state = ckpt.load_checkpoint(result.checkpoint)
     print(f"Ray Train wall time (incl. start-up): {time.perf_counter() - started:.1f}s", flush=True)
     return state
+
+
+def _fit_interruptibly(trainer):
+    """trainer.fit() with Ctrl-C as KeyboardInterrupt. Called from the main thread, Ray Train installs its own
+    SIGINT handler, which aborts the controller and sys.exit()s with status 1 and no word of what was saved;
+    it installs none off the main thread (as inside Tune), so fit runs in a helper thread. On Ctrl-C the
+    local Ray instance is shut down first, so no worker writes a checkpoint after the one we report."""
+    import threading
+
+    import ray
+
+    outcome: dict = {}
+
+    def fit():
+        try:
+            outcome["result"] = trainer.fit()
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread as it was
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=fit, name="ray-train-fit", daemon=True)
+    thread.start()
+    try:
+        while thread.is_alive():
+            thread.join(0.2)  # a bounded wait, so the main thread sees SIGINT
+    except KeyboardInterrupt:
+        ray.shutdown()
+        raise
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
 
 
 def _fit_in_process(params: Params, prepared_dir: Path, storage: Path, run_name: str, uri: str, run_id: str) -> dict:
@@ -88,8 +118,11 @@ def _fit_in_process(params: Params, prepared_dir: Path, storage: Path, run_name:
         logger.log_metrics(int(resume["step"]), {RESUMED_METRIC: float(resume["step"])})
     worker = Worker(device=torch.device("cuda" if params.scaling.use_gpu else "cpu"))
     progress = training_progress(params, prepared_dir, 1, resume)
-    train_model(params, prepared_dir, worker, Callbacks(logger, save, progress), resume)
-    logger.flush(params.tracking.flush_timeout_s)
+    try:
+        train_model(params, prepared_dir, worker, Callbacks(logger, save, progress), resume)
+        logger.flush(params.tracking.flush_timeout_s)
+    finally:
+        logger.close()
     return saved.get("state") or resume
 
 

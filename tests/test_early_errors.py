@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -71,6 +72,53 @@ def test_an_unknown_model_is_one_line_naming_what_exists(tmp_path, capsys):
     assert not (tmp_path / "x.png").exists()
 
 
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:  # bound then released: nothing listens there
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_an_unreachable_tracking_store_is_one_line_at_once(tmp_path, capsys):
+    """It used to hang for more than 5 minutes in MLflow's HTTP retries."""
+    uri = f"http://127.0.0.1:{_closed_port()}"
+    params = tiny_params(tmp_path, tracking={"uri": uri})
+    params_file = tmp_path / "params.json"
+    params_file.write_text(json.dumps(params.model_dump(mode="json")))
+    started = time.perf_counter()
+    rc = cli.main(["sample", "--params", str(params_file), "--model", "models:/digits-dcgan@champion",
+                   "--out", str(tmp_path / "x.png")])
+    err = _ours(capsys.readouterr().err)
+    assert time.perf_counter() - started < 15
+    assert rc == 1 and len(err.splitlines()) == 1, err
+    assert err.startswith(f"genpipe sample: error: MLflow tracking store {uri} does not answer ("), err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_a_store_that_answers_anything_counts_as_reachable():
+    """A server behind a proxy may answer /health with 401: that is a store that runs, not a dead one."""
+    import http.server
+    import threading
+
+    from components.tracking.mlflow_store import require_reachable
+
+    class Refusing(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(401)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Refusing)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        require_reachable(f"http://127.0.0.1:{server.server_address[1]}")
+    finally:
+        server.shutdown()
+
+
 def test_sample_help_shows_the_defaults(capsys):
     with pytest.raises(SystemExit):
         cli.main(["sample", "--help"])
@@ -78,26 +126,41 @@ def test_sample_help_shows_the_defaults(capsys):
     assert "PNG file to write (default: samples.png)" in out and "(default: 64)" in out
 
 
-def test_ctrl_c_during_training_says_what_was_saved_and_how_to_resume(tmp_path, digits_root):
+@pytest.mark.parametrize("launcher", [["--no-ray"], []], ids=["in-process", "ray"])
+def test_ctrl_c_during_training_says_what_was_saved_and_how_to_resume(tmp_path, digits_root, launcher):
+    """On the Ray path Ray Train's own SIGINT handler used to exit with status 1 and no message."""
     (tmp_path / "prepared").symlink_to(digits_root / "prepared")
     params = tiny_params(tmp_path, train={"max_steps": 100_000, "epochs": 10_000, "checkpoint_every": 3})
     params_file = tmp_path / "params.json"
     params_file.write_text(json.dumps(params.model_dump(mode="json")))
-    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "train", "--no-ray", "--params", str(params_file)],
+    proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "train", *launcher, "--params", str(params_file)],
                             cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
-        deadline = time.time() + 240
+        deadline = time.time() + 300
         while not list((tmp_path / "checkpoints").glob("*/checkpoint_*")):
             assert proc.poll() is None and time.time() < deadline, proc.communicate()[1][-3000:]
             time.sleep(0.5)
         time.sleep(1)
-        proc.send_signal(signal.SIGINT)
+        os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole foreground group
+        interrupted = time.time()
         out, err = proc.communicate(timeout=120)
+        exited_after = time.time() - interrupted
     finally:
         if proc.poll() is None:
-            proc.kill()
+            os.killpg(proc.pid, signal.SIGKILL)
     assert proc.returncode == 130, err[-3000:]
+    assert exited_after < 30, exited_after
     line = next(x for x in out.splitlines() if x.startswith("train: interrupted"))
-    assert "saved: step " in line and "resumes MLflow run" in line, line
+    m = re.search(r"saved: step (\d+) \((\S+)\)\. .* resumes MLflow run \w+ \(\S+\) from step (\d+)$", line)
+    assert m and m[1] == m[3] and Path(m[2]).is_dir(), line
+    from components.training import checkpoint as ckpt
+
+    steps = []
+    for d in (tmp_path / "checkpoints").glob("*/checkpoint_*"):
+        try:
+            steps.append(int(ckpt.load(d)["step"]))
+        except Exception:  # noqa: BLE001 - one cut off mid-write is not a saved step
+            pass
+    assert int(m[1]) == max(steps), (line, steps)  # nothing was saved after the step it names
     assert "Traceback" not in err and err.strip().endswith("genpipe train: interrupted"), err[-3000:]

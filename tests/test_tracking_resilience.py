@@ -287,6 +287,45 @@ def test_checkpoint_carries_pending_points_and_resume_relogs_them(tmp_path, empt
     assert [f.path for f in client.list_artifacts(run_id, "samples")] == ["samples/epoch_0001_step_00000010.png"]
 
 
+def test_a_writer_racing_with_the_same_points_is_no_refusal_and_a_closed_logger_sends_nothing(tmp_path, empty_store):
+    """Seen once in 9 runs of the test above: the failed run's sender, still retrying, stored points at the
+    moment the rerun re-logged them from the checkpoint; one insert lost with "UNIQUE constraint failed" and
+    the logger took it for a refusal. Now a lost race sends only what the store lacks, and train closes its
+    logger when it ends, so a failed run's sender does not go on."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.protos.databricks_pb2 import BAD_REQUEST
+    from mlflow.tracking import MlflowClient
+
+    from components.tracking.mlflow_store import RunLogger
+
+    uri = _sqlite_store(empty_store, tmp_path)
+    client = MlflowClient(uri)
+    (run_id,) = _new_runs(client, "race", 1, (tmp_path / "artifacts").as_uri())
+    logger = RunLogger(uri, run_id)
+    real, raced = logger.client.log_batch, []
+
+    def racing(run_id, metrics=(), **kwargs):
+        if metrics and not raced:  # the other writer commits 3 of these points first; MLflow's own recovery
+            raced.append(len(metrics))  # then loses the insert race and maps the IntegrityError to BAD_REQUEST
+            real(run_id, metrics=metrics[:3])
+            raise MlflowException("(sqlite3.IntegrityError) UNIQUE constraint failed: metrics.key, metrics.timestamp",
+                                  error_code=BAD_REQUEST)
+        return real(run_id, metrics=metrics, **kwargs)
+
+    logger.client.log_batch = racing
+    for step in range(1, 6):
+        logger.log_metrics(step, {"a": float(step)})
+    logger.flush(30)
+    assert raced and logger.failed_attempts == 0
+    assert _history(client, run_id, "a") == [(s, float(s)) for s in range(1, 6)]
+
+    logger.close()
+    assert not logger._thread.is_alive()
+    logger.log_metrics(6, {"a": 6.0})
+    time.sleep(0.5)
+    assert logger.pending() == 1 and len(_history(client, run_id, "a")) == 5
+
+
 # ---------------------------------------------------------------- concurrent writers
 def test_concurrent_writers_sqlite_lose_nothing(tmp_path, empty_store):
     from mlflow.tracking import MlflowClient

@@ -40,12 +40,35 @@ def default_uri(repo_root: Path) -> str:
     return f"sqlite:///{workspace_root(repo_root) / 'mlflow' / 'mlflow.db'}"
 
 
+class StoreUnreachable(RuntimeError):
+    """A tracking server that does not answer: said at once, instead of after MLflow's minutes of retries."""
+
+
 def resolve_uri(configured: str | None, repo_root: Path) -> str:
     """tracking.uri in params, else $MLFLOW_TRACKING_URI, else the embedded SQLite store."""
     uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or default_uri(repo_root)
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    require_reachable(uri)
     return uri
+
+
+def require_reachable(uri: str, timeout_s: float = 5.0) -> None:
+    """One GET of an http(s) server's /health. Any HTTP answer (even 401 from a proxy) counts as reachable;
+    only no answer at all is refused. MLflow's client would retry for minutes (7 retries, backoff 2)."""
+    if not uri.startswith(("http://", "https://")):
+        return
+    import urllib.error
+    import urllib.request
+
+    try:
+        urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=timeout_s).close()
+    except urllib.error.HTTPError:
+        return
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise StoreUnreachable(f"MLflow tracking store {uri} does not answer ({reason}, {timeout_s:g} s): start "
+                               "it, or point tracking.uri / MLFLOW_TRACKING_URI at one that runs") from None
 
 
 def artifact_root_for(uri: str) -> str | None:
@@ -88,6 +111,12 @@ _PERMANENT = {"INVALID_PARAMETER_VALUE", "RESOURCE_DOES_NOT_EXIST", "INVALID_STA
 _MAX_BATCH = 1000  # MLflow's MAX_METRICS_PER_BATCH
 
 
+def _is_duplicate(exc: BaseException) -> bool:
+    """The store's primary key refused a point it already holds (SQLite's or PostgreSQL's wording)."""
+    text = str(exc).lower()
+    return "unique constraint" in text or "duplicate key" in text
+
+
 def _is_permanent(exc: BaseException) -> bool:
     from mlflow.exceptions import MlflowException
 
@@ -118,6 +147,7 @@ class RunLogger:
         self._failures = 0  # failed attempts of the current outage
         self.failed_attempts = 0  # all failed attempts so far (each one retried)
         self._attempt_since: float | None = None  # monotonic start of the send in progress
+        self._closed = False
         self._thread = threading.Thread(target=self._send_loop, name=f"mlflow-logger-{run_id[:8]}", daemon=True)
         self._thread.start()
 
@@ -196,6 +226,15 @@ class RunLogger:
             f"at {self.uri}: {why}", unsent_points=points, unsent_images=images, run_id=self.run_id, uri=self.uri,
             last_error=err)
 
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Stop sending; what is unsent stays unsent (the last checkpoint carries it). A failed run's sender
+        must not go on re-sending the points that the rerun re-logs from that checkpoint."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+        self._wake.set()
+        self._thread.join(timeout_s)
+
     # ---- the sender thread ----
     def _next_send(self) -> tuple[int, tuple]:
         """(items taken from the head, what to send): consecutive metric items coalesce up to MLflow's
@@ -219,14 +258,28 @@ class RunLogger:
             self.client.log_batch(self.run_id, tags=what[1])
             return
         for i in range(0, len(what[1]), _MAX_BATCH):  # one item alone may exceed the limit
-            self.client.log_batch(self.run_id, metrics=what[1][i:i + _MAX_BATCH])
+            chunk = what[1][i:i + _MAX_BATCH]
+            try:
+                self.client.log_batch(self.run_id, metrics=chunk)
+            except Exception as exc:
+                if not _is_duplicate(exc):
+                    raise
+                # Another writer stored some of these points at the same moment (MLflow deduplicates a re-send,
+                # but not one racing it): send only what the store does not hold yet.
+                stored = {(m.key, m.timestamp, m.step, m.value) for key in {m.key for m in chunk}
+                          for m in self.client.get_metric_history(self.run_id, key)}
+                rest = [m for m in chunk if (m.key, m.timestamp, m.step, m.value) not in stored]
+                if rest:
+                    self.client.log_batch(self.run_id, metrics=rest)
 
     def _send_loop(self) -> None:
         delay = self.retry_initial_s
         while True:
             with self._cond:
-                while not self._queue:
+                while not self._queue and not self._closed:
                     self._cond.wait()
+                if self._closed:
+                    return
                 n, what = self._next_send()
                 self._attempt_since = time.monotonic()
             try:
