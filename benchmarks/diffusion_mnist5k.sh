@@ -8,7 +8,8 @@ set -euo pipefail
 export PATH="$(cd "$(dirname "$0")/.." && pwd)/.venv/bin:$PATH"  # genpipe from the project venv
 out=reports/diffusion
 mkdir -p "$out"
-common=(--set preset=ddpm --set train.output_dir=data/ddpm/train)
+common=(--set preset=ddpm --set train.output_dir=data/ddpm/train --set train.curves_dir=$out/train_curves
+        --set evaluate.headline=$out/headline.json)
 /usr/bin/time -f "train wall %e s" genpipe train "${common[@]}" 2>&1 | tee "$out/train.log"
 /usr/bin/time -f "evaluate wall %e s" genpipe evaluate "${common[@]}" \
   --set evaluate.report=$out/metrics.json --set evaluate.grid=$out/samples.png

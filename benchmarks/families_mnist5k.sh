@@ -11,7 +11,8 @@ for preset in "${@:-cgan pix2pix_sr cyclegan vae}"; do
   for p in $preset; do
     out=reports/families/$p
     mkdir -p "$out"
-    common=(--set preset=$p --set train.output_dir=data/families/$p/train)
+    common=(--set preset=$p --set train.output_dir=data/families/$p/train --set train.curves_dir=$out/train_curves
+            --set evaluate.headline=$out/headline.json)
     case $p in
       pix2pix*|cyclegan*)
         common+=(--set evaluator.output_dir=data/families/$p/evaluator)

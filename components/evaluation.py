@@ -143,6 +143,9 @@ def measure(g, params, prepared: Path, test: TestSplit, extractor, info: dict,
         first = fake if first is None else first
     metrics = _mean_and_spread(per_seed)
     metrics["sampling_seconds"] = sum(m["sampling_seconds"] for m in per_seed)
+    # the cost of a sample beside its quality: network passes (NFE) and wall time per 1,000 on this machine
+    metrics["nfe"] = family.network_passes(g, family.sampling_options(params))
+    metrics["seconds_per_1k_samples"] = 1000 * metrics["sampling_seconds"] / (ev.error_seeds * len(first))
     if extractor is not None:
         real_train = kind_of(read_manifest(prepared)).to_model_space(load_split(prepared, "train")[0])
         metrics.update(_floor(extractor, test_features, real_train, params, metrics["fid"]))

@@ -45,7 +45,7 @@ def load_candidate(params: Params, repo_root: Path) -> tuple[torch.nn.Module, di
 _PRINTED = ("fid", "fid_floor", "fid_over_floor", "kid_mean", "is_mean", "precision", "recall", "density", "coverage",
             "class_kl", "cond_accuracy", "psnr", "bicubic_psnr", "ssim", "bicubic_ssim", "label_preservation_ab",
             "label_preservation_ba", "cycle_l1", "nelbo", "modes", "high_quality", "reverse_kl", "floor_high_quality",
-            "sampling_seconds", "eval_seconds")
+            "nfe", "seconds_per_1k_samples", "eval_seconds")
 
 
 def headline(report: dict, names: list[str]) -> dict:

@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from components.config import Params
 from components.data.shards import read_manifest
 from components.tracking import mlflow_store
-from components.tracking.curves import TRAIN_CURVES, write_train_curve
+from components.tracking.curves import write_train_curve
 from components.tracking.logged_model import download_generator, log_generator
 from components.training import checkpoint as ckpt
 from components.training.loop import NonFiniteLossError, Worker, plan, train_model
@@ -231,7 +231,7 @@ def run(params: Params, repo_root: Path, use_ray: bool = True) -> dict:
     if previous is not None and previous.info.status == "FINISHED":  # it may be the champion's run: never reopened
         summary = _rebuild_finished(params, repo_root, client, previous, run_name, storage / run_name, total_steps,
                                     uri, launcher)
-        write_train_curve(uri, summary["mlflow_run_id"], repo_root / TRAIN_CURVES)
+        write_train_curve(uri, summary["mlflow_run_id"], repo_root / params.train.curves_dir)
         return summary
     if previous is not None:  # interrupted (RUNNING, FAILED, KILLED): resume it
         run_id = previous.info.run_id
@@ -270,6 +270,6 @@ def run(params: Params, repo_root: Path, use_ray: bool = True) -> dict:
                    "tracking_uri": uri, "model_uri": info.model_uri, "steps": state["step"], "epochs": state["epoch"],
                    "launcher": launcher}
         (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True))
-    write_train_curve(uri, run_id, repo_root / TRAIN_CURVES)
+    write_train_curve(uri, run_id, repo_root / params.train.curves_dir)
     print(f"trained {state['step']} steps; generator in {out_dir}; logged model {info.model_uri}", flush=True)
     return summary

@@ -94,6 +94,8 @@ def exported(name, **model):
         spec["input_shape"] = image_shape
     if name == "ddpm":
         spec["diffusion"].update(channels=[8, 16], timesteps=20, sample_steps=2)
+    if name == "ddgan":
+        spec["ddgan"].update(channels=[8, 16])
     return params.family, params.family.build_generator(spec), spec
 
 

@@ -31,6 +31,10 @@ FAMILIES = {  # name → params sections on the digits (and, for CycleGAN, mnist
     "cyclegan": {"data": {"pairs": "unpaired", "domain_b": "mnist5k"}, "model": {"family": "cyclegan"},
                  "train": {"objective": "lsgan"}, "translation": {"pool_size": 8}},
     "vae": {"model": {"family": "vae"}, "train": {"ema_decay": 0.9}},
+    "ddgan": {"model": {"family": "ddgan"}, "ddgan": {"channels": [8, 16], "r1_every": 2},
+              "train": {"r1": 0.5, "ema_decay": 0.9, "d_steps_per_g_step": 2}},
+    "ddgan_cond": {"model": {"family": "ddgan"}, "ddgan": {"channels": [8, 16], "class_conditional": True},
+                   "train": {"label_smoothing": 0.1}},
 }
 
 
@@ -191,7 +195,7 @@ def test_image_quality_and_the_bicubic_baseline():
 
 # ------------------------------------------------------------------------------------------ training
 
-@pytest.mark.parametrize("name", ["cgan", "cgan_concat", "pix2pix", "edges", "cyclegan", "vae"])
+@pytest.mark.parametrize("name", ["cgan", "cgan_concat", "pix2pix", "edges", "cyclegan", "vae", "ddgan", "ddgan_cond"])
 def test_each_family_resumes_to_the_uninterrupted_run(root, name):
     straight, _ = train_in_process(family_params(root, name), root)
     first, _ = train_in_process(family_params(root, name, max_steps=3), root)
@@ -258,6 +262,22 @@ def test_cgan_stages_and_pyfunc_with_labels(staged):
 
     with pytest.raises(MlflowException, match="^labels: 2 labels for num_samples = 5"):  # a 400 when served
         model.predict({"num_samples": 5, "labels": [1, 2]})
+
+
+def test_ddgan_stages_report_its_cost_and_pyfunc_samples_with_labels(staged):
+    params, summary, report, promoted = staged("ddgan_cond")
+    assert report["nfe"] == 4 and report["seconds_per_1k_samples"] > 0 and 0 <= report["cond_accuracy"] <= 1
+    assert report["fid"] > 0 and promoted["model_name"] == "digits-ddgan"
+    model = _pyfunc(params, summary)
+    out = model.predict({"labels": [3, 1, 4], "seed": 1})
+    assert out.shape == (3, 1, 8, 8) and out.dtype == np.float32 and -1 <= out.min() and out.max() <= 1
+    assert np.array_equal(out, model.predict({"labels": [3, 1, 4], "seed": 1}))
+    assert not np.array_equal(out, model.predict({"labels": [5, 9, 2], "seed": 1}))
+    from mlflow.exceptions import MlflowException
+
+    with pytest.raises(MlflowException, match="^steps: ddpm's sampling options; a ddgan samples in exactly the "
+                                              "ddgan.timesteps steps .*; a ddgan model takes num_samples, seed, labels$"):
+        model.predict({"num_samples": 2, "steps": 8})
 
 
 def test_pix2pix_stages_report_psnr_against_bicubic_and_pyfunc_translates(staged, root):
@@ -413,7 +433,7 @@ def _ddp_rank(rank: int, port: int, runs: list[tuple[str, str, str]], out: str) 
         dist.destroy_process_group()
 
 
-DDP_FAMILIES = ["cgan", "pix2pix", "cyclegan", "vae", "ddpm"]
+DDP_FAMILIES = ["cgan", "pix2pix", "cyclegan", "vae", "ddpm", "ddgan"]
 
 
 def test_ddp_keeps_both_ranks_identical_for_every_family(root, tmp_path):

@@ -88,6 +88,8 @@ class TrainConfig(Section):
     num_threads: int | None = bookkeeping(None, ge=1, description="torch CPU threads per worker; default cpus_per_worker")
     run_name: str | None = bookkeeping(None, pattern=r"^[A-Za-z0-9_.-]+$", description="default: derived from config hash")
     output_dir: str = bookkeeping("data/train")
+    curves_dir: str = bookkeeping("reports/train_curves", description="the run's training curves as DVC plots "
+                                  "(one CSV per loss); a run beside the pipeline's writes its own")
     # --- the GAN game: step ratio, smoothing, regularisers (components/objectives/), EMA, PacGAN, noise
     d_steps_per_g_step: int = Field(1, ge=1, le=100, description="D updates (each on a fresh batch) per G update")
     g_steps_per_d_step: int = Field(1, ge=1, le=100, description="G updates per D update")

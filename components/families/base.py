@@ -160,6 +160,10 @@ class Family:
         return self.draw(g, n, params.evaluate.seed, labels, self.sampling_options(params),
                          latent_dim or params.model.latent_dim), labels
 
+    def network_passes(self, g, options: dict) -> int:
+        """Network evaluations per sample (NFE) when sampling with `options`: a GAN's or a decoder's one pass."""
+        return 1
+
     def scored_count(self, params, manifest: dict) -> tuple[int, str, str]:
         """(how many samples evaluate scores, what they are, the key that sets it), for the size check."""
         return params.evaluate.num_samples, "generated samples", "evaluate.num_samples"

@@ -12,6 +12,21 @@ from components.families.base import DIFFUSION_SAMPLING_INPUTS, LABEL_INPUT, SAM
 from components.section import SAMPLING, Section, keys_marked, sampling
 
 
+def unet_widths(v: list[int]) -> list[int]:
+    """A UNet's widths per level (ddpm's denoiser, ddgan's generator): GroupNorm of 8 groups needs multiples of 8."""
+    if any(c < 8 or c % 8 for c in v):
+        raise ValueError(f"every UNet width must be a positive multiple of 8 (GroupNorm of 8 groups), got {v}")
+    return v
+
+
+def schedule_coherent(cfg) -> None:
+    """The β schedule's bounds (ddpm, ddgan): linear rises from beta_start to beta_end, vp from beta_min to beta_max."""
+    if cfg.beta_schedule == "linear" and not cfg.beta_start < cfg.beta_end:
+        raise ValueError(f"beta_start = {cfg.beta_start} must be below beta_end = {cfg.beta_end}")
+    if cfg.beta_schedule == "vp" and not cfg.beta_min < cfg.beta_max:
+        raise ValueError(f"beta_min = {cfg.beta_min} must be below beta_max = {cfg.beta_max}")
+
+
 class DiffusionConfig(Section):
     """model.family = ddpm: the noise process, the UNet (diffusers) and how samples are drawn.
     The sampling keys (SAMPLING_KEYS) may change after training: evaluate and pyfunc use them as given."""
@@ -40,14 +55,11 @@ class DiffusionConfig(Section):
     @field_validator("channels")
     @classmethod
     def _widths_positive(cls, v: list[int]) -> list[int]:
-        if any(c < 8 or c % 8 for c in v):
-            raise ValueError(f"every UNet width must be a positive multiple of 8 (GroupNorm of 8 groups), got {v}")
-        return v
+        return unet_widths(v)
 
     @model_validator(mode="after")
     def _schedule_coherent(self) -> "DiffusionConfig":
-        if self.beta_schedule == "linear" and not self.beta_start < self.beta_end:
-            raise ValueError(f"beta_start = {self.beta_start} must be below beta_end = {self.beta_end}")
+        schedule_coherent(self)
         if self.sampler == "ddim" and self.sample_steps > self.timesteps:
             raise ValueError(f"sample_steps = {self.sample_steps} exceeds timesteps = {self.timesteps}")
         return self
@@ -91,6 +103,12 @@ class Ddpm(Family):
         from components.sampling import sampler_samples
 
         return sampler_samples(g, n, seed, labels, options)
+
+    def network_passes(self, g, options: dict) -> int:
+        """UNet passes per sample: every timestep (ddpm) or sample_steps (ddim); guidance other than 0 and 1
+        evaluates both branches (batched together, but two passes' work)."""
+        steps = g.cfg.timesteps if options["sampler"] == "ddpm" else options["sample_steps"]
+        return steps * (2 if g.conditional and options["guidance"] not in (0, 1) else 1)
 
     def pyfunc_sampling_options(self, inputs: dict, spec: dict) -> dict:
         """steps, sampler, eta, guidance from the request, validated as the diffusion section validates them

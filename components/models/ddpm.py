@@ -11,26 +11,32 @@ from components.families.ddpm import SAMPLING_KEYS
 from components.sampling import balanced_labels
 
 
+def unet_blocks(cfg, image_shape: tuple[int, int, int], section: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """UNet2DModel's down and up block types for cfg.channels levels (ddpm's denoiser, ddgan's generator);
+    every level but the last halves the image, so the sides must allow it."""
+    _, h, w = image_shape
+    levels = len(cfg.channels)
+    if h % 2 ** (levels - 1) or w % 2 ** (levels - 1):
+        raise ValueError(f"{section}.channels has {levels} levels, so the UNet halves {h}×{w} images "
+                         f"{levels - 1} times; the sides must be divisible by {2 ** (levels - 1)} (use fewer levels)")
+    down, up = ["DownBlock2D"] * levels, ["UpBlock2D"] * levels
+    if cfg.attention:  # attention where the feature map is smallest: cheapest, and global context there
+        down[-1], up[0] = "AttnDownBlock2D", "AttnUpBlock2D"
+    return tuple(down), tuple(up)
+
+
 class DiffusionModel(nn.Module):
     def __init__(self, cfg, image_shape: tuple[int, int, int], num_classes: int = 0):
         super().__init__()
         if len(image_shape) != 3:
             raise ValueError(f"ddpm needs images (C, H, W), got samples of shape {image_shape}; use mlp for points")
         c, h, w = image_shape
-        levels = len(cfg.channels)
-        if h % 2 ** (levels - 1) or w % 2 ** (levels - 1):
-            raise ValueError(f"diffusion.channels has {levels} levels, so the UNet halves {h}×{w} images "
-                             f"{levels - 1} times; the sides must be divisible by {2 ** (levels - 1)} "
-                             "(use fewer levels)")
-        down = ["DownBlock2D"] * levels
-        up = ["UpBlock2D"] * levels
-        if cfg.attention:  # attention where the feature map is smallest: cheapest, and global context there
-            down[-1], up[0] = "AttnDownBlock2D", "AttnUpBlock2D"
+        down, up = unet_blocks(cfg, image_shape, "diffusion")
         self.cfg, self.image_shape, self.num_classes = cfg, tuple(image_shape), num_classes
         self.null_label = num_classes  # the extra embedding row label dropout trains
         self.unet = UNet2DModel(sample_size=(h, w), in_channels=c, out_channels=c,
                                 block_out_channels=tuple(cfg.channels), layers_per_block=cfg.layers_per_block,
-                                down_block_types=tuple(down), up_block_types=tuple(up), norm_num_groups=8,
+                                down_block_types=down, up_block_types=up, norm_num_groups=8,
                                 attention_head_dim=8, num_class_embeds=num_classes + 1 if num_classes else None)
 
     @property

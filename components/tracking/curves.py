@@ -8,9 +8,6 @@ from pathlib import Path
 
 from components.atomic import atomic_dir
 
-TRAIN_CURVES = "reports/train_curves"  # relative to the repo root; dvc.yaml declares it under `train`
-
-
 def is_curve(name: str) -> bool:
     """Losses and throughput; beliefs, epochs, restarts and evaluation scores stay in MLflow only."""
     return "loss" in name or name == "images_per_s"

@@ -15,34 +15,39 @@ from components.sampling import balanced_labels
 from components.training.loop import Batch, Worker, ddp, sample, set_learning_rates, spec_meta, stream_seed
 
 
+def start_game(g: torch.nn.Module, d: torch.nn.Module, tc, worker: Worker, resume: dict | None,
+               distributed: bool) -> tuple[GanGame, FastPath, dict, dict]:
+    """G and D on the fast path with their Adam optimizers and G's EMA, restored from `resume`, DDP-wrapped
+    and compiled: (the game, the fast path, nets, optimizers), as the GAN tasks (GanTask, DdganTask) keep them."""
+    fast = FastPath.resolve(tc, worker.device)
+    g, d = fast.prepare(g), fast.prepare(d)
+    opt_g = torch.optim.Adam(g.parameters(), lr=tc.lr_g, betas=(tc.beta1, tc.beta2))
+    opt_d = torch.optim.Adam(d.parameters(), lr=tc.lr_d, betas=(tc.beta1, tc.beta2))
+    ema = EMA(g, tc.ema_decay) if tc.ema_decay else None
+    nets, optimizers = {"generator": g, "discriminator": d}, {"opt_g": opt_g, "opt_d": opt_d}
+    if resume is not None:
+        ckpt.restore(resume, nets=nets, optimizers=optimizers, ema=ema)
+    # G and D wrapped separately; no buffer sync in forward because D runs several forwards
+    # per step and BatchNorm buffers would otherwise be re-broadcast between them.
+    g = fast.compiled(ddp(g, worker.device, distributed, forward_sync_buffers=False))
+    d = ddp(d, worker.device, distributed, forward_sync_buffers=False)
+    d = d if double_backprop(tc) else fast.compiled(d)
+    return GanGame(g, d, opt_g, opt_d, tc, ema, fast.autocast, fast.to_device), fast, nets, optimizers
+
+
 class GanTask:
     stats = STATS
     preview_cols = None  # a near-square grid
 
     def __init__(self, params: Params, manifest: dict, worker: Worker, resume: dict | None, distributed: bool):
-        tc, dev = params.train, worker.device
+        tc = params.train
         self.params, self.worker = params, worker
         self.batches_per_step = tc.d_steps_per_g_step
         self.num_classes = len(manifest["class_names"]) if params.model.conditional else 0
         g, d = build_gan(params.model, manifest["image_shape"], pack=tc.pack, spectral_norm=tc.spectral_norm,
                          num_classes=self.num_classes)
-        self.fast = fast = FastPath.resolve(tc, dev)
-        g, d = fast.prepare(g), fast.prepare(d)
-        opt_g = torch.optim.Adam(g.parameters(), lr=tc.lr_g, betas=(tc.beta1, tc.beta2))
-        opt_d = torch.optim.Adam(d.parameters(), lr=tc.lr_d, betas=(tc.beta1, tc.beta2))
-        self.ema = EMA(g, tc.ema_decay) if tc.ema_decay else None
-        self.nets = {"generator": g, "discriminator": d}
-        self.optimizers = {"opt_g": opt_g, "opt_d": opt_d}
-        if resume is not None:
-            ckpt.restore(resume, nets=self.nets, optimizers=self.optimizers, ema=self.ema)
-        # G and D wrapped separately; no buffer sync in forward because D runs several forwards
-        # per step and BatchNorm buffers would otherwise be re-broadcast between them.
-        g = ddp(g, dev, distributed, forward_sync_buffers=False)
-        d = ddp(d, dev, distributed, forward_sync_buffers=False)
-        g = fast.compiled(g)
-        d = d if double_backprop(tc) else fast.compiled(d)
-        self.g = g
-        self.game = GanGame(g, d, opt_g, opt_d, tc, self.ema, fast.autocast, fast.to_device)
+        self.game, self.fast, self.nets, self.optimizers = start_game(g, d, tc, worker, resume, distributed)
+        self.ema, self.g = self.game.ema, self.game.g
         self.noise = torch.Generator(device="cpu")
         self.fixed_z = torch.randn(tc.sample_grid, params.model.latent_dim,
                                    generator=torch.Generator().manual_seed(params.seed))

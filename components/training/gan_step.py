@@ -33,6 +33,7 @@ class Adversary:
 
     def __init__(self, cfg: TrainConfig, to_device: Callable[[Tensor], Tensor] | None = None):
         self.cfg = cfg
+        self.r1 = cfg.r1  # per D step: a task with lazy R1 (ddgan) sets γ·interval on its R1 steps, else 0
         self.objective = OBJECTIVES.get(cfg.objective)
         self.to_device = to_device  # CPU-drawn noise to the device (FastPath.to_device: no host sync on CUDA)
 
@@ -56,7 +57,7 @@ class Adversary:
         # Real and fake in separate forwards, so D's BatchNorm never mixes their statistics (mixed
         # batches let D tell them apart by batch statistics and starve G). Safe under DDP because
         # buffers are not synced in forward (forward_sync_buffers=False).
-        out_real, seen_real = self.judge(d, real, noise_std, rng, cond, input_grad=bool(cfg.r1))
+        out_real, seen_real = self.judge(d, real, noise_std, rng, cond, input_grad=bool(self.r1))
         out_fake, seen_fake = self.judge(d, fake.detach(), noise_std, rng, cond)
         negatives = out_fake
         if mismatched is not None:
@@ -68,8 +69,8 @@ class Adversary:
             if cfg.gradient_penalty:
                 judge = d if cond is None else (lambda x: d(x, cond))
                 penalty = penalty + gradient_penalty(judge, seen_real, seen_fake.float(), cfg.gradient_penalty, rng)
-            if cfg.r1:
-                penalty = penalty + r1_penalty(out_real.float(), seen_real, cfg.r1)
+            if self.r1:
+                penalty = penalty + r1_penalty(out_real.float(), seen_real, self.r1)
         belief = self.objective.belief
         stats = torch.stack([t.float() for t in (loss.detach(), belief(out_real.detach()).mean(),
                                                  belief(out_fake.detach()).mean(), penalty.detach())])

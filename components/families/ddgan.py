@@ -1,0 +1,103 @@
+"""Family `ddgan`: the Denoising Diffusion GAN (Xiao, Kreis & Vahdat, ICLR 2022). A few large denoising
+steps, each a conditional GAN: G(x_t, t, z) predicts x̂_0, x_{t-1} is drawn from the posterior
+q(x_{t-1} | x_t, x̂_0), and a t-conditioned D judges the pair (x_{t-1}, x_t). Samples take exactly T
+generator passes. It plays the GAN game (objective, label smoothing, D:G ratio, R1 — lazily every
+`ddgan.r1_every` D steps — and EMA from `train`); its noise process is ddpm's (components/diffusion/
+process.py). Network: components/models/ddgan.py; step: components/training/ddgan_step.py."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from components.families.base import LABEL_INPUT, SAMPLE_INPUTS, Family
+from components.families.ddpm import schedule_coherent, unet_widths
+from components.section import Section
+
+
+class DdganConfig(Section):
+    """model.family = ddgan: the noise process (T steps), the generator's UNet and lazy R1. The latent size
+    is model.latent_dim, D's width model.d_channels."""
+    timesteps: int = Field(4, ge=1, le=64, description="T: denoising steps, i.e. generator passes per sample "
+                           "(T = 1 is a plain GAN on x_0)")
+    beta_schedule: Literal["vp", "linear", "cosine"] = Field(
+        "vp", description="vp: the VP SDE's β(s) integrated over T steps (Xiao et al. 2022), ends near pure noise "
+        "for any T; linear / cosine: ddpm's schedules (need a large T, or beta_end raised, to reach noise)")
+    beta_min: float = Field(0.1, gt=0.0, description="vp only: β(0)")
+    beta_max: float = Field(20.0, gt=0.0, description="vp only: β(1)")
+    beta_start: float = Field(1e-4, gt=0.0, lt=1.0, description="linear only")
+    beta_end: float = Field(0.02, gt=0.0, lt=1.0, description="linear only")
+    channels: list[int] = Field([16, 32, 64], min_length=1, max_length=6,
+                                description="G's UNet width per resolution; every level but the last halves the size")
+    layers_per_block: int = Field(1, ge=1, le=8)
+    attention: bool = Field(False, description="self-attention at G's lowest resolution")
+    class_conditional: bool = Field(False, description="condition G and D on the dataset's labels")
+    r1_every: int = Field(1, ge=1, le=1000, description="lazy R1 (Karras et al. 2020): the penalty train.r1 "
+                          "is applied every r1_every D steps, scaled by r1_every; 1 = every step")
+
+    @field_validator("channels")
+    @classmethod
+    def _widths_positive(cls, v: list[int]) -> list[int]:
+        return unet_widths(v)
+
+    @model_validator(mode="after")
+    def _schedule_coherent(self) -> "DdganConfig":
+        schedule_coherent(self)
+        return self
+
+
+class Ddgan(Family):
+    name = "ddgan"
+    description = "a denoising diffusion GAN"
+    section, Section = "ddgan", DdganConfig
+    task = ("components.training.ddgan_step", "DdganTask")
+    packing = False  # D judges (x_{t-1}, x_t) pairs, each at its own t
+    presets = ("ddgan",)
+    pyfunc_inputs = {**SAMPLE_INPUTS, **LABEL_INPUT}
+    requirements = ("diffusers",)
+
+    def validate(self, params) -> None:
+        super().validate(params)
+        if params.train.gradient_penalty:
+            raise ValueError("train.gradient_penalty: ddgan's D judges a pair at a timestep, and WGAN-GP's "
+                             "interpolates do not mix pairs of different t; use train.r1 (lazy with ddgan.r1_every)")
+
+    def build_generator(self, spec: dict):
+        return self.network(DdganConfig(**spec["ddgan"]), spec["model"]["latent_dim"], spec["image_shape"],
+                            len(spec["class_names"]))
+
+    @staticmethod
+    def network(cfg: DdganConfig, latent_dim: int, image_shape, num_classes: int):
+        """The generator (the sampler); num_classes counts only when ddgan.class_conditional."""
+        from components.models.ddgan import DdganGenerator
+
+        return DdganGenerator(cfg, latent_dim, tuple(image_shape), num_classes if cfg.class_conditional else 0)
+
+    def is_conditional(self, params) -> bool:
+        return params.ddgan.class_conditional
+
+    def net_conditional(self, g) -> bool:
+        return g.conditional
+
+    def draw(self, g, n, seed, labels, options, latent_dim):
+        from components.sampling import sampler_samples
+
+        return sampler_samples(g, n, seed, labels)
+
+    def refuse_unknown(self, inputs: dict) -> None:
+        from components.families.base import DIFFUSION_SAMPLING_INPUTS
+
+        asked = [k for k in inputs if k in DIFFUSION_SAMPLING_INPUTS]
+        if asked:  # a diffusion model, but not ddpm's samplers: say why it has none
+            from components.serving_inputs import RequestError
+
+            raise RequestError(f"{', '.join(asked)}: ddpm's sampling options; a ddgan samples in exactly the "
+                               "ddgan.timesteps steps its generator was trained for; a ddgan model takes "
+                               f"{', '.join(self.pyfunc_inputs)}")
+        super().refuse_unknown(inputs)
+
+    def network_passes(self, g, options: dict) -> int:
+        return g.cfg.timesteps
+
+
+FAMILY = Ddgan()

@@ -1,0 +1,86 @@
+"""The Denoising Diffusion GAN's networks. G(x_t, t, z[, y]) → x̂_0 is diffusers' UNet2DModel: z (and a
+label embedding) is mapped to the width of the timestep embedding and added to it (class_embed_type
+"identity"), so every ResNet block is modulated by (t, z, y), a lighter form of the reference's AdaGN
+z-injection. D is the DCGAN discriminator on the channel-stacked pair (x_{t-1}, x_t) with a projection
+head (Miyato & Koyama 2018) on the timestep (on timestep × class when class-conditional).
+`DdganGenerator.sample` is the exported sampler: exactly T generator passes."""
+from __future__ import annotations
+
+import torch
+from diffusers import UNet2DModel
+from torch import nn
+
+from components.diffusion import process
+from components.models.dcgan import Discriminator, init_weights
+from components.models.ddpm import unet_blocks
+from components.sampling import balanced_labels
+
+
+class DdganGenerator(nn.Module):
+    def __init__(self, cfg, latent_dim: int, image_shape: tuple[int, int, int], num_classes: int = 0):
+        super().__init__()
+        if len(image_shape) != 3:
+            raise ValueError(f"ddgan needs images (C, H, W), got samples of shape {image_shape}; use mlp for points")
+        c, h, w = image_shape
+        down, up = unet_blocks(cfg, image_shape, "ddgan")
+        self.cfg, self.latent_dim, self.image_shape, self.num_classes = cfg, latent_dim, tuple(image_shape), num_classes
+        width = cfg.channels[0] * 4  # UNet2DModel's time-embedding width
+        self.z_map = nn.Sequential(nn.Linear(latent_dim, width), nn.SiLU(), nn.Linear(width, width))
+        self.label_embedding = nn.Embedding(num_classes, width) if num_classes else None
+        self.unet = UNet2DModel(sample_size=(h, w), in_channels=c, out_channels=c,
+                                block_out_channels=tuple(cfg.channels), layers_per_block=cfg.layers_per_block,
+                                down_block_types=down, up_block_types=up, norm_num_groups=8,
+                                attention_head_dim=8, class_embed_type="identity")
+        self.schedule = process.noise_scheduler(cfg)  # only its β and ᾱ tensors are read
+
+    @property
+    def conditional(self) -> bool:
+        return self.num_classes > 0
+
+    def forward(self, xt: torch.Tensor, t: torch.Tensor, z: torch.Tensor,
+                labels: torch.Tensor | None = None) -> torch.Tensor:
+        """x̂_0 in [-1, 1] for each (x_t, t, z[, y])."""
+        code = self.z_map(z)
+        if self.conditional:
+            if labels is None:
+                raise ValueError("this ddgan is class-conditional: give labels")
+            code = code + self.label_embedding(labels.long())
+        return torch.tanh(self.unet(xt, t, class_labels=code).sample)
+
+    @torch.no_grad()
+    def sample(self, n: int, rng: torch.Generator, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """n images in [-1, 1]: x_{T-1} ~ N(0, I), then per t = T-1…0 one pass x̂_0 = G(x_t, t, z) with a
+        fresh z and x_{t-1} ~ q(x_{t-1} | x_t, x̂_0); at t = 0 that is x̂_0 itself. All noise from `rng`
+        (on the CPU: a seed gives the same samples on any device)."""
+        if self.conditional:
+            labels = balanced_labels(n, self.num_classes) if labels is None else torch.as_tensor(labels).long()
+            if labels.shape != (n,) or labels.min() < 0 or labels.max() >= self.num_classes:
+                raise ValueError(f"labels must be {n} class indices in [0, {self.num_classes - 1}]")
+        elif labels is not None:
+            raise ValueError("labels given, but this ddgan is unconditional (ddgan.class_conditional: false)")
+        dev = next(self.parameters()).device
+        was_training = self.training
+        self.eval()
+        try:
+            labels = None if labels is None else labels.to(dev)
+            x = torch.randn((n, *self.image_shape), generator=rng).to(dev)
+            for step in reversed(range(self.cfg.timesteps)):
+                t = torch.full((n,), step, dtype=torch.long, device=dev)
+                x0 = self(x, t, torch.randn(n, self.latent_dim, generator=rng).to(dev), labels)
+                x = process.posterior_sample(self.schedule, x0, x, t, torch.randn(x.shape, generator=rng).to(dev))
+            return x.clamp_(-1, 1)
+        finally:
+            self.train(was_training)
+
+
+def pair_condition(t: torch.Tensor, labels: torch.Tensor | None, timesteps: int) -> torch.Tensor:
+    """What D's projection head is conditioned on: t, or (y, t) as one index y·T + t."""
+    return t if labels is None else labels.long() * timesteps + t
+
+
+def build_discriminator(cfg, d_channels: int, image_shape: tuple[int, int, int], num_classes: int = 0) -> nn.Module:
+    """D(pair, condition): one logit per (x_{t-1}, x_t) pair stacked on channels."""
+    c, h, w = image_shape
+    d = Discriminator(d_channels, (2 * c, h, w), cfg.timesteps * max(num_classes, 1), "projection")
+    d.apply(init_weights)
+    return d
