@@ -1,11 +1,11 @@
 """reports/fusion/summary.json and summary.md: quality beside sampling cost for every run that
 benchmarks/fusion_mnist5k.sh evaluated (reports/fusion/<name>/metrics.json) and the default pipeline's
-dcgan (reports/metrics.json). Training wall time is the MLflow run's (start to end, Ray start-up
-included). Rows are comparable only under one evaluator hash, which the table states."""
+dcgan (reports/metrics.json). Training wall time is the `genpipe train` command's (train.log's "train
+wall", Ray start-up included); the default pipeline's run has none here (docs: README "What it
+measures"). Rows are comparable only under one evaluator hash, which the table states."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -13,16 +13,15 @@ OUT = ROOT / "reports" / "fusion"
 COLUMNS = ("fid", "precision", "recall", "coverage", "nfe", "seconds_per_1k_samples")
 
 
+def _train_wall(log: Path) -> float | None:
+    lines = [x for x in log.read_text().splitlines() if x.startswith("train wall ")] if log.is_file() else []
+    return float(lines[-1].split()[2]) if lines else None
+
+
 def _row(name: str, metrics_file: Path) -> dict:
-    from mlflow.tracking import MlflowClient
-
-    from components.tracking.mlflow_store import default_uri
-
     report = json.loads(metrics_file.read_text())
-    run = MlflowClient(default_uri(ROOT)).get_run(report["mlflow_run_id"]).info
     row = {"name": name, "evaluator_hash": report["evaluator_hash"], "num_samples": report["num_samples"],
-           "error_seeds": report["error_seeds"],
-           "train_wall_s": (run.end_time - run.start_time) / 1000 if run.end_time else None}
+           "error_seeds": report["error_seeds"], "train_wall_s": _train_wall(metrics_file.with_name("train.log"))}
     for key in COLUMNS:
         row[key] = report.get(key)
         if key + "_seed_std" in report:
@@ -31,7 +30,6 @@ def _row(name: str, metrics_file: Path) -> dict:
 
 
 def main() -> None:
-    sys.path.insert(0, str(ROOT))
     rows = [_row("dcgan (default pipeline)", ROOT / "reports" / "metrics.json")]
     rows += [_row(p.parent.name, p) for p in sorted(OUT.glob("*/metrics.json"))]
     hashes = sorted({r["evaluator_hash"] for r in rows})
