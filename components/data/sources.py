@@ -132,3 +132,4 @@ def imagefolder(cfg: DataConfig) -> SourceData:
 
 # The sources defined elsewhere register themselves on import: after this module, SOURCES is complete.
 from components.data import mixtures as _mixtures  # noqa: E402,F401  (the 2D mixtures)
+from components.data import stacked as _stacked  # noqa: E402,F401  (Stacked MNIST)
