@@ -19,6 +19,7 @@ from components.evaluation import TestSplit, input_classifier, measure, open_eva
 from components.metrics import scores
 from components.metrics.catalogue import SEED_STD
 from components.training.checkpoint import load_generator
+from components.tracking.mlflow_store import require_reachable
 from pipelines.links import EVALUATOR_HASH_TAG, read_train_summary
 
 
@@ -69,6 +70,7 @@ def run(params: Params, repo_root: Path) -> dict:
     started = time.perf_counter()
     family = params.family
     summary = read_train_summary(params, repo_root)
+    require_reachable(summary["tracking_uri"])  # it writes there: a dead server is said at once
     g, spec = load_candidate(params, repo_root)
     extractor, info = open_evaluator(params, repo_root)
     prepared = params.prepared_path(repo_root)

@@ -32,6 +32,7 @@ from components.data.kinds import kind_of
 from components.data.shards import read_manifest
 from components.metrics.catalogue import SEED_STD, greater_is_better
 from components.tracking.logged_model import download_generator, logged_generator_problems
+from components.tracking.mlflow_store import require_reachable
 from pipelines.links import EVALUATOR_HASH_TAG, MODEL_URI_TAG, read_train_summary
 
 DECISION_TAG = "genpipe.promotion"  # on a promoted version: the decision that moved the alias to it (JSON)
@@ -173,6 +174,7 @@ def _recorded_decision(mv, metric: str, value: float, report: dict) -> dict | No
 def run(params: Params, repo_root: Path) -> dict:
     repo_root = Path(repo_root)
     summary = read_train_summary(params, repo_root)
+    require_reachable(summary["tracking_uri"])  # it writes there: a dead server is said at once
     metric = promotion_metric(params, repo_root)
     report = _read_evaluation(params, repo_root, summary, metric)
     alias, name, margin = params.promote.alias, params.registered_model_name, params.promote.margin

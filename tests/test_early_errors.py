@@ -96,6 +96,26 @@ def test_an_unreachable_tracking_store_is_one_line_at_once(tmp_path, capsys):
     assert not (tmp_path / "x.png").exists()
 
 
+@pytest.mark.parametrize("stage", ["evaluate", "promote"])
+def test_evaluate_and_promote_refuse_a_dead_store_before_any_work(tmp_path, stage):
+    """They write to the run the train summary names: a server that does not answer is said at once."""
+    import importlib
+
+    from components.tracking.mlflow_store import StoreUnreachable
+    from pipelines.links import SUMMARY_FILE
+
+    params = tiny_params(tmp_path)
+    uri = f"http://127.0.0.1:{_closed_port()}"
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / SUMMARY_FILE).write_text(json.dumps({"tracking_uri": uri, "mlflow_run_id": "r",
+                                                                "model_uri": "models:/m-x"}))
+    started = time.perf_counter()
+    with pytest.raises(StoreUnreachable, match=f"MLflow tracking store {uri} does not answer"):
+        importlib.import_module(f"pipelines.{stage}").run(params, tmp_path)
+    assert time.perf_counter() - started < 15
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["train"]  # nothing written
+
+
 def test_a_store_that_answers_anything_counts_as_reachable():
     """A server behind a proxy may answer /health with 401: that is a store that runs, not a dead one."""
     import http.server
