@@ -35,8 +35,23 @@ def init_ray() -> None:
     address = os.environ.get("RAY_ADDRESS") or "local"
     env = LOCAL_RAY_ENV if address == "local" else {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
     env = {**env, CONSOLE_ENV: "1" if sys.stderr.isatty() else "0"}
+    runtime_env = {"env_vars": env, **({"worker_process_setup_hook": "pipelines.launch.pin_ray_address"}
+                                       if address == "local" else {})}
     ray.init(address=address, **({"include_dashboard": False} if address == "local" else {}),
-             logging_config=ray.LoggingConfig(log_level="ERROR"), runtime_env={"env_vars": env})
+             logging_config=ray.LoggingConfig(log_level="ERROR"), runtime_env=runtime_env)
+
+
+def pin_ray_address() -> None:
+    """Runs in each worker of a private local Ray: pins $RAY_ADDRESS to the worker's own cluster.
+
+    Ray Train's placement-group cleaner (a detached actor) queries the State API without an address, which
+    auto-detects; with a second local Ray on the machine (another stage, a sweep, a test) that raises
+    "Found multiple active Ray instances" in its thread, prints a traceback to the stage log and leaves
+    placement groups of a crashed controller uncleaned. A private Ray writes no ray_current_cluster file
+    to disambiguate, so each worker is told its own cluster instead."""
+    import ray
+
+    os.environ.setdefault("RAY_ADDRESS", ray.get_runtime_context().gcs_address)
 
 
 def check_resources(params) -> None:

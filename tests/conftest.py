@@ -173,6 +173,37 @@ def local_ray(request):
     ray.shutdown()
 
 
+_BYSTANDER = """
+import ray, time
+ray.init(address="local", num_cpus=1, include_dashboard=False, logging_config=ray.LoggingConfig(log_level="ERROR"))
+print("up", flush=True)
+time.sleep(3600)
+"""
+
+
+@pytest.fixture
+def bystander_ray():
+    """A second local Ray on the machine while the test runs, as a user's other stage or sweep (or the other
+    xdist worker's `local_ray`) has one: what a stage's own private Ray must not be confused by."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-c", _BYSTANDER], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True, start_new_session=True)
+    try:
+        assert proc.stdout.readline().strip() == "up", "the bystander Ray did not start"
+        yield
+    finally:
+        proc.send_signal(signal.SIGINT)  # KeyboardInterrupt in the sleep: Ray's atexit shuts its processes down
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 # The longest modules first: under `pytest -n 2 --dist loadfile` (the README's test command) they start
 # at once on the two workers and the short modules fill in around them.
 LONGEST_FIRST = ("test_tune_sweep", "test_pipeline_e2e", "test_cluster")

@@ -147,8 +147,12 @@ def test_sample_help_shows_the_defaults(capsys):
 
 
 @pytest.mark.parametrize("launcher", [["--no-ray"], []], ids=["in-process", "ray"])
-def test_ctrl_c_during_training_says_what_was_saved_and_how_to_resume(tmp_path, digits_root, launcher):
-    """On the Ray path Ray Train's own SIGINT handler used to exit with status 1 and no message."""
+def test_ctrl_c_during_training_says_what_was_saved_and_how_to_resume(tmp_path, digits_root, launcher, request):
+    """On the Ray path Ray Train's own SIGINT handler used to exit with status 1 and no message. A second local
+    Ray runs meanwhile: Train's placement-group cleaner used to auto-detect a cluster, find two, and print a
+    traceback into the stage log (pipelines/launch.py::pin_ray_address)."""
+    if launcher == []:
+        request.getfixturevalue("bystander_ray")
     (tmp_path / "prepared").symlink_to(digits_root / "prepared")
     params = tiny_params(tmp_path, train={"max_steps": 100_000, "epochs": 10_000, "checkpoint_every": 3})
     params_file = tmp_path / "params.json"
