@@ -36,6 +36,11 @@ FAMILIES = {  # name → params sections on the digits (and, for CycleGAN, mnist
     "ddgan_cond": {"model": {"family": "ddgan"}, "ddgan": {"channels": [8, 16], "class_conditional": True},
                    "train": {"label_smoothing": 0.1}},
 }
+# the diffusion-noised D on each kind of GAN game; kimg small enough that T moves within a few steps
+_DIFFUSION_D = {"diffusion_d": True, "diffusion_d_kimg": 0.05, "diffusion_d_t_min": 20}
+FAMILIES.update({f"{name}_dd": {**FAMILIES[name], "train": {**FAMILIES[name].get("train", {}), **_DIFFUSION_D}}
+                 for name in ("cgan", "pix2pix", "cyclegan")})
+FAMILIES["cgan_dd"]["train"]["d_steps_per_g_step"] = 2  # 3 DDP steps = 6 D updates: T adjusts once
 
 
 def family_params(root, name, **train):
@@ -195,15 +200,17 @@ def test_image_quality_and_the_bicubic_baseline():
 
 # ------------------------------------------------------------------------------------------ training
 
-@pytest.mark.parametrize("name", ["cgan", "cgan_concat", "pix2pix", "edges", "cyclegan", "vae", "ddgan", "ddgan_cond"])
+@pytest.mark.parametrize("name", ["cgan", "cgan_concat", "pix2pix", "edges", "cyclegan", "vae", "ddgan", "ddgan_cond",
+                                  "cgan_dd", "pix2pix_dd", "cyclegan_dd"])
 def test_each_family_resumes_to_the_uninterrupted_run(root, name):
     straight, _ = train_in_process(family_params(root, name), root)
     first, _ = train_in_process(family_params(root, name, max_steps=3), root)
     resumed, out = train_in_process(family_params(root, name), root, resume=first.states[-1])
     assert out["started_at"] == 3 and out["step"] == 6
     a, b = straight.states[-1], resumed.states[-1]
-    parts = [k for k in ("generator", "generator_ema", "discriminator", "fake_pool") if k in a]
+    parts = [k for k in ("generator", "generator_ema", "discriminator", "fake_pool", "diffusion_d") if k in a]
     assert "generator" in parts and (name != "cyclegan" or "fake_pool" in parts)
+    assert ("diffusion_d" in parts) == name.endswith("_dd")
     for part in parts:
         for key in a[part]:
             assert torch.equal(a[part][key], b[part][key]), (part, key)
@@ -433,7 +440,7 @@ def _ddp_rank(rank: int, port: int, runs: list[tuple[str, str, str]], out: str) 
         dist.destroy_process_group()
 
 
-DDP_FAMILIES = ["cgan", "pix2pix", "cyclegan", "vae", "ddpm", "ddgan"]
+DDP_FAMILIES = ["cgan", "pix2pix", "cyclegan", "vae", "ddpm", "ddgan", "cgan_dd"]
 
 
 def test_ddp_keeps_both_ranks_identical_for_every_family(root, tmp_path):
@@ -453,8 +460,11 @@ def test_ddp_keeps_both_ranks_identical_for_every_family(root, tmp_path):
         r0, r1 = (torch.load(tmp_path / f"{name}-rank{r}.pt", weights_only=True) for r in (0, 1))
         for net in r0:
             for key, value in r0[net].items():
-                if value.is_floating_point() and "running" not in key:  # BatchNorm statistics are per rank
+                # BatchNorm statistics are per rank, and so is the diffusion-noised D's vote between adjustments
+                if value.is_floating_point() and "running" not in key and key != "vote":
                     assert torch.equal(value, r1[net][key]), (name, net, key)
+        if "diffusion_d" in r0:  # the adjustment used the vote of both ranks: same r_d, same T
+            assert r0["diffusion_d"]["updates"].item() == 6 and r0["diffusion_d"]["r_d"].item() != 0
         initial = build_initial(params, root)
         moved = [k for k, v in r0["generator"].items() if v.is_floating_point() and not torch.equal(v, initial[k])]
         assert moved, f"{name}: the generator did not train"

@@ -103,6 +103,17 @@ class TrainConfig(Section):
     pack: int = Field(1, ge=1, le=64, description="PacGAN: D judges `pack` samples at once")
     instance_noise: float = Field(0.0, ge=0.0, description="std of Gaussian noise on D's inputs (data units), "
                                   "decaying linearly to 0 over the run; 0 = off")
+    # Diffusion-GAN (components/training/diffusion_d.py): D judges diffused inputs at an adaptive maximum T
+    diffusion_d: bool = Field(False, description="pass D's real and fake inputs through a forward diffusion whose "
+                              "noise level D is told; its maximum T adapts to D's overfitting (Wang et al. 2023)")
+    diffusion_d_target: float = Field(0.6, gt=0.0, lt=1.0, description="diffusion_d: the r_d = E[sign(D(real))] "
+                                      "that T is steered towards (higher: T grows later)")
+    diffusion_d_t_min: int = Field(5, ge=2, le=10_000, description="diffusion_d: the smallest maximum T")
+    diffusion_d_t_max: int = Field(500, ge=2, le=10_000, description="diffusion_d: the largest maximum T")
+    diffusion_d_kimg: float = Field(100.0, gt=0.0, description="diffusion_d: thousands of real images D must judge "
+                                    "for T to cross its whole range (the adaptation speed)")
+    diffusion_d_noise_std: float = Field(0.05, gt=0.0, description="diffusion_d: σ of the forward noise, "
+                                         "y = √ᾱ x + √(1-ᾱ) σ ε (the reference's 0.05)")
     matching_aware: bool = Field(False, description="class-conditional D also sees real images paired with wrong "
                                  "labels as negatives (Reed et al. 2016)")
     # --- the GPU fast path (components/training/fast.py): "auto" is on for CUDA, off on CPU (CPU runs unchanged)
@@ -152,6 +163,13 @@ class TrainConfig(Section):
             raise ValueError(f"objective = {self.objective!r} needs a Lipschitz constraint on its critic, or its "
                              "output grows without bound: set weight_clip (WGAN), gradient_penalty (WGAN-GP) or "
                              "spectral_norm")
+        if self.diffusion_d and self.diffusion_d_t_min > self.diffusion_d_t_max:
+            raise ValueError(f"diffusion_d_t_min = {self.diffusion_d_t_min} is above diffusion_d_t_max = "
+                             f"{self.diffusion_d_t_max}: T adapts between them")
+        if self.diffusion_d and self.gradient_penalty:
+            raise ValueError(f"diffusion_d with gradient_penalty = {self.gradient_penalty}: WGAN-GP's interpolates "
+                             "would mix a real and a fake input at two noise levels; use r1 (as Diffusion-GAN does) "
+                             "or spectral_norm")
         if self.pack > self.batch_size:
             raise ValueError(f"pack = {self.pack} is larger than batch_size = {self.batch_size}: D would not see "
                              "one packed sample per step")

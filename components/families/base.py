@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 # train keys only the GAN game reads: a family that plays no GAN game refuses non-default values
 # rather than ignore them
 GAN_TRAIN_KEYS = ("d_steps_per_g_step", "g_steps_per_d_step", "label_smoothing", "spectral_norm",
-                  "gradient_penalty", "r1", "weight_clip", "pack", "instance_noise")
+                  "gradient_penalty", "r1", "weight_clip", "pack", "instance_noise", "diffusion_d")
 STEP_RATIO_KEYS = ("d_steps_per_g_step", "g_steps_per_d_step")
 
 # what every sampling model's pyfunc takes

@@ -24,10 +24,10 @@ class Cyclegan(Translator):
             raise ValueError(f"evaluator.kind = {params.evaluator.kind!r}: CycleGAN's label preservation needs the "
                              "classifier evaluator (a classifier of each domain's own classes)")
 
-    def networks(self, cfg, model_cfg, input_shape, output_shape):
+    def networks(self, cfg, model_cfg, input_shape, output_shape, d_extra: int = 0):
         from components.models.translation import cyclegan
 
-        return cyclegan(cfg, model_cfg, tuple(input_shape), tuple(output_shape))
+        return cyclegan(cfg, model_cfg, tuple(input_shape), tuple(output_shape), d_extra)
 
     def extra_metrics(self, g, params, test, fake, scores, classifier_a=None) -> dict:
         from components.metrics.translation import cycle_scores

@@ -61,6 +61,9 @@ class Ddgan(Family):
         if params.train.gradient_penalty:
             raise ValueError("train.gradient_penalty: ddgan's D judges a pair at a timestep, and WGAN-GP's "
                              "interpolates do not mix pairs of different t; use train.r1 (lazy with ddgan.r1_every)")
+        if params.train.diffusion_d:
+            raise ValueError("train.diffusion_d: ddgan's D already judges pairs from a diffusion at a timestep it "
+                             "conditions on; the diffusion-noised D is for the one-step GANs (set it to false)")
 
     def build_generator(self, spec: dict):
         return self.network(DdganConfig(**spec["ddgan"]), spec["model"]["latent_dim"], spec["image_shape"],

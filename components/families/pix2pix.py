@@ -18,10 +18,10 @@ class Pix2pix(Translator):
     default_metric_name = "psnr"
     pyfunc_inputs = IMAGES_INPUT
 
-    def networks(self, cfg, model_cfg, input_shape, output_shape):
+    def networks(self, cfg, model_cfg, input_shape, output_shape, d_extra: int = 0):
         from components.models.translation import pix2pix
 
-        return pix2pix(cfg, model_cfg, tuple(input_shape), tuple(output_shape))
+        return pix2pix(cfg, model_cfg, tuple(input_shape), tuple(output_shape), d_extra)
 
     def extra_metrics(self, g, params, test, fake, scores, classifier_a=None) -> dict:
         from components.metrics.translation import paired_scores

@@ -38,8 +38,9 @@ class Translator(Family):
         return self.networks(TranslationConfig(**spec["translation"]), ModelConfig(**spec["model"]),
                              spec["input_shape"], spec["image_shape"])[0]
 
-    def networks(self, cfg, model_cfg, input_shape, output_shape):
-        """(translator, discriminator) for inputs of input_shape → outputs of output_shape."""
+    def networks(self, cfg, model_cfg, input_shape, output_shape, d_extra: int = 0):
+        """(translator, discriminator) for inputs of input_shape → outputs of output_shape; D takes d_extra
+        more input channels (the noise level of a diffusion-noised D)."""
         raise NotImplementedError
 
     def is_conditional(self, params) -> bool:

@@ -26,22 +26,25 @@ def with_spectral_norm(d: nn.Module, on: bool) -> nn.Module:
 
 
 def build_gan(model_cfg, sample_shape, pack: int = 1, spectral_norm: bool = False,
-              num_classes: int = 0) -> tuple[nn.Module, nn.Module]:
-    """(G, D) of a GAN family (model_cfg.family: dcgan, mlp); D judges `pack` samples at once."""
+              num_classes: int = 0, noise_level: bool = False) -> tuple[nn.Module, nn.Module]:
+    """(G, D) of a GAN family (model_cfg.family: dcgan, mlp); D judges `pack` samples at once, and with
+    `noise_level` (train.diffusion_d) gets one more input channel: the noise level of its input."""
     from components.families import FAMILIES
 
     sample_shape = tuple(sample_shape)
     family = FAMILIES.get(model_cfg.family)
-    g, d = family.networks(model_cfg, sample_shape, packed_shape(sample_shape, pack), num_classes)
+    first, *rest = packed_shape(sample_shape, pack)
+    g, d = family.networks(model_cfg, sample_shape, (first + noise_level, *rest), num_classes)
     return g, with_spectral_norm(d, spectral_norm)
 
 
-def build_translation(translation_cfg, model_cfg, input_shape, output_shape,
-                      spectral_norm: bool = False) -> tuple[nn.Module, nn.Module]:
-    """(translator, D) of a translation family (pix2pix, cyclegan)."""
+def build_translation(translation_cfg, model_cfg, input_shape, output_shape, spectral_norm: bool = False,
+                      noise_level: bool = False) -> tuple[nn.Module, nn.Module]:
+    """(translator, D) of a translation family (pix2pix, cyclegan); `noise_level` as in build_gan."""
     from components.families import FAMILIES
 
-    g, d = FAMILIES.get(model_cfg.family).networks(translation_cfg, model_cfg, tuple(input_shape), tuple(output_shape))
+    g, d = FAMILIES.get(model_cfg.family).networks(translation_cfg, model_cfg, tuple(input_shape), tuple(output_shape),
+                                                   d_extra=int(noise_level))
     return g, with_spectral_norm(d, spectral_norm)
 
 

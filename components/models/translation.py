@@ -135,20 +135,20 @@ def _image_shapes(family: str, input_shape, output_shape) -> None:
         raise ValueError(f"{family} translates images (C, H, W); got {input_shape} → {output_shape}")
 
 
-def pix2pix(cfg, model_cfg, input_shape, output_shape) -> tuple[nn.Module, nn.Module]:
+def pix2pix(cfg, model_cfg, input_shape, output_shape, d_extra: int = 0) -> tuple[nn.Module, nn.Module]:
     _image_shapes("pix2pix", input_shape, output_shape)
     size = tuple(output_shape[1:])
     g = UNet(input_shape[0], output_shape[0], size, model_cfg.g_channels, cfg.g_depth, nn.BatchNorm2d)
-    d = PatchGAN(input_shape[0] + output_shape[0], size, model_cfg.d_channels, cfg.d_layers, nn.BatchNorm2d)
+    d = PatchGAN(input_shape[0] + output_shape[0] + d_extra, size, model_cfg.d_channels, cfg.d_layers, nn.BatchNorm2d)
     return Translator(g, input_shape, output_shape), d
 
 
-def cyclegan(cfg, model_cfg, input_shape, output_shape) -> tuple[nn.Module, nn.Module]:
+def cyclegan(cfg, model_cfg, input_shape, output_shape, d_extra: int = 0) -> tuple[nn.Module, nn.Module]:
     _image_shapes("cyclegan", input_shape, output_shape)
     if tuple(input_shape) != tuple(output_shape):
         raise ValueError(f"cyclegan needs both domains at one shape, got {input_shape} and {output_shape}")
     c, *size = output_shape
     # InstanceNorm, as CycleGAN: per-image statistics, so a batch mixes no domain statistics
     unet = lambda: UNet(c, c, tuple(size), model_cfg.g_channels, cfg.g_depth, nn.InstanceNorm2d)  # noqa: E731
-    patch = lambda: PatchGAN(c, tuple(size), model_cfg.d_channels, cfg.d_layers, nn.InstanceNorm2d)  # noqa: E731
+    patch = lambda: PatchGAN(c + d_extra, tuple(size), model_cfg.d_channels, cfg.d_layers, nn.InstanceNorm2d)  # noqa: E731
     return (CycleGenerators(unet(), unet(), input_shape, output_shape), CycleDiscriminators(patch(), patch()))

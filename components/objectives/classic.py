@@ -36,7 +36,7 @@ OBJECTIVES.register("nonsaturating")(Objective(
 # Mao et al. 2017 (a=0, b=1, c=1): least squares towards targets; minimises a Pearson χ² divergence.
 OBJECTIVES.register("lsgan")(Objective(
     d_loss=lambda real, fake, target: 0.5 * ((real - target) ** 2).mean() + 0.5 * (fake**2).mean(),
-    g_loss=lambda fake: 0.5 * ((fake - 1.0) ** 2).mean(), belief=_identity, has_targets=True,
+    g_loss=lambda fake: 0.5 * ((fake - 1.0) ** 2).mean(), belief=_identity, has_targets=True, decision=0.5,
     summary="least squares GAN (targets fake 0, real 1)"))
 
 # Lim & Ye 2017 / Miyato et al. 2018: margin loss on D, linear G loss. No targets: label smoothing undefined.

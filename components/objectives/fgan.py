@@ -44,11 +44,16 @@ def variational_bound(name: str, real: Tensor, fake: Tensor) -> Tensor:
     return activation(real).mean() - conjugate(fake).mean()
 
 
+# The raw v at which D cannot tell: the optimal T is f'(p/q), so T = f'(1) where p = q, i.e. v = g_f⁻¹(f'(1)).
+# That is v = 0 for every divergence here (reverse KL: g_f(0) = -1 = f'(1)) but KL (f'(1) = 1, g_f(v) = v).
+_DECISION = {"kl": 1.0}
+
+
 def _objective(name: str) -> Objective:
     activation, _ = CONJUGATES[name]
 
     return Objective(d_loss=lambda real, fake, _: -variational_bound(name, real, fake), g_loss=lambda fake: -activation(fake).mean(), belief=activation,
-                     summary=f"f-GAN, {name} divergence")
+                     decision=_DECISION.get(name, 0.0), summary=f"f-GAN, {name} divergence")
 
 
 for _name in CONJUGATES:

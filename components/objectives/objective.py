@@ -28,6 +28,9 @@ class Objective:
     # True when D is an unbounded critic whose objective is only meaningful under a Lipschitz
     # constraint (weight clipping, gradient penalty or spectral norm).
     critic: bool = False
+    # The raw D output between a "real" and a "fake" verdict: r_d = E[sign(D(real) - decision)] steers
+    # the diffusion-noised D (components/training/diffusion_d.py). 0 for logits, hinge and critics.
+    decision: float = 0.0
     summary: str = ""
 
     def discriminator_loss(self, real: Tensor, fake: Tensor, smoothing: float = 0.0) -> Tensor:

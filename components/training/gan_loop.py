@@ -7,7 +7,9 @@ from __future__ import annotations
 import torch
 from components.config import Params
 from components.models import build_gan
+from components.objectives import OBJECTIVES
 from components.training import checkpoint as ckpt
+from components.training import diffusion_d
 from components.training.ema import EMA
 from components.training.fast import FastPath, double_backprop
 from components.training.gan_step import STATS, GanGame, instance_noise_std
@@ -17,14 +19,18 @@ from components.training.loop import Batch, Worker, ddp, sample, set_learning_ra
 
 def start_game(g: torch.nn.Module, d: torch.nn.Module, tc, worker: Worker, resume: dict | None,
                distributed: bool) -> tuple[GanGame, FastPath, dict, dict]:
-    """G and D on the fast path with their Adam optimizers and G's EMA, restored from `resume`, DDP-wrapped
-    and compiled: (the game, the fast path, nets, optimizers), as the GAN tasks (GanTask, DdganTask) keep them."""
+    """G and D on the fast path with their Adam optimizers, G's EMA and the diffusion-noised D's state,
+    restored from `resume`, DDP-wrapped and compiled: (the game, the fast path, nets, optimizers), as the GAN
+    tasks (GanTask, DdganTask) keep them."""
     fast = FastPath.resolve(tc, worker.device)
     g, d = fast.prepare(g), fast.prepare(d)
     opt_g = torch.optim.Adam(g.parameters(), lr=tc.lr_g, betas=(tc.beta1, tc.beta2))
     opt_d = torch.optim.Adam(d.parameters(), lr=tc.lr_d, betas=(tc.beta1, tc.beta2))
     ema = EMA(g, tc.ema_decay) if tc.ema_decay else None
     nets, optimizers = {"generator": g, "discriminator": d}, {"opt_g": opt_g, "opt_d": opt_d}
+    diffusion = diffusion_d.build(tc, OBJECTIVES.get(tc.objective))
+    if diffusion is not None:
+        nets["diffusion_d"] = diffusion.to(worker.device)
     if resume is not None:
         ckpt.restore(resume, nets=nets, optimizers=optimizers, ema=ema)
     # G and D wrapped separately; no buffer sync in forward because D runs several forwards
@@ -32,11 +38,10 @@ def start_game(g: torch.nn.Module, d: torch.nn.Module, tc, worker: Worker, resum
     g = fast.compiled(ddp(g, worker.device, distributed, forward_sync_buffers=False))
     d = ddp(d, worker.device, distributed, forward_sync_buffers=False)
     d = d if double_backprop(tc) else fast.compiled(d)
-    return GanGame(g, d, opt_g, opt_d, tc, ema, fast.autocast, fast.to_device), fast, nets, optimizers
+    return GanGame(g, d, opt_g, opt_d, tc, ema, fast.autocast, fast.to_device, diffusion), fast, nets, optimizers
 
 
 class GanTask:
-    stats = STATS
     preview_cols = None  # a near-square grid
 
     def __init__(self, params: Params, manifest: dict, worker: Worker, resume: dict | None, distributed: bool):
@@ -45,9 +50,10 @@ class GanTask:
         self.batches_per_step = tc.d_steps_per_g_step
         self.num_classes = len(manifest["class_names"]) if params.model.conditional else 0
         g, d = build_gan(params.model, manifest["image_shape"], pack=tc.pack, spectral_norm=tc.spectral_norm,
-                         num_classes=self.num_classes)
+                         num_classes=self.num_classes, noise_level=tc.diffusion_d)
         self.game, self.fast, self.nets, self.optimizers = start_game(g, d, tc, worker, resume, distributed)
         self.ema, self.g = self.game.ema, self.game.g
+        self.stats = STATS + (diffusion_d.STATS if tc.diffusion_d else ())
         self.noise = torch.Generator(device="cpu")
         self.fixed_z = torch.randn(tc.sample_grid, params.model.latent_dim,
                                    generator=torch.Generator().manual_seed(params.seed))
@@ -80,7 +86,7 @@ class GanTask:
                 with self.fast.autocast():
                     fake = self.generate(self.latents(3, step, j), cond)
             g_loss += game.g_step(fake, noise_std, self.noise, step, cond) / k_g
-        return torch.cat([d_stats[:1], g_loss[None], d_stats[1:]])
+        return torch.cat([d_stats[:1], g_loss[None], d_stats[1:], *diffusion_d.stats(game.diffusion)])
 
     def generate(self, z: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
         return self.game.g(z) if labels is None else self.game.g(z, labels)

@@ -1,6 +1,7 @@
 """One D update and one G update of the GAN game, with every knob of `train`: objective, label
-smoothing, regularisers (spectral norm is built into D), PacGAN packing, instance noise, EMA, and the
-conditioning of class-conditional and translation discriminators."""
+smoothing, regularisers (spectral norm is built into D), PacGAN packing, instance noise, diffusion-noised
+D inputs (components/training/diffusion_d.py), EMA, and the conditioning of class-conditional and
+translation discriminators."""
 from __future__ import annotations
 
 import contextlib
@@ -14,6 +15,7 @@ from components.config import TrainConfig
 from components.models import pack_batch
 from components.objectives import OBJECTIVES
 from components.objectives.regularizers import clip_weights, gradient_penalty, r1_penalty
+from components.training.diffusion_d import DiffusionD, with_level
 from components.training.ema import EMA
 from components.training.fast import unwrap
 
@@ -28,25 +30,33 @@ def instance_noise_std(cfg: TrainConfig, step: int, total_steps: int) -> float:
 
 class Adversary:
     """The adversarial terms of train.objective with train's D knobs (smoothing, instance noise, PacGAN,
-    gradient penalty, R1), for any discriminator: plain, class-conditional, or judging translations.
-    `cond` is what D is conditioned on (labels, or the input image), passed as d(x, cond)."""
+    gradient penalty, R1, diffusion-noised inputs), for any discriminator: plain, class-conditional, or
+    judging translations. `cond` is what D is conditioned on (labels, or the input image), passed as
+    d(x, cond). `diffusion`: the task's DiffusionD when train.diffusion_d is on (it checkpoints it)."""
 
-    def __init__(self, cfg: TrainConfig, to_device: Callable[[Tensor], Tensor] | None = None):
+    def __init__(self, cfg: TrainConfig, to_device: Callable[[Tensor], Tensor] | None = None,
+                 diffusion: DiffusionD | None = None):
         self.cfg = cfg
         self.r1 = cfg.r1  # per D step: a task with lazy R1 (ddgan) sets γ·interval on its R1 steps, else 0
         self.objective = OBJECTIVES.get(cfg.objective)
         self.to_device = to_device  # CPU-drawn noise to the device (FastPath.to_device: no host sync on CUDA)
+        self.diffusion = diffusion
 
     def judge(self, d: nn.Module, x: Tensor, noise_std: float, rng: torch.Generator, cond=None,
               input_grad: bool = False) -> tuple[Tensor, Tensor]:
-        """D's outputs on x after instance noise and packing, and D's actual (packed) input."""
+        """D's outputs on x after instance noise, packing and the forward diffusion, and D's (packed,
+        diffused) input image, without the noise-level channel D is also given."""
         if noise_std > 0:
             noise = torch.randn(x.shape, generator=rng)
             x = x + noise_std * (self.to_device(noise) if self.to_device else noise.to(x.device))
         x = pack_batch(x, self.cfg.pack)
-        if input_grad:  # R1 differentiates D's output with respect to its input
+        level = None
+        if self.diffusion is not None:
+            x, level = self.diffusion.diffuse(x, rng, self.to_device)
+        if input_grad:  # R1 differentiates D's output with respect to its input image
             x = x.detach().requires_grad_(True)
-        return (d(x) if cond is None else d(x, cond)), x
+        seen = x if level is None else with_level(x, level)
+        return (d(seen) if cond is None else d(seen, cond)), x
 
     def d_loss(self, d: nn.Module, real: Tensor, fake: Tensor, noise_std: float, rng: torch.Generator,
                cond=None, mismatched=None) -> tuple[Tensor, Tensor]:
@@ -58,6 +68,8 @@ class Adversary:
         # batches let D tell them apart by batch statistics and starve G). Safe under DDP because
         # buffers are not synced in forward (forward_sync_buffers=False).
         out_real, seen_real = self.judge(d, real, noise_std, rng, cond, input_grad=bool(self.r1))
+        if self.diffusion is not None:
+            self.diffusion.observe(out_real, real.shape[0])
         out_fake, seen_fake = self.judge(d, fake.detach(), noise_std, rng, cond)
         negatives = out_fake
         if mismatched is not None:
@@ -90,9 +102,10 @@ class GanGame:
     ema: EMA | None = None
     autocast: Callable[[], ContextManager] = contextlib.nullcontext  # FastPath.autocast: forwards + losses
     to_device: Callable[[Tensor], Tensor] | None = None
+    diffusion: DiffusionD | None = None  # train.diffusion_d's state (checkpointed by the task)
 
     def __post_init__(self) -> None:
-        self.adversary = Adversary(self.cfg, self.to_device)
+        self.adversary = Adversary(self.cfg, self.to_device, self.diffusion)
         self.d_local = getattr(self.d, "module", self.d)  # G step: no D gradient all-reduce needed
 
     def d_step(self, real: Tensor, fake: Tensor, noise_std: float, rng: torch.Generator, cond=None,
@@ -105,6 +118,8 @@ class GanGame:
         self.opt_d.step()
         if self.cfg.weight_clip is not None:
             clip_weights(self.d_local, self.cfg.weight_clip)
+        if self.diffusion is not None:
+            self.diffusion.end_update()
         return stats
 
     def g_step(self, fake: Tensor, noise_std: float, rng: torch.Generator, step: int, cond=None,

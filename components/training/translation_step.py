@@ -15,7 +15,9 @@ from torch import nn
 
 from components.config import Params
 from components.models import build_translation
+from components.objectives import OBJECTIVES
 from components.training import checkpoint as ckpt
+from components.training import diffusion_d
 from components.training.ema import EMA
 from components.training.fast import FastPath, double_backprop
 from components.training.gan_step import Adversary, GanGame, instance_noise_std
@@ -89,18 +91,22 @@ class _TranslationTask:
         tc, dev = params.train, worker.device
         self.params, self.worker = params, worker
         g, d = build_translation(params.translation, params.model, manifest["input_shape"], manifest["image_shape"],
-                                 spectral_norm=tc.spectral_norm)
+                                 spectral_norm=tc.spectral_norm, noise_level=tc.diffusion_d)
         self.fast = fast = FastPath.resolve(tc, dev)
         g, d = fast.prepare(g), fast.prepare(d)
         self.opt_g = torch.optim.Adam(g.parameters(), lr=tc.lr_g, betas=(tc.beta1, tc.beta2))
         self.opt_d = torch.optim.Adam(d.parameters(), lr=tc.lr_d, betas=(tc.beta1, tc.beta2))
         self.ema = EMA(g, tc.ema_decay) if tc.ema_decay else None
+        self.diffusion = diffusion_d.build(tc, OBJECTIVES.get(tc.objective))
+        if self.diffusion is not None:
+            extra_nets = {**extra_nets, "diffusion_d": self.diffusion}
+        self.stats = self.stats + (diffusion_d.STATS if self.diffusion is not None else ())
         self.nets = {"generator": g, "discriminator": d, **{k: m.to(dev) for k, m in extra_nets.items()}}
         self.optimizers = {"opt_g": self.opt_g, "opt_d": self.opt_d}
         if resume is not None:
             ckpt.restore(resume, nets=self.nets, optimizers=self.optimizers, ema=self.ema)
         self.g_local, self.d_local = g, d
-        self.adversary = Adversary(tc, fast.to_device)
+        self.adversary = Adversary(tc, fast.to_device, self.diffusion)
         self.rng = torch.Generator(device="cpu")
         self.meta = spec_meta(params, manifest, objective=tc.objective)
         self.shown: RealBatch | None = None  # the first batch this process trained on: the preview's examples
@@ -128,7 +134,8 @@ class Pix2PixTask(_TranslationTask):
         g = fast.compiled(ddp(self.g_local, worker.device, distributed, forward_sync_buffers=False))
         d = ddp(self.d_local, worker.device, distributed, forward_sync_buffers=False)
         d = d if double_backprop(params.train) else fast.compiled(d)
-        self.game = GanGame(g, d, self.opt_g, self.opt_d, params.train, self.ema, fast.autocast, fast.to_device)
+        self.game = GanGame(g, d, self.opt_g, self.opt_d, params.train, self.ema, fast.autocast, fast.to_device,
+                            self.diffusion)
 
     def step(self, step: int, total_steps: int, batch: Batch) -> torch.Tensor:
         real, noise_std = self.begin(step, total_steps, batch)
@@ -141,7 +148,7 @@ class Pix2PixTask(_TranslationTask):
             l1 = paired_l1(fake, real.x).float()
         g_loss = game.g_step(fake, noise_std, self.rng, step, cond=real.inputs,
                              extra=self.params.translation.lambda_l1 * l1)
-        return torch.cat([d_stats[:1], g_loss[None], d_stats[1:], l1.detach()[None]])
+        return torch.cat([d_stats[:1], g_loss[None], d_stats[1:], l1.detach()[None], *diffusion_d.stats(self.diffusion)])
 
     def preview(self) -> torch.Tensor:
         """input | output | target, one example per row."""
@@ -198,9 +205,11 @@ class CycleGanTask(_TranslationTask):
         self.opt_d.step()
         if tc.weight_clip is not None:
             clip_weights(self.d_local, tc.weight_clip)
+        if self.diffusion is not None:  # one T for both discriminators, steered by their joint vote
+            self.diffusion.end_update()
         d_stats = (st_a + st_b) / 2
         return torch.cat([d_stats[:1], adv.detach()[None] / 2, d_stats[1:], cycle.detach()[None] / 2,
-                          identity.detach()[None] / 2])
+                          identity.detach()[None] / 2, *diffusion_d.stats(self.diffusion)])
 
     def preview(self) -> torch.Tensor:
         """a | G(a) | F(G(a)) rows, then b | F(b) | G(F(b)) rows."""
