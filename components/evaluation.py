@@ -67,15 +67,17 @@ class TestSplit:
 
 
 def _classifies_dataset(extractor) -> bool:
-    """Only the classifier evaluator's classes are the dataset's (Inception's are ImageNet's)."""
-    return extractor.kind == "classifier"
+    """Only the classifier evaluators' classes are the dataset's (Inception's are ImageNet's)."""
+    return extractor.kind in ("classifier", "per_channel")
 
 
 def _candidate_scores(extractor, test_features, fake: torch.Tensor, params, requested) -> dict:
     ev = params.evaluate
-    return scores.all_scores(test_features, extractor.features_and_logits(fake), prdc_k=ev.prdc_k,
-                             kid_subset_size=min(ev.kid_subset_size, len(fake), len(test_features[0])),
-                             seed=ev.seed, requested=requested if _classifies_dataset(extractor) else None)
+    fake_features = extractor.features_and_logits(fake)
+    out = scores.all_scores(test_features, fake_features, prdc_k=ev.prdc_k,
+                            kid_subset_size=min(ev.kid_subset_size, len(fake), len(test_features[0])),
+                            seed=ev.seed, requested=requested if _classifies_dataset(extractor) else None)
+    return {**out, **extractor.set_scores(fake_features[1])}
 
 
 def _floor(extractor, test_features, real_train: torch.Tensor, params, fid: float) -> dict:
@@ -138,6 +140,8 @@ def measure(g, params, prepared: Path, test: TestSplit, extractor, info: dict,
         else:
             m = _candidate_scores(extractor, test_features, fake, p, labels)
             m.update(family.extra_metrics(g, p, test, fake, m, classifier_a))
+            if extractor.kind == "per_channel" and ev.mode_samples != len(fake):  # modes on PacGAN's count
+                m.update(extractor.set_scores(extractor.logits(family.generate(g, p, test, ev.mode_samples)[0])))
         m["sampling_seconds"] = seconds
         per_seed.append(m)
         first = fake if first is None else first
@@ -174,10 +178,7 @@ class QuickScorer:
         fake, labels = family.generate(g, self.params, self.test, self.num_samples)
         if self.extractor is None:
             return modes.mode_scores(fake.numpy(), self.info["centers"], self.info["sigma"], self.info["hq_sigmas"])
-        ev = self.params.evaluate
-        out = scores.all_scores(self.real, self.extractor.features_and_logits(fake), prdc_k=ev.prdc_k,
-                                kid_subset_size=min(ev.kid_subset_size, len(fake), len(self.real[0])),
-                                seed=ev.seed, requested=labels if _classifies_dataset(self.extractor) else None)
+        out = _candidate_scores(self.extractor, self.real, fake, self.params, labels)
         out.pop("class_histogram")
         out.update(family.extra_metrics(g, self.params, self.test, fake, out, self.classifier_a))
         return out

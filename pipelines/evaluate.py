@@ -87,6 +87,7 @@ def run(params: Params, repo_root: Path) -> dict:
     report = {**metrics, "evaluator_hash": info["hash"], "evaluator_kind": info["kind"],
               "num_samples": len(fake), "seed": params.evaluate.seed,
               "error_seeds": params.evaluate.error_seeds,
+              **({"mode_samples": params.evaluate.mode_samples} if info["kind"] == "per_channel" else {}),
               "model_uri": summary["model_uri"], "mlflow_run_id": summary["mlflow_run_id"],
               **({"sampling": sampling} if sampling else {}),
               "eval_seconds": time.perf_counter() - started}

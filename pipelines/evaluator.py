@@ -11,12 +11,15 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
+
 from components.atomic import atomic_dir
 from components.config import Params
 from components.data.shards import load_rank_inputs, load_split, read_manifest
 from components.data.kinds import kind_of
 from components.metrics import feature_nets, pins
 from components.metrics.modes import mode_counter_info
+from components.metrics.stacked import PerChannelClassifier, digit_images
 
 
 def run(params: Params, repo_root: Path, retrain: bool = False, pin: bool = False) -> dict:
@@ -78,7 +81,8 @@ def check_enough_for_metrics(params: Params, manifest: dict) -> None:
     from components.metrics.classifier import FEATURE_DIM
     from components.metrics.inception import InceptionV3
 
-    dim = InceptionV3.feature_dim if params.evaluator.kind == "inception" else FEATURE_DIM
+    kind = params.evaluator.kind
+    dim = {"inception": InceptionV3.feature_dim, "per_channel": manifest["image_shape"][0] * FEATURE_DIM}.get(kind, FEATURE_DIM)
     test, frac, total = manifest["splits"]["test"], manifest["test_fraction"], manifest["count"]
     problems = []
     if test["count"] <= dim:
@@ -90,7 +94,9 @@ def check_enough_for_metrics(params: Params, manifest: dict) -> None:
             f"the held-out split has {test['count']} images ({total} × data.test_fraction {frac}), and the "
             f"{params.evaluator.kind} evaluator's features are {dim}-dimensional: FID needs more than {dim} real "
             f"images, so {fix}")
-    thin = [name for name, n in zip(manifest["class_names"], test.get("class_counts", [])) if n < MIN_TEST_PER_CLASS]
+    # (per_channel reads digits: its classes, the digit tuples, need no held-out images of their own)
+    thin = [name for name, n in zip(manifest["class_names"], test.get("class_counts", []))
+            if n < MIN_TEST_PER_CLASS and kind != "per_channel"]
     if thin:
         problems.append(f"classes {', '.join(thin[:10])} keep fewer than {MIN_TEST_PER_CLASS} held-out images; "
                         "add images of those classes or raise data.test_fraction")
@@ -149,7 +155,18 @@ def _say_orphaned(params: Params, repo_root: Path, old: str, new: str) -> None:
 
 def _train(params: Params, manifest: dict, train_x, train_y, test_x, test_y):
     cfg = params.evaluator
-    return feature_nets.train_classifier(
+    num_classes = manifest["num_classes"]
+    if cfg.kind == "per_channel":
+        # the distinct digits of the train split's channels; the same digits recur across splits, so the
+        # accuracy is read on a tenth of them held out of the classifier's training (never seen)
+        singles, digits = digit_images(train_x, train_y)
+        held = np.random.default_rng(cfg.seed).permutation(len(singles)) < len(singles) // 10
+        train_x, train_y, test_x, test_y = singles[~held], digits[~held], singles[held], digits[held]
+        num_classes = 10
+    model, report = feature_nets.train_classifier(
         train_x, train_y, test_x, test_y, seed=cfg.seed, epochs=cfg.epochs, batch_size=cfg.batch_size,
-        lr=cfg.lr, num_threads=params.scaling.num_workers * params.scaling.cpus_per_worker,
-        num_classes=manifest["num_classes"])
+        lr=cfg.lr, num_threads=params.scaling.num_workers * params.scaling.cpus_per_worker, num_classes=num_classes)
+    if cfg.kind == "per_channel":
+        report = {**report, "digit_images": len(singles), "held_out_digits": int(held.sum())}
+        model = PerChannelClassifier.around(model, manifest["image_shape"][0])
+    return model, report

@@ -94,8 +94,8 @@ def test_classifier_refuses_tiny_images_and_other_shapes(evaluator):
         evaluator[0].features(torch.zeros(2, 1, 16, 16))
 
 
-def test_registry_names_both_networks():
-    assert FEATURE_NETS.names() == ["classifier", "inception"]
+def test_registry_names_every_network():
+    assert FEATURE_NETS.names() == ["classifier", "inception", "per_channel"]
 
 
 # --------------------------------------------------------------------------------------- FID / KID

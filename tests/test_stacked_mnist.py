@@ -6,14 +6,16 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 from components.config import load_params
 from components.data.source_data import SOURCES
 from components.data.stacked import STACKED_IMAGES, stack_digits
-from components.metrics.stacked import read_channels, stacked_mode_scores, triples
+from components.metrics.stacked import PerChannelClassifier, read_channels, stacked_mode_scores, triples
 from conftest import REPO
 
 PINNED_MNIST = REPO / "components" / "metrics" / "pinned" / "mnist5k-00f535826d6e"
+STACKED = ["data.source=stacked_mnist", "evaluator.kind=per_channel"]
 
 
 def test_the_counter_scores_every_triple_equally_often_as_1000_modes_and_one_triple_as_one():
@@ -48,9 +50,51 @@ def test_the_counter_reads_real_stacked_digits_with_the_pinned_mnist_classifier(
     scores = stacked_mode_scores(digits)
     assert scores["modes"] == 1000 and scores["reverse_kl"] == pytest.approx(0.0, abs=1e-12)
 
+    # the per_channel evaluator around the same classifier: its logits over the 1,000 triples are the sum
+    # of the channels' log-probabilities, so its argmax is the triple read channel by channel
+    reader = PerChannelClassifier.around(classifier, 3)
+    feats, joint = reader.features_and_logits(images)
+    assert feats.shape == (1000, 3 * classifier.feature_dim) and joint.shape == (1000, 1000)
+    logp = torch.log_softmax(classifier.features_and_logits(images.reshape(3000, 1, 28, 28))[1], 1).reshape(1000, 3, 10)
+    a, b, c = 314 // 100, 314 // 10 % 10, 314 % 10
+    assert torch.allclose(joint[:, 314], logp[:, 0, a] + logp[:, 1, b] + logp[:, 2, c], atol=1e-5)
+    assert (joint.argmax(1).numpy() == triples(every)).all()
+    assert reader.set_scores(joint) == {"modes": 1000, "reverse_kl": pytest.approx(0.0, abs=1e-12)}
+    assert reader.set_scores(joint[:1].repeat(50, 1))["modes"] == 1
+
+
+def test_the_evaluator_stage_trains_a_digit_reader_on_held_out_digits_and_evaluate_counts_modes(tmp_path):
+    """prepare → evaluator (per_channel) → the held-out Stacked MNIST images scored as if generated: the
+    modes found are the triples present, and what the stage refuses."""
+    from components.config import ConfigError
+    from components.data.shards import load_split, read_manifest
+    from components.evaluation import TestSplit, _candidate_scores, open_evaluator
+    from pipelines import evaluator, prepare
+
+    params = load_params(REPO / "params.yaml", [*STACKED, f"data.prepared_dir={tmp_path / 'prepared'}",
+                                                f"evaluator.output_dir={tmp_path / 'evaluator'}", "evaluator.epochs=3"])
+    prepare.run(params, tmp_path)
+    info = evaluator.run(params, tmp_path)
+    assert info["kind"] == "per_channel" and info["num_classes"] == 1000 and info["feature_dim"] == 384
+    report = info["report"]
+    assert report["digit_images"] > 4000 and report["held_out_digits"] == report["digit_images"] // 10
+    assert report["test_accuracy"] > 0.9  # read on digits the reader never trained on
+    extractor, _ = open_evaluator(params, tmp_path)
+    test = TestSplit.load(params.prepared_path(tmp_path))
+    real = extractor.features_and_logits(test.x)
+    m = _candidate_scores(extractor, real, test.x, params, None)
+    present = len(np.unique(load_split(params.prepared_path(tmp_path), "test")[1]))
+    assert abs(m["modes"] - present) <= 0.05 * present and m["fid"] < 1e-3
+    assert m["class_kl"] == pytest.approx(m["reverse_kl"])  # the class histogram is the triples' histogram
+    assert read_manifest(params.prepared_path(tmp_path))["num_classes"] == 1000
+    with pytest.raises(ConfigError, match="stacked_mnist is scored by reading one digit per channel"):
+        load_params(REPO / "params.yaml", ["data.source=stacked_mnist"])
+    with pytest.raises(ConfigError, match="per_channel reads one digit per channel of Stacked MNIST"):
+        load_params(REPO / "params.yaml", ["evaluator.kind=per_channel"])
+
 
 def test_the_source_stacks_three_independent_digits_with_their_triple_as_class():
-    params = load_params(REPO / "params.yaml", ["data.source=stacked_mnist"])
+    params = load_params(REPO / "params.yaml", STACKED)
     data = SOURCES.get("stacked_mnist")(params.data)
     assert data.samples.shape == (STACKED_IMAGES, 3, 28, 28) and data.samples.dtype == np.uint8
     assert len(data.class_names) == 1000 and len(np.unique(data.labels)) == 1000  # every mode in the data

@@ -31,6 +31,11 @@ class _Params(Section):
         if self.evaluator.kind == "inception" and not self.evaluator.inception_weights:
             raise ValueError("evaluator.inception_weights (a local weights file) is required when evaluator.kind is "
                              "'inception'; weights are never downloaded")
+        stacked = self.data.source == "stacked_mnist" and self.data.pairs is None
+        if stacked != (self.evaluator.kind == "per_channel"):
+            raise ValueError("data.source = stacked_mnist is scored by reading one digit per channel: set evaluator.kind "
+                             "= per_channel" if stacked else f"evaluator.kind = per_channel reads one digit per channel "
+                             f"of Stacked MNIST; data.source = {self.data.source!r} needs classifier or inception")
         self.family.validate(self)  # the combinations the family refuses, each with its reason
         return self
 

@@ -211,7 +211,9 @@ class TrackingConfig(Section):
 
 
 class EvaluatorConfig(Section):
-    kind: Literal["classifier", "inception"] = "classifier"
+    kind: Literal["classifier", "inception", "per_channel"] = Field(
+        "classifier", description="classifier: a CNN trained on the dataset's classes; inception: the user's "
+        "InceptionV3 file; per_channel (Stacked MNIST): a digit classifier read on each channel")
     inception_weights: str | None = Field(None, description="local pt_inception-2015-12-05 weights file; never downloaded")
     epochs: int = Field(20, ge=1)
     batch_size: int = Field(128, ge=1)
@@ -228,6 +230,9 @@ class EvaluateConfig(Section):
                              "over; their std is the metric's error bar (<metric>_seed_std)")
     prdc_k: int = Field(5, ge=1)
     kid_subset_size: int = Field(1000, ge=2)
+    mode_samples: int = Field(26_000, ge=1, description="evaluator.kind per_channel (Stacked MNIST): samples per "
+                              "seed that modes and reverse_kl are counted on (26,000 as in PacGAN); the other "
+                              "metrics use num_samples")
     report: str = "reports/metrics.json"
     headline: str = Field("reports/headline.json", description="the family's metrics ± error bars only: what "
                           "`dvc metrics show` compares")

@@ -111,6 +111,8 @@ class Family:
         names = list(DATA_KINDS.get(data_kind).metrics)
         if data_kind != "points" and self.is_conditional(params):
             names.append("cond_accuracy")
+        if params.evaluator.kind == "per_channel":  # Stacked MNIST's mode count (components/metrics/stacked.py)
+            names += ["modes", "reverse_kl"]
         return names + list(self.own_metrics)
 
     def default_metric(self, data_kind: str) -> str:

@@ -71,6 +71,11 @@ class FeatureExtractor(nn.Module):
             return torch.empty(0, self.feature_dim), torch.empty(0, self.num_classes)
         return torch.cat([f for f, _ in parts]), torch.cat([logit for _, logit in parts])
 
+    def set_scores(self, logits: Tensor) -> dict:
+        """Metrics of a generated set that only this evaluator defines (per_channel: modes and KL of the
+        digit tuples), from the set's logits; none by default."""
+        return {}
+
     def features(self, images: Tensor | np.ndarray) -> Tensor:
         return self.features_and_logits(images)[0]
 

@@ -20,13 +20,14 @@ from components.metrics.base import FEATURE_NETS, FeatureExtractor, to_unit_rang
 from components.metrics.classifier import ClassifierNet, train_classifier
 from components.hashing import file_sha256
 from components.metrics.inception import InceptionV3
+from components.metrics.stacked import PerChannelClassifier
 
 FORMAT_VERSION = 1
 WEIGHTS = "evaluator.safetensors"
 INFO = "evaluator.json"
 INPUT_DOMAIN = "input_domain"  # subfolder: the classifier of an unpaired dataset's inputs (domain A)
 
-__all__ = ["FEATURE_NETS", "FeatureExtractor", "ClassifierNet", "InceptionV3", "train_classifier",
+__all__ = ["FEATURE_NETS", "FeatureExtractor", "ClassifierNet", "InceptionV3", "PerChannelClassifier", "train_classifier",
            "save_evaluator", "load_evaluator", "load_inception", "to_unit_range"]
 
 

@@ -32,11 +32,13 @@ def definition(manifest: dict, cfg) -> dict:
     data."""
     from components.metrics.classifier import FEATURE_DIM, WIDTHS
 
+    shape, classes = list(manifest["image_shape"]), manifest["num_classes"]
+    if cfg.kind == "per_channel":  # one digit classifier, read on each channel
+        shape, classes = [1, *shape[1:]], 10
     return {
-        "kind": "classifier",
+        "kind": cfg.kind,
         "recipe_version": RECIPE_VERSION,
-        "arch": {"image_shape": list(manifest["image_shape"]), "num_classes": manifest["num_classes"],
-                 "feature_dim": FEATURE_DIM, "widths": list(WIDTHS)},
+        "arch": {"image_shape": shape, "num_classes": classes, "feature_dim": FEATURE_DIM, "widths": list(WIDTHS)},
         "recipe": {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed},
         "data": {"dataset": manifest["dataset"], "content_hash": manifest["content_hash"],
                  "input_domain": manifest.get("pairing") == "unpaired"},

@@ -3,13 +3,21 @@ channels, the digit triple is its mode (one of 1,000), and on N generated sample
 - `modes` counts the triples that occur at least once;
 - `reverse_kl` is KL(p ‖ uniform) = Σ p log(1000 p) of the triples' histogram p: 0 when every triple is
   equally frequent, log 1000 ≈ 6.91 when all samples are one triple.
-The data is components/data/stacked.py."""
+The data is components/data/stacked.py. The evaluator is `PerChannelClassifier` (evaluator.kind
+per_channel): one digit classifier read on each channel; its logits over the 1,000 triples are the sums
+of the channels' log-probabilities, so the evaluate stage's class histogram is the triples' histogram and
+its `class_kl` is the KL above."""
 from __future__ import annotations
 
 import math
 from typing import Callable
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+
+from components.metrics.base import FEATURE_NETS, FeatureExtractor, Tensor
+from components.metrics.classifier import FEATURE_DIM, WIDTHS, ClassifierNet
 
 PAPER_SAMPLES = 26_000
 NUM_MODES = 1000
@@ -40,3 +48,60 @@ def read_channels(classify: Callable[[np.ndarray], np.ndarray], images: np.ndarr
     if c != 3:
         raise ValueError(f"Stacked MNIST samples have 3 channels, got {c}")
     return np.asarray(classify(images.reshape(n * 3, 1, h, w))).reshape(n, 3)
+
+
+@FEATURE_NETS.register("per_channel")
+class PerChannelClassifier(FeatureExtractor):
+    """(N, C, H, W) images whose channels are each one digit → features: the C channels' digit features
+    side by side (C·feature_dim); logits over the 10^C digit tuples (100·d₁ + 10·d₂ + d₃ for C = 3):
+    Σ_c log p(d_c | channel c), the joint log-probability when the channels are read independently."""
+
+    kind = "per_channel"
+
+    def __init__(self, image_shape, digits: int = 10, feature_dim: int = FEATURE_DIM, widths=WIDTHS):
+        super().__init__()
+        c, h, w = image_shape
+        self.image_shape, self.channels, self.digits = (c, h, w), c, digits
+        self.digit = ClassifierNet((1, h, w), digits, feature_dim, widths)
+        self.feature_dim, self.num_classes = c * feature_dim, digits ** c
+
+    @classmethod
+    def around(cls, digit: ClassifierNet, channels: int) -> "PerChannelClassifier":
+        """The per-channel reader of a trained single-channel digit classifier."""
+        _, h, w = digit.image_shape
+        out = cls((channels, h, w), digit.num_classes, digit.feature_dim, digit.widths)
+        out.digit.load_state_dict(digit.state_dict())
+        return out.eval()
+
+    def embed(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        n, c, h, w = x.shape
+        feats, logits = self.digit.embed(x.reshape(n * c, 1, h, w))
+        logp = F.log_softmax(logits.float(), 1).reshape(n, c, self.digits)
+        joint = logp[:, 0]
+        for k in range(1, c):  # outer sum: the first channel is the most significant digit
+            joint = (joint[:, :, None] + logp[:, k, None, :]).reshape(n, -1)
+        return feats.reshape(n, -1), joint
+
+    def arch(self) -> dict:
+        return {"image_shape": list(self.image_shape), "digits": self.digits,
+                "feature_dim": self.digit.feature_dim, "widths": list(self.digit.widths)}
+
+    def set_scores(self, logits: Tensor) -> dict:
+        """Modes and KL of a generated set from its joint logits (stacked_mode_scores' numbers)."""
+        pred = logits.argmax(1).numpy()
+        digits = np.stack([(pred // self.digits ** (self.channels - 1 - k)) % self.digits
+                           for k in range(self.channels)], 1)
+        out = stacked_mode_scores(digits) if self.channels == 3 and self.digits == 10 else {}
+        return {k: out[k] for k in ("modes", "reverse_kl")} if out else {}
+
+
+def digit_images(images: np.ndarray, labels: np.ndarray, digits: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct single-channel images of a stacked split (N, C, H, W) and their digits (from the tuple
+    label), in a fixed order: Stacked MNIST repeats each source digit on many channels, so the digit
+    classifier trains on each once."""
+    n, c, h, w = images.shape
+    singles = images.reshape(n * c, 1, h, w)
+    tuple_digits = np.stack([(labels // digits ** (c - 1 - k)) % digits for k in range(c)], 1).reshape(-1)
+    _, first = np.unique(singles.reshape(n * c, -1), axis=0, return_index=True)
+    first = np.sort(first)
+    return np.ascontiguousarray(singles[first]), tuple_digits[first].astype(np.int64)

@@ -9,8 +9,9 @@ from pathlib import Path
 from components.atomic import atomic_dir
 
 def is_curve(name: str) -> bool:
-    """Losses and throughput; beliefs, epochs, restarts and evaluation scores stay in MLflow only."""
-    return "loss" in name or name == "images_per_s"
+    """Losses, throughput and the diffusion-noised D's T and r_d; beliefs, epochs, restarts and evaluation
+    scores stay in MLflow only."""
+    return "loss" in name or name == "images_per_s" or name.startswith("diffusion_")
 
 
 def curve_points(history) -> list[tuple[int, float]]:
