@@ -134,3 +134,28 @@ def test_mlflow_gets_t_and_r_d_at_every_logged_step(run_root):
     client = MlflowClient(params.tracking.uri)
     for metric in dd.STATS:
         assert [m.step for m in client.get_metric_history(summary["mlflow_run_id"], metric)] == [2, 4, 6, 8]
+
+
+def test_at_t_0_the_noised_game_is_the_plain_game(monkeypatch):
+    """With every t drawn as 0 the inputs pass clean and the level channel is 0: a D whose weights on the
+    image channels are the plain D's gives the same losses, and a D step leaves the same weights."""
+    torch.manual_seed(0)
+    model = ModelConfig(d_channels=8, g_channels=8, latent_dim=8)
+    g, plain = build_gan(model, [1, 8, 8])
+    _, noised = build_gan(model, [1, 8, 8], noise_level=True)
+    state = {k: v.clone() for k, v in noised.state_dict().items()}
+    for k, v in plain.state_dict().items():
+        state[k] = torch.cat([v, state[k][:, 1:]], 1) if k == "body.0.weight" else v.clone()
+    noised.load_state_dict(state)
+    monkeypatch.setattr(dd, "timesteps", lambda clean, u, T: torch.zeros_like(clean, dtype=torch.long))
+    real, fake = torch.rand(16, 1, 8, 8) * 2 - 1, torch.rand(16, 1, 8, 8) * 2 - 1
+    stats = []
+    for d, cfg in ((plain, TrainConfig()), (noised, TrainConfig(diffusion_d=True))):
+        opt = torch.optim.SGD(d.parameters(), lr=0.1)
+        game = GanGame(g, d, torch.optim.SGD(g.parameters(), lr=0.1), opt, cfg,
+                       diffusion=dd.build(cfg, OBJECTIVES.get(cfg.objective)))
+        stats.append(game.d_step(real, fake, 0.0, torch.Generator().manual_seed(3)))
+    assert torch.allclose(stats[0], stats[1], atol=1e-6)
+    after, before = noised.state_dict(), plain.state_dict()
+    assert torch.allclose(after["body.0.weight"][:, :1], before["body.0.weight"], atol=1e-6)
+    assert torch.equal(after["body.0.weight"][:, 1:], state["body.0.weight"][:, 1:])  # level 0: no gradient
