@@ -61,8 +61,10 @@ def run(params: Params, repo_root: Path, retrain: bool = False, pin: bool = Fals
         kept = pins.pin(out_dir, defn)
         how += f"; pinned as {kept}"
     acc = info.get("test_accuracy")
-    print(f"evaluator: {cfg.kind} {how}" + (f", test accuracy {acc:.4f} on {manifest['splits']['test']['count']} "
-          f"held-out images" if acc is not None else "") + f"; hash {info['hash'][:12]}, definition "
+    held = (f"{info['report']['held_out_digits']} held-out digits" if cfg.kind == "per_channel"
+            else f"{manifest['splits']['test']['count']} held-out images")
+    print(f"evaluator: {cfg.kind} {how}" + (f", test accuracy {acc:.4f} on {held}" if acc is not None else "")
+          + f"; hash {info['hash'][:12]}, definition "
           f"{pins.definition_hash(defn)[:12]}; written to {out_dir}")
     if retrain and before not in (None, info["hash"]):
         _say_orphaned(params, repo_root, before, info["hash"])
