@@ -22,10 +22,21 @@ ANCHORS = {"DCGAN (VEEGAN paper)": (99, 3.40), "VEEGAN": (150, 2.95), "PacDCGAN2
            "DDGAN (DDGAN paper)": (1000, 0.071)}
 
 
+def mean_std(summary: dict, key: str, fmt: str) -> str:
+    """A table cell: "mean ± std" over training seeds, the mean alone for one seed, "—" when not measured."""
+    if key not in summary:
+        return "—"
+    std = summary.get(key + "_std")
+    return f"{summary[key]:{fmt}}" + (f" ± {std:{fmt}}" if std else "")
+
+
 def main() -> None:
     runs = defaultdict(list)
     for path in sorted(OUT.glob("*-s*/metrics.json")):
-        config, seed = re.fullmatch(r"(.+)-s(\d+)", path.parent.name).groups()
+        named = re.fullmatch(r"(.+)-s(\d+)", path.parent.name)
+        if named is None:
+            raise SystemExit(f"{path.parent}: run folders are named <config>-s<seed>, e.g. dcgan-s0")
+        config, seed = named.groups()
         row, report = _row(path.parent.name, path), json.loads(path.read_text())
         row.update(seed=int(seed), modes=report.get("modes"), reverse_kl=report.get("reverse_kl"),
                    mode_samples=report.get("mode_samples"),
@@ -43,15 +54,15 @@ def main() -> None:
     (OUT / "summary.json").write_text(json.dumps({"evaluator_hashes": hashes, "configs": summary,
                                                   "runs": [r for rows in runs.values() for r in rows],
                                                   "anchors": ANCHORS}, indent=2) + "\n")
-    pm = lambda s, k, f: "—" if k not in s else (f"{s[k]:{f}}" + (f" ± {s[k + '_std']:{f}}" if s.get(k + "_std") else ""))  # noqa: E731
     lines = [f"Evaluator {', '.join(h[:12] for h in hashes)} (per_channel); 2-core CPU; `bash benchmarks/stacked_mnist.sh`. "
              "Mean ± std over training seeds.", "",
              "| run | seeds | modes (of 1,000) | reverse KL | FID | recall | train wall (min) | s / 1,000 samples |",
              "|---|---|---|---|---|---|---|---|"]
     for config, s in summary.items():
-        lines.append(f"| {config} | {len(s['seeds'])} | {pm(s, 'modes', '.1f')} | {pm(s, 'reverse_kl', '.3f')} | "
-                     f"{pm(s, 'fid', '.2f')} | {pm(s, 'recall', '.3f')} | {pm(s, 'train_wall_min', '.1f')} | "
-                     f"{pm(s, 'seconds_per_1k_samples', '.2f')} |")
+        cells = [mean_std(s, key, fmt) for key, fmt in (("modes", ".1f"), ("reverse_kl", ".3f"), ("fid", ".2f"),
+                                                        ("recall", ".3f"), ("train_wall_min", ".1f"),
+                                                        ("seconds_per_1k_samples", ".2f"))]
+        lines.append(f"| {config} | {len(s['seeds'])} | " + " | ".join(cells) + " |")
     for name, (modes, kl) in ANCHORS.items():
         lines.append(f"| {name} (published) | — | {modes} | {kl} | — | — | — | — |")
     (OUT / "summary.md").write_text("\n".join(lines) + "\n")

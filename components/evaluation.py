@@ -140,7 +140,7 @@ def measure(g, params, prepared: Path, test: TestSplit, extractor, info: dict,
         else:
             m = _candidate_scores(extractor, test_features, fake, p, labels)
             m.update(family.extra_metrics(g, p, test, fake, m, classifier_a))
-            if extractor.kind == "per_channel" and ev.mode_samples != len(fake):  # modes on PacGAN's count
+            if extractor.set_metrics and ev.mode_samples != len(fake):  # e.g. modes on PacGAN's 26,000
                 m.update(extractor.set_scores(extractor.logits(family.generate(g, p, test, ev.mode_samples)[0])))
         m["sampling_seconds"] = seconds
         per_seed.append(m)

@@ -72,6 +72,27 @@ def test_sampling_takes_exactly_t_generator_passes(timesteps):
     assert torch.equal(out, FAMILY.draw(g, 5, 0, None, {}, 8)) and not torch.equal(out, FAMILY.draw(g, 5, 1, None, {}, 8))
 
 
+def test_a_translating_ddgan_sees_its_input_and_translates_in_t_passes():
+    """On pairs G takes (x_t, the input resized to x_t's size) on channels; translate() is the sampler."""
+    from components.families.ddgan import DDGAN_TRANSLATOR
+
+    g = DDGAN_TRANSLATOR.network(DdganConfig(timesteps=3, **TINY), 8, (1, 8, 8), 10, (1, 4, 4))
+    seen = []
+    g.unet.register_forward_hook(lambda module, args, out: seen.append(args[0].detach().clone()))
+    x = torch.rand(5, 1, 4, 4) * 2 - 1
+    out = g.translate(x)
+    assert out.shape == (5, 1, 8, 8) and len(seen) == 3 == DDGAN_TRANSLATOR.network_passes(g, {})
+    for view in seen:  # channel 0: x_t; channel 1: the bicubic-resized input, the same at every pass
+        assert view.shape == (5, 2, 8, 8) and torch.equal(view[:, 1:], g.condition(x))
+    assert torch.equal(out, g.translate(x)) and not torch.equal(out, g.translate(-x))
+    with pytest.raises(ValueError, match="this ddgan translates: give one input image per sample"):
+        g.sample(5, torch.Generator())
+    with pytest.raises(ValueError, match="reverse: a ddgan translates one way"):
+        g.translate(x, reverse=True)
+    with pytest.raises(ValueError, match="inputs given, but this ddgan samples from noise"):
+        FAMILY.network(DdganConfig(**TINY), 8, (1, 8, 8), 10).sample(5, torch.Generator(), inputs=x)
+
+
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory):
     root = tmp_path_factory.mktemp("ddgan")
@@ -122,6 +143,29 @@ def test_d_judges_the_pair_at_its_timestep_and_r1_is_lazy(digits, conditional):
         at0 = t == 0  # at t = 0 the real x_{t-1} is the image itself
         assert torch.equal(real[at0, :1], batch(0).x[at0]) and len(set(t.tolist())) > 1
     assert [p > 0 for p in penalties] == [True, False, False, True, False, False]  # every r1_every = 3 D updates
+
+
+def test_on_pairs_d_judges_the_pair_beside_its_input(tmp_path):
+    from components.data.shards import load_rank_inputs, load_split, read_manifest
+    from components.models.translation import to_size
+    from components.training.loop import RealBatch, Worker, build_task
+
+    params = tiny_params(tmp_path, data={"source": "digits", "pairs": "downsample", "pair_size": 4},
+                         model={"family": "ddgan", "latent_dim": 8, "d_channels": 8}, ddgan=TINY,
+                         train={"batch_size": 16})
+    prepare.run(params, tmp_path)
+    path = params.prepared_path(tmp_path)
+    task = build_task(params, read_manifest(path), Worker(), None)
+    x, y = (torch.from_numpy(a[:16]) for a in load_split(path, "train")[:2])
+    inputs = torch.from_numpy(load_rank_inputs(path, "train", 0, 1)[0][:16])
+    real = RealBatch(x.float() / 127.5 - 1, y.long(), inputs.float() / 127.5 - 1, y.long())
+    seen = []
+    task.game.d_local.register_forward_hook(lambda module, args, out: seen.append(args[0].detach().clone()))
+    task.step(0, 1, lambda i: real)
+    resized = to_size(real.inputs, (8, 8))
+    for view in seen:  # D on real, on fake, then G's update: (x_{t-1}, x_t, input) on channels
+        assert view.shape == (16, 3, 8, 8) and torch.equal(view[:, 2:], resized)
+    assert task.preview().shape == (48, 1, 8, 8)  # input | output | target rows
 
 
 def test_with_t_equal_to_one_the_pair_is_the_image_and_pure_noise(digits):

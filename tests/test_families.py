@@ -35,6 +35,8 @@ FAMILIES = {  # name → params sections on the digits (and, for CycleGAN, mnist
               "train": {"r1": 0.5, "ema_decay": 0.9, "d_steps_per_g_step": 2}},
     "ddgan_cond": {"model": {"family": "ddgan"}, "ddgan": {"channels": [8, 16], "class_conditional": True},
                    "train": {"label_smoothing": 0.1}},
+    "ddgan_sr": {"data": {"pairs": "downsample", "pair_size": 4}, "model": {"family": "ddgan"},
+                 "ddgan": {"channels": [8, 16], "r1_every": 2}, "train": {"r1": 0.5, "ema_decay": 0.9}},
 }
 # the diffusion-noised D on each kind of GAN game; kimg small enough that T moves within a few steps
 _DIFFUSION_D = {"diffusion_d": True, "diffusion_d_kimg": 0.05, "diffusion_d_t_min": 20}
@@ -201,7 +203,7 @@ def test_image_quality_and_the_bicubic_baseline():
 # ------------------------------------------------------------------------------------------ training
 
 @pytest.mark.parametrize("name", ["cgan", "cgan_concat", "pix2pix", "edges", "cyclegan", "vae", "ddgan", "ddgan_cond",
-                                  "cgan_dd", "pix2pix_dd", "cyclegan_dd"])
+                                  "ddgan_sr", "cgan_dd", "pix2pix_dd", "cyclegan_dd"])
 def test_each_family_resumes_to_the_uninterrupted_run(root, name):
     straight, _ = train_in_process(family_params(root, name), root)
     first, _ = train_in_process(family_params(root, name, max_steps=3), root)
@@ -285,6 +287,26 @@ def test_ddgan_stages_report_its_cost_and_pyfunc_samples_with_labels(staged):
     with pytest.raises(MlflowException, match="^steps: ddpm's sampling options; a ddgan samples in exactly the "
                                               "ddgan.timesteps steps .*; a ddgan model takes num_samples, seed, labels$"):
         model.predict({"num_samples": 2, "steps": 8})
+
+
+def test_ddgan_on_pairs_translates_in_t_passes_scored_like_pix2pix(staged):
+    params, summary, report, promoted = staged("ddgan_sr")
+    assert report["num_samples"] == read_manifest(params.prepared_path(params.data.prepared_dir))["splits"]["test"]["count"]
+    assert report["nfe"] == 4 and {"psnr", "ssim", "l1", "bicubic_psnr", "psnr_gain", "cond_accuracy"} <= set(report)
+    assert report["psnr_gain"] == pytest.approx(report["psnr"] - report["bicubic_psnr"])
+    assert promoted["model_name"] == "digits-downsample4-ddgan" and promoted["metric"] == "psnr"
+    model = _pyfunc(params, summary)
+    x = np.random.default_rng(0).uniform(-1, 1, (5, 1, 4, 4)).astype(np.float32)
+    out = model.predict({"images": x})
+    assert out.shape == (5, 1, 8, 8) and out.dtype == np.float32 and -1 <= out.min() and out.max() <= 1
+    assert np.array_equal(out, model.predict({"images": x}))  # a translation's noise is seeded
+    assert not np.array_equal(out[:1], model.predict({"images": -x[:1]}))  # the input conditions the output
+    from mlflow.exceptions import MlflowException
+
+    with pytest.raises(MlflowException, match="^num_samples: not an input of this model; a ddgan model takes images$"):
+        model.predict({"images": x, "num_samples": 2})
+    with pytest.raises(MlflowException, match="^steps: ddpm's sampling options; .*; a ddgan model takes images$"):
+        model.predict({"images": x, "steps": 8})
 
 
 def test_pix2pix_stages_report_psnr_against_bicubic_and_pyfunc_translates(staged, root):
@@ -440,7 +462,7 @@ def _ddp_rank(rank: int, port: int, runs: list[tuple[str, str, str]], out: str) 
         dist.destroy_process_group()
 
 
-DDP_FAMILIES = ["cgan", "pix2pix", "cyclegan", "vae", "ddpm", "ddgan", "cgan_dd"]
+DDP_FAMILIES = ["cgan", "pix2pix", "cyclegan", "vae", "ddpm", "ddgan", "ddgan_sr", "cgan_dd"]
 
 
 def test_ddp_keeps_both_ranks_identical_for_every_family(root, tmp_path):

@@ -42,7 +42,7 @@ class _Params(Section):
     @property
     def family(self):
         """The model family (components/families/) that everything about this run asks."""
-        return FAMILIES.get(self.model.family)
+        return FAMILIES.get(self.model.family).variant(self.data.pairs)
 
     def prepared_path(self, repo_root: Path) -> Path:
         """Absolute: later stages and Ray workers (which run in their own working directory) read it."""

@@ -16,5 +16,11 @@ for _module in ("dcgan", "mlp", "ddpm", "ddgan", "pix2pix", "cyclegan", "vae"):
     FAMILIES.register(_family.name)(_family)
 
 
-def family_of(name: str) -> Family:
-    return FAMILIES.get(name)
+def family_of(name: str, pairing: str | None = None) -> Family:
+    """The family `name` in the form it takes on data of this pairing (Family.variant)."""
+    return FAMILIES.get(name).variant(pairing)
+
+
+def family_of_spec(spec: dict) -> Family:
+    """The family of an exported model (its generator.json spec)."""
+    return family_of(spec["model"]["family"], spec.get("pairing"))

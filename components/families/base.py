@@ -56,6 +56,11 @@ class Family:
     requirements: ClassVar[tuple[str, ...]] = ()  # packages its logged model needs beyond torch & co.
 
     # -------------------------------------------------------------------------------- configuration
+    def variant(self, pairing: str | None) -> "Family":
+        """The form of the family that trains on data of this pairing (data.pairs, or an exported spec's
+        `pairing`): itself, unless one family both samples and translates (ddgan)."""
+        return self
+
     def settings(self, params) -> ParamsSection | None:
         """Its own section of `params` (None when it has none)."""
         return getattr(params, self.section) if self.section else None

@@ -4,8 +4,7 @@ unpaired; reports label preservation both ways (the classifier evaluator of each
 error. Needs the classifier evaluator: its classes are what label preservation checks."""
 from __future__ import annotations
 
-from components.families.pix2pix import IMAGES_INPUT
-from components.families.translation import Translator
+from components.families.translation import IMAGES_INPUT, Translator
 
 
 class Cyclegan(Translator):

@@ -8,6 +8,9 @@ from pydantic import Field
 from components.families.base import Family
 from components.section import Section
 
+IMAGES_INPUT = {"images": "the batch to translate: N×C×H×W floats in [-1, 1] shaped like the dataset's inputs "
+                          "(or uint8 0..255)"}
+
 
 class TranslationConfig(Section):
     """model.family = pix2pix | cyclegan: image-to-image translation (components/models/translation.py).
@@ -97,3 +100,20 @@ class Translator(Family):
 
     def third_column(self, g, fake, test, rows):
         raise NotImplementedError
+
+
+class PairedTranslator(Translator):
+    """A translator trained on (input, target) pairs (pix2pix, ddgan on pairs): scored against the targets
+    by PSNR / SSIM / L1 and the bicubic baseline; its grid shows input | output | target."""
+    pairing = "paired"
+    own_metrics = {"psnr": True, "ssim": True, "l1": False}
+    default_metric_name = "psnr"
+    pyfunc_inputs = IMAGES_INPUT
+
+    def extra_metrics(self, g, params, test, fake, scores, classifier_a=None) -> dict:
+        from components.metrics.translation import paired_scores
+
+        return paired_scores(fake, test.x, test.inputs)
+
+    def third_column(self, g, fake, test, rows):
+        return test.x[rows]  # input | output | target

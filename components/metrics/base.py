@@ -43,6 +43,8 @@ class FeatureExtractor(nn.Module):
     feature_dim: int
     num_classes: int
     image_shape: tuple[int, int, int] | None = None  # None: any shape the network can resize
+    # True: set_scores has metrics of its own, measured on evaluate.mode_samples samples (Stacked MNIST's modes)
+    set_metrics: ClassVar[bool] = False
 
     @classmethod
     def from_arch(cls, **arch) -> "FeatureExtractor":

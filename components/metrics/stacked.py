@@ -31,14 +31,20 @@ def triples(channel_digits: np.ndarray) -> np.ndarray:
     return 100 * d[:, 0] + 10 * d[:, 1] + d[:, 2]
 
 
-def stacked_mode_scores(channel_digits: np.ndarray) -> dict:
-    modes = triples(channel_digits)
+def mode_scores(modes: np.ndarray, num_modes: int = NUM_MODES) -> dict:
+    """Modes hit and KL(p ‖ uniform) of the mode indices (N,) of a generated set."""
+    modes = np.asarray(modes, dtype=np.int64)
     if len(modes) == 0:
-        raise ValueError("stacked_mode_scores needs at least one sample")
-    p = np.bincount(modes, minlength=NUM_MODES) / len(modes)
+        raise ValueError("mode scores need at least one sample")
+    p = np.bincount(modes, minlength=num_modes) / len(modes)
     nz = p > 0
-    return {"modes": int(nz.sum()), "num_modes": NUM_MODES, "reverse_kl": float((p[nz] * np.log(p[nz] * NUM_MODES)).sum()),
-            "max_reverse_kl": math.log(NUM_MODES)}
+    return {"modes": int(nz.sum()), "num_modes": num_modes, "reverse_kl": float((p[nz] * np.log(p[nz] * num_modes)).sum()),
+            "max_reverse_kl": math.log(num_modes)}
+
+
+def stacked_mode_scores(channel_digits: np.ndarray) -> dict:
+    """mode_scores of (N, 3) digits per channel."""
+    return mode_scores(triples(channel_digits))
 
 
 def read_channels(classify: Callable[[np.ndarray], np.ndarray], images: np.ndarray) -> np.ndarray:
@@ -57,6 +63,7 @@ class PerChannelClassifier(FeatureExtractor):
     Σ_c log p(d_c | channel c), the joint log-probability when the channels are read independently."""
 
     kind = "per_channel"
+    set_metrics = True
 
     def __init__(self, image_shape, digits: int = 10, feature_dim: int = FEATURE_DIM, widths=WIDTHS):
         super().__init__()
@@ -87,12 +94,9 @@ class PerChannelClassifier(FeatureExtractor):
                 "feature_dim": self.digit.feature_dim, "widths": list(self.digit.widths)}
 
     def set_scores(self, logits: Tensor) -> dict:
-        """Modes and KL of a generated set from its joint logits (stacked_mode_scores' numbers)."""
-        pred = logits.argmax(1).numpy()
-        digits = np.stack([(pred // self.digits ** (self.channels - 1 - k)) % self.digits
-                           for k in range(self.channels)], 1)
-        out = stacked_mode_scores(digits) if self.channels == 3 and self.digits == 10 else {}
-        return {k: out[k] for k in ("modes", "reverse_kl")} if out else {}
+        """Modes and KL of a generated set from its joint logits: their argmax is the tuple's mode index."""
+        out = mode_scores(logits.argmax(1).numpy(), self.num_classes)
+        return {k: out[k] for k in ("modes", "reverse_kl")}
 
 
 def digit_images(images: np.ndarray, labels: np.ndarray, digits: int = 10) -> tuple[np.ndarray, np.ndarray]:

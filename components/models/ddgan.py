@@ -3,7 +3,11 @@ label embedding) is mapped to the width of the timestep embedding and added to i
 "identity"), so every ResNet block is modulated by (t, z, y), a lighter form of the reference's AdaGN
 z-injection. D is the DCGAN discriminator on the channel-stacked pair (x_{t-1}, x_t) with a projection
 head (Miyato & Koyama 2018) on the timestep (on timestep × class when class-conditional).
-`DdganGenerator.sample` is the exported sampler: exactly T generator passes."""
+`DdganGenerator.sample` is the exported sampler: exactly T generator passes.
+
+On translation pairs (super-resolution, edges → digit) both networks are conditioned on the input image,
+resized to the target's size (bicubic, as pix2pix) and stacked on channels: G sees (x_t, input), D judges
+(x_{t-1}, x_t, input). `translate` is then the sampler, one output per input."""
 from __future__ import annotations
 
 import torch
@@ -13,21 +17,29 @@ from torch import nn
 from components.diffusion import process
 from components.models.dcgan import Discriminator, init_weights
 from components.models.ddpm import unet_blocks
+from components.models.translation import to_size
 from components.sampling import balanced_labels
 
 
+# a translation's noise is drawn from this seed: the same input gives the same output
+TRANSLATE_SEED = 0
+
+
 class DdganGenerator(nn.Module):
-    def __init__(self, cfg, latent_dim: int, image_shape: tuple[int, int, int], num_classes: int = 0):
+    def __init__(self, cfg, latent_dim: int, image_shape: tuple[int, int, int], num_classes: int = 0,
+                 input_shape: tuple[int, int, int] | None = None):
         super().__init__()
         if len(image_shape) != 3:
             raise ValueError(f"ddgan needs images (C, H, W), got samples of shape {image_shape}; use mlp for points")
         c, h, w = image_shape
         down, up = unet_blocks(cfg, image_shape, "ddgan")
         self.cfg, self.latent_dim, self.image_shape, self.num_classes = cfg, latent_dim, tuple(image_shape), num_classes
+        self.input_shape = None if input_shape is None else tuple(input_shape)
+        c_cond = 0 if input_shape is None else input_shape[0]
         width = cfg.channels[0] * 4  # UNet2DModel's time-embedding width
         self.z_map = nn.Sequential(nn.Linear(latent_dim, width), nn.SiLU(), nn.Linear(width, width))
         self.label_embedding = nn.Embedding(num_classes, width) if num_classes else None
-        self.unet = UNet2DModel(sample_size=(h, w), in_channels=c, out_channels=c,
+        self.unet = UNet2DModel(sample_size=(h, w), in_channels=c + c_cond, out_channels=c,
                                 block_out_channels=tuple(cfg.channels), layers_per_block=cfg.layers_per_block,
                                 down_block_types=down, up_block_types=up, norm_num_groups=8,
                                 attention_head_dim=8, class_embed_type="identity")
@@ -37,21 +49,47 @@ class DdganGenerator(nn.Module):
     def conditional(self) -> bool:
         return self.num_classes > 0
 
-    def forward(self, xt: torch.Tensor, t: torch.Tensor, z: torch.Tensor,
-                labels: torch.Tensor | None = None) -> torch.Tensor:
-        """x̂_0 in [-1, 1] for each (x_t, t, z[, y])."""
+    @property
+    def translates(self) -> bool:
+        return self.input_shape is not None
+
+    def condition(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The input image as G and D see it: resized to the target's size."""
+        return to_size(inputs, self.image_shape[1:])
+
+    def forward(self, xt: torch.Tensor, t: torch.Tensor, z: torch.Tensor, labels: torch.Tensor | None = None,
+                cond: torch.Tensor | None = None) -> torch.Tensor:
+        """x̂_0 in [-1, 1] for each (x_t, t, z[, y][, the resized input image `cond`])."""
         code = self.z_map(z)
         if self.conditional:
             if labels is None:
                 raise ValueError("this ddgan is class-conditional: give labels")
             code = code + self.label_embedding(labels.long())
+        if self.translates:
+            if cond is None:
+                raise ValueError("this ddgan translates: give the resized input image (`condition(inputs)`)")
+            xt = torch.cat([xt, cond], 1)
         return torch.tanh(self.unet(xt, t, class_labels=code).sample)
 
     @torch.no_grad()
-    def sample(self, n: int, rng: torch.Generator, labels: torch.Tensor | None = None) -> torch.Tensor:
+    def translate(self, inputs: torch.Tensor, reverse: bool = False) -> torch.Tensor:
+        """One output per input image, in T generator passes, noise from TRANSLATE_SEED."""
+        if reverse:
+            raise ValueError("reverse: a ddgan translates one way, input → target")
+        return self.sample(len(inputs), torch.Generator().manual_seed(TRANSLATE_SEED), inputs=inputs)
+
+    @torch.no_grad()
+    def sample(self, n: int, rng: torch.Generator, labels: torch.Tensor | None = None,
+               inputs: torch.Tensor | None = None) -> torch.Tensor:
         """n images in [-1, 1]: x_{T-1} ~ N(0, I), then per t = T-1…0 one pass x̂_0 = G(x_t, t, z) with a
         fresh z and x_{t-1} ~ q(x_{t-1} | x_t, x̂_0); at t = 0 that is x̂_0 itself. All noise from `rng`
-        (on the CPU: a seed gives the same samples on any device)."""
+        (on the CPU: a seed gives the same samples on any device). A translating ddgan needs its n
+        `inputs`."""
+        if self.translates != (inputs is not None):
+            raise ValueError("this ddgan translates: give one input image per sample" if self.translates else
+                             "inputs given, but this ddgan samples from noise (it was not trained on pairs)")
+        if inputs is not None and tuple(inputs.shape) != (n, *self.input_shape):
+            raise ValueError(f"inputs must be {n}×{'×'.join(map(str, self.input_shape))}, got {tuple(inputs.shape)}")
         if self.conditional:
             labels = balanced_labels(n, self.num_classes) if labels is None else torch.as_tensor(labels).long()
             if labels.shape != (n,) or labels.min() < 0 or labels.max() >= self.num_classes:
@@ -63,10 +101,11 @@ class DdganGenerator(nn.Module):
         self.eval()
         try:
             labels = None if labels is None else labels.to(dev)
+            cond = None if inputs is None else self.condition(inputs.to(dev))
             x = torch.randn((n, *self.image_shape), generator=rng).to(dev)
             for step in reversed(range(self.cfg.timesteps)):
                 t = torch.full((n,), step, dtype=torch.long, device=dev)
-                x0 = self(x, t, torch.randn(n, self.latent_dim, generator=rng).to(dev), labels)
+                x0 = self(x, t, torch.randn(n, self.latent_dim, generator=rng).to(dev), labels, cond)
                 x = process.posterior_sample(self.schedule, x0, x, t, torch.randn(x.shape, generator=rng).to(dev))
             return x.clamp_(-1, 1)
         finally:
@@ -78,9 +117,11 @@ def pair_condition(t: torch.Tensor, labels: torch.Tensor | None, timesteps: int)
     return t if labels is None else labels.long() * timesteps + t
 
 
-def build_discriminator(cfg, d_channels: int, image_shape: tuple[int, int, int], num_classes: int = 0) -> nn.Module:
-    """D(pair, condition): one logit per (x_{t-1}, x_t) pair stacked on channels."""
+def build_discriminator(cfg, d_channels: int, image_shape: tuple[int, int, int], num_classes: int = 0,
+                        input_channels: int = 0) -> nn.Module:
+    """D(pair, condition): one logit per (x_{t-1}, x_t) pair stacked on channels, with the resized input
+    image's `input_channels` after them when translating."""
     c, h, w = image_shape
-    d = Discriminator(d_channels, (2 * c, h, w), cfg.timesteps * max(num_classes, 1), "projection")
+    d = Discriminator(d_channels, (2 * c + input_channels, h, w), cfg.timesteps * max(num_classes, 1), "projection")
     d.apply(init_weights)
     return d

@@ -71,12 +71,12 @@ def plain_inputs(model_input) -> dict:
 
 class GeneratorModel(PythonModel):
     def load_context(self, context):
-        from components.families import FAMILIES
+        from components.families import family_of_spec
         from components.serving_inputs import max_samples
         from components.training.checkpoint import load_generator
 
         self.generator, self.spec = load_generator(Path(context.artifacts["generator"]))
-        self.family = FAMILIES.get(self.spec["model"]["family"])
+        self.family = family_of_spec(self.spec)
         self.max_samples = max_samples((getattr(context, "model_config", None) or {}).get("max_samples"))
 
     # The hint names what MLflow hands over once the logged signature is enforced (a one-row DataFrame);

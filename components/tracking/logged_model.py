@@ -36,10 +36,10 @@ def log_generator(model_dir: Path, max_samples: int, name: str = "generator"):
     served model's per-request bound (serving.max_samples), kept in its model_config."""
     import json
 
-    from components.families import FAMILIES
+    from components.families import family_of_spec
     from components.training.checkpoint import GENERATOR_SPEC
 
-    family = FAMILIES.get(json.loads((Path(model_dir) / GENERATOR_SPEC).read_text())["model"]["family"])
+    family = family_of_spec(json.loads((Path(model_dir) / GENERATOR_SPEC).read_text()))
     requirements = family.pip_requirements()
     return mlflow.pyfunc.log_model(
         name=name,

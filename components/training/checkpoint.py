@@ -216,9 +216,9 @@ def write_generator(state: dict, out_dir: str | Path) -> Path:
 
 
 def _build_generator(spec: dict, weights: dict) -> torch.nn.Module:
-    from components.families import FAMILIES
+    from components.families import family_of_spec
 
-    g = FAMILIES.get(spec["model"]["family"]).build_generator(spec)
+    g = family_of_spec(spec).build_generator(spec)
     g.load_state_dict(weights)
     return g.eval()
 

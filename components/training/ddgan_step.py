@@ -3,7 +3,8 @@ g_steps_per_d_step G updates, as in the GAN game (components/training/gan_step.p
 smoothing, R1, instance noise and EMA). Each update draws, per sample, a timestep t ~ U{0…T-1}:
 - the real pair: x_{t-1} ~ q(x_{t-1} | x_0) (x_0 itself at t = 0), x_t ~ q(x_t | x_{t-1});
 - G's pair: x̂_0 = G(x_t, t, z), x̂_{t-1} ~ q(x_{t-1} | x_t, x̂_0), beside the same x_t;
-and D judges (x_{t-1}, x_t) at t. R1 is lazy: γ·r1_every on every r1_every-th D update, none between."""
+and D judges (x_{t-1}, x_t) at t. R1 is lazy: γ·r1_every on every r1_every-th D update, none between.
+On translation pairs x_0 is the target and both G and D also see the input image (resized to x_0's size)."""
 from __future__ import annotations
 
 import torch
@@ -13,10 +14,12 @@ from components.diffusion import process
 from components.families.ddgan import Ddgan
 from components.models import with_spectral_norm
 from components.models.ddgan import build_discriminator, pair_condition
+from components.models.translation import to_size
 from components.sampling import balanced_labels
 from components.training.gan_loop import start_game
 from components.training.gan_step import STATS, instance_noise_std
-from components.training.loop import Batch, Worker, set_learning_rates, spec_meta, stream_seed
+from components.training.images import side_by_side
+from components.training.loop import Batch, RealBatch, Worker, set_learning_rates, spec_meta, stream_seed
 
 PAIR_STREAM = 5  # (seed, stream, rank, step, update) → that update's t, forward noise, z and posterior noise
 
@@ -24,16 +27,22 @@ PAIR_STREAM = 5  # (seed, stream, rank, step, update) → that update's t, forwa
 class DdganTask:
     stats = STATS
     preview_cols = None
+    PREVIEW_ROWS = 16  # translating: input | output | target rows of the first batch trained on
 
     def __init__(self, params: Params, manifest: dict, worker: Worker, resume: dict | None, distributed: bool):
         tc, cfg = params.train, params.ddgan
         self.params, self.worker, self.cfg = params, worker, cfg
         self.batches_per_step = tc.d_steps_per_g_step
         image_shape = tuple(manifest["image_shape"])
+        self.size = image_shape[1:]
         self.num_classes = len(manifest["class_names"]) if cfg.class_conditional else 0
-        g = Ddgan.network(cfg, params.model.latent_dim, image_shape, len(manifest["class_names"]))
-        d = with_spectral_norm(build_discriminator(cfg, params.model.d_channels, image_shape, self.num_classes),
-                               tc.spectral_norm)
+        input_shape = manifest.get("input_shape")  # translation pairs: G and D also see the input image
+        self.preview_cols = 3 if input_shape else None
+        self.shown: RealBatch | None = None
+        g = Ddgan.network(cfg, params.model.latent_dim, image_shape, len(manifest["class_names"]), input_shape)
+        d = build_discriminator(cfg, params.model.d_channels, image_shape, self.num_classes,
+                                input_shape[0] if input_shape else 0)
+        d = with_spectral_norm(d, tc.spectral_norm)
         self.game, self.fast, self.nets, self.optimizers = start_game(g, d, tc, worker, resume, distributed)
         self.ema = self.game.ema
         self.schedule = process.noise_scheduler(cfg)
@@ -53,9 +62,22 @@ class DdganTask:
         x_t = process.forward_step(self.schedule, x_prev, t, gauss[1])
         return t, x_prev, x_t, z, gauss[2]
 
-    def _fake_prev(self, x_t, t, z, labels, posterior_noise):
-        x0_hat = self.game.g(x_t, t, z, labels)
+    def _fake_prev(self, x_t, t, z, labels, cond, posterior_noise):
+        x0_hat = self.game.g(x_t, t, z, labels, cond)
         return process.posterior_sample(self.schedule, x0_hat, x_t, t, posterior_noise)
+
+    def _real(self, batch: Batch, i: int):
+        """The i-th real batch: (x_0, labels for a class-conditional G, the resized input image or None)."""
+        real = batch(i)
+        if real.inputs is not None and self.shown is None:
+            self.shown = RealBatch(*(t[: self.PREVIEW_ROWS].cpu() for t in real))
+        cond = None if real.inputs is None else to_size(real.inputs, self.size)
+        return real.x, real.labels if self.num_classes else None, cond
+
+    @staticmethod
+    def _pair(x_prev, x_t, cond):
+        """What D judges: the pair stacked on channels, the input image after it when translating."""
+        return torch.cat([x_prev, x_t] + ([] if cond is None else [cond]), 1)
 
     def step(self, step: int, total_steps: int, batch: Batch) -> torch.Tensor:
         tc, game, T = self.params.train, self.game, self.cfg.timesteps
@@ -65,29 +87,34 @@ class DdganTask:
         k_d, k_g = tc.d_steps_per_g_step, tc.g_steps_per_d_step
         d_stats = torch.zeros(4, device=self.worker.device)
         for i in range(k_d):
-            x0, labels = batch(i)[:2]
-            y = labels if self.num_classes else None
+            x0, y, image = self._real(batch, i)
             t, x_prev, x_t, z, eps = self._draw(x0, step, i)
             cond = pair_condition(t, y, T)
             # the last D update keeps G's graph: the first G update reuses that fake pair
             with torch.set_grad_enabled(i == k_d - 1), self.fast.autocast():
-                fake_prev = self._fake_prev(x_t, t, z, y, eps)
+                fake_prev = self._fake_prev(x_t, t, z, y, image, eps)
             d_update = step * k_d + i  # lazy R1 counts D updates
             game.adversary.r1 = tc.r1 * self.cfg.r1_every if d_update % self.cfg.r1_every == 0 else 0.0
-            d_stats += game.d_step(torch.cat([x_prev, x_t], 1), torch.cat([fake_prev, x_t], 1), noise_std, self.rng,
-                                   cond) / k_d
+            d_stats += game.d_step(self._pair(x_prev, x_t, image), self._pair(fake_prev, x_t, image), noise_std,
+                                   self.rng, cond) / k_d
         g_loss = torch.zeros((), device=self.worker.device)
         for j in range(k_g):
             if j > 0:  # a fresh pair from the last real batch
                 t, _, x_t, z, eps = self._draw(x0, step, k_d + j)
                 cond = pair_condition(t, y, T)
                 with self.fast.autocast():
-                    fake_prev = self._fake_prev(x_t, t, z, y, eps)
-            g_loss += game.g_step(torch.cat([fake_prev, x_t], 1), noise_std, self.rng, step, cond) / k_g
+                    fake_prev = self._fake_prev(x_t, t, z, y, image, eps)
+            g_loss += game.g_step(self._pair(fake_prev, x_t, image), noise_std, self.rng, step, cond) / k_g
         return torch.cat([d_stats[:1], g_loss[None], d_stats[1:]])
 
     def preview(self) -> torch.Tensor:
-        """The same seed's samples every epoch (EMA weights when kept), every class in turn if conditional."""
+        """The same seed's samples every epoch (EMA weights when kept), every class in turn if conditional;
+        translating: input | output | target for the first examples trained on."""
+        if self.preview_cols:
+            shown = self.shown
+            out = self.game.sampler.sample(len(shown.x), torch.Generator().manual_seed(self.params.seed),
+                                           inputs=shown.inputs.to(self.worker.device)).cpu()
+            return side_by_side(shown.inputs, out, shown.x)
         n = self.params.train.sample_grid
         labels = balanced_labels(n, self.num_classes) if self.num_classes else None
         return self.game.sampler.sample(n, torch.Generator().manual_seed(self.params.seed), labels).cpu()
