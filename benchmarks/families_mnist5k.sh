@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The mnist5k figures of README "Conditional and translation models": for each preset given (default
-# all: cgan pix2pix_sr cyclegan vae), prepare + evaluator when it has its own dataset, `train` (Ray
+# all: cgan pix2pix_sr cyclegan vae; also ddgan_sr), prepare + evaluator when it has its own dataset, `train` (Ray
 # Train, 2 workers), `evaluate`. Outputs under data/families/<preset> and reports/families/<preset>,
 # beside, not over, the default pipeline's; cgan and vae are scored under the default pipeline's
 # evaluator (`dvc repro` once first), so their FIDs sit on one table with the DCGAN and DDPM.
@@ -14,7 +14,7 @@ for preset in "${@:-cgan pix2pix_sr cyclegan vae}"; do
     common=(--set preset=$p --set train.output_dir=data/families/$p/train --set train.curves_dir=$out/train_curves
             --set evaluate.headline=$out/headline.json)
     case $p in
-      pix2pix*|cyclegan*)
+      pix2pix*|cyclegan*|ddgan_sr)  # translation presets: their own paired dataset and evaluator
         common+=(--set evaluator.output_dir=data/families/$p/evaluator)
         genpipe prepare "${common[@]}"
         /usr/bin/time -f "evaluator wall %e s" genpipe evaluator "${common[@]}" 2>&1 | tee "$out/evaluator.log" ;;
