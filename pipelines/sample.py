@@ -11,7 +11,7 @@ import torch
 
 from components.atomic import atomic_write
 from components.config import Params
-from components.families import FAMILIES
+from components.families import family_of_spec
 from components.tracking import mlflow_store
 from components.training.images import preview_png
 
@@ -25,7 +25,7 @@ def run(params: Params, repo_root: Path, model_uri: str, n: int, seed: int, out:
     python_model = model.unwrap_python_model()
     python_model.max_samples = max(python_model.max_samples, n)  # the per-request bound is the server's
     spec = python_model.spec
-    if "images" in FAMILIES.get(spec["model"]["family"]).pyfunc_inputs:  # it translates: real inputs
+    if "images" in family_of_spec(spec).pyfunc_inputs:  # it translates: real inputs
         from components.data.shards import load_rank_inputs
         from components.training.images import side_by_side
         from components.training.loop import to_model_space
