@@ -85,6 +85,13 @@ def test_a_translating_ddgan_sees_its_input_and_translates_in_t_passes():
     for view in seen:  # channel 0: x_t; channel 1: the bicubic-resized input, the same at every pass
         assert view.shape == (5, 2, 8, 8) and torch.equal(view[:, 1:], g.condition(x))
     assert torch.equal(out, g.translate(x)) and not torch.equal(out, g.translate(-x))
+    # each input's noise is its own: the same output alone, reordered, or beside a copy of itself
+    assert torch.allclose(g.translate(x[3:4]), out[3:4], atol=1e-5)
+    assert torch.allclose(g.translate(x.flip(0)), out.flip(0), atol=1e-5)
+    twice = g.translate(torch.cat([x[:1], x[:1]]))
+    assert torch.allclose(twice[0], twice[1], atol=1e-5) and not torch.allclose(out[0], out[1], atol=1e-3)
+    with pytest.raises(ValueError, match="4 generators for 5 samples"):
+        g.sample(5, [torch.Generator()] * 4, inputs=x)
     with pytest.raises(ValueError, match="this ddgan translates: give one input image per sample"):
         g.sample(5, torch.Generator())
     with pytest.raises(ValueError, match="reverse: a ddgan translates one way"):

@@ -11,7 +11,7 @@ from pydantic import Field, ValidationError, create_model, model_validator
 from components.config.sections import (DataConfig, EvaluateConfig, EvaluatorConfig, ModelConfig, ModesConfig,
                                         PromoteConfig, ScalingConfig, ServingConfig, TrackingConfig, TrainConfig)
 from components.config.tuning import TuneConfig
-from components.families import FAMILIES
+from components.families import FAMILIES, family_of
 from components.section import ConfigError, Section
 
 
@@ -42,7 +42,7 @@ class _Params(Section):
     @property
     def family(self):
         """The model family (components/families/) that everything about this run asks."""
-        return FAMILIES.get(self.model.family).variant(self.data.pairs)
+        return family_of(self.model.family, self.data.pairs)
 
     def prepared_path(self, repo_root: Path) -> Path:
         """Absolute: later stages and Ray workers (which run in their own working directory) read it."""

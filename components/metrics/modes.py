@@ -14,6 +14,8 @@ import math
 
 import numpy as np
 
+from components.metrics.uniform_kl import kl_to_uniform
+
 PAPER_SAMPLES = 2500
 
 
@@ -29,12 +31,7 @@ def mode_scores(samples: np.ndarray, centers: np.ndarray, sigma: float, hq_sigma
     nearest = dist.argmin(1)
     hq = dist[np.arange(len(x)), nearest] <= hq_sigmas * sigma
     counts = np.bincount(nearest[hq], minlength=k)
-    if hq.any():
-        p = counts / counts.sum()
-        nz = p > 0
-        reverse_kl = float((p[nz] * np.log(p[nz] * k)).sum())
-    else:
-        reverse_kl = math.log(k)
+    reverse_kl = kl_to_uniform(counts) if hq.any() else math.log(k)
     return {
         "modes": int((counts > 0).sum()),
         "num_modes": k,

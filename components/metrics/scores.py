@@ -18,6 +18,8 @@ from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.inception import InceptionScore
 from torchmetrics.image.kid import maximum_mean_discrepancy, poly_kernel
 
+from components.metrics.uniform_kl import kl_to_uniform
+
 Tensor = torch.Tensor
 SAMPLES_KNOB = "evaluate.num_samples"
 REAL_KNOB = "data.test_fraction"  # the real set is the held-out split
@@ -133,14 +135,6 @@ def class_histogram(logits, num_classes: int) -> np.ndarray:
     """How many samples the evaluator assigns to each class (argmax of its logits)."""
     pred = torch.as_tensor(logits).argmax(dim=1).cpu().numpy()
     return np.bincount(pred, minlength=num_classes).astype(np.int64)
-
-
-def kl_to_uniform(hist) -> float:
-    """KL(p ‖ uniform) = Σ p log(p·K), 0 log 0 = 0: 0 for balanced classes, log K for a one-class generator."""
-    counts = np.asarray(hist, dtype=np.float64)
-    p = counts / counts.sum()
-    nz = p > 0
-    return float(np.sum(p[nz] * np.log(p[nz] * len(p))))
 
 
 def conditional_accuracy(logits, requested) -> float:

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 
 from components.metrics.base import FEATURE_NETS, FeatureExtractor, Tensor
 from components.metrics.classifier import FEATURE_DIM, WIDTHS, ClassifierNet
+from components.metrics.uniform_kl import kl_to_uniform
 
 PAPER_SAMPLES = 26_000
 NUM_MODES = 1000
@@ -36,9 +37,8 @@ def mode_scores(modes: np.ndarray, num_modes: int = NUM_MODES) -> dict:
     modes = np.asarray(modes, dtype=np.int64)
     if len(modes) == 0:
         raise ValueError("mode scores need at least one sample")
-    p = np.bincount(modes, minlength=num_modes) / len(modes)
-    nz = p > 0
-    return {"modes": int(nz.sum()), "num_modes": num_modes, "reverse_kl": float((p[nz] * np.log(p[nz] * num_modes)).sum()),
+    counts = np.bincount(modes, minlength=num_modes)
+    return {"modes": int((counts > 0).sum()), "num_modes": num_modes, "reverse_kl": kl_to_uniform(counts),
             "max_reverse_kl": math.log(num_modes)}
 
 

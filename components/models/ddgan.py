@@ -10,6 +10,9 @@ resized to the target's size (bicubic, as pix2pix) and stacked on channels: G se
 (x_{t-1}, x_t, input). `translate` is then the sampler, one output per input."""
 from __future__ import annotations
 
+import hashlib
+from typing import Callable, Sequence
+
 import torch
 from diffusers import UNet2DModel
 from torch import nn
@@ -21,8 +24,20 @@ from components.models.translation import to_size
 from components.sampling import balanced_labels
 
 
-# a translation's noise is drawn from this seed: the same input gives the same output
-TRANSLATE_SEED = 0
+def content_seed(image: torch.Tensor) -> int:
+    """A seed from an image's float32 pixels: a translation's noise, so an input gives one output in
+    any batch, position or chunk."""
+    data = image.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
+    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little") >> 1
+
+
+def _normal(rng: torch.Generator | Sequence[torch.Generator], n: int) -> Callable[[tuple], torch.Tensor]:
+    """shape → N(0, I) of that shape (n first), from one generator, or row by row from n (one per sample)."""
+    if isinstance(rng, torch.Generator):
+        return lambda shape: torch.randn(shape, generator=rng)
+    if len(rng) != n:
+        raise ValueError(f"{len(rng)} generators for {n} samples: give one generator, or one per sample")
+    return lambda shape: torch.stack([torch.randn(shape[1:], generator=r) for r in rng])
 
 
 class DdganGenerator(nn.Module):
@@ -73,17 +88,17 @@ class DdganGenerator(nn.Module):
 
     @torch.no_grad()
     def translate(self, inputs: torch.Tensor, reverse: bool = False) -> torch.Tensor:
-        """One output per input image, in T generator passes, noise from TRANSLATE_SEED."""
+        """One output per input image, in T generator passes; each image's noise is seeded by its pixels."""
         if reverse:
             raise ValueError("reverse: a ddgan translates one way, input → target")
-        return self.sample(len(inputs), torch.Generator().manual_seed(TRANSLATE_SEED), inputs=inputs)
+        return self.sample(len(inputs), [torch.Generator().manual_seed(content_seed(x)) for x in inputs], inputs=inputs)
 
     @torch.no_grad()
-    def sample(self, n: int, rng: torch.Generator, labels: torch.Tensor | None = None,
+    def sample(self, n: int, rng: torch.Generator | Sequence[torch.Generator], labels: torch.Tensor | None = None,
                inputs: torch.Tensor | None = None) -> torch.Tensor:
         """n images in [-1, 1]: x_{T-1} ~ N(0, I), then per t = T-1…0 one pass x̂_0 = G(x_t, t, z) with a
-        fresh z and x_{t-1} ~ q(x_{t-1} | x_t, x̂_0); at t = 0 that is x̂_0 itself. All noise from `rng`
-        (on the CPU: a seed gives the same samples on any device). A translating ddgan needs its n
+        fresh z and x_{t-1} ~ q(x_{t-1} | x_t, x̂_0); at t = 0 that is x̂_0 itself. All noise from `rng`, or
+        from n generators, one per sample (on the CPU: a seed gives the same samples on any device). A translating ddgan needs its n
         `inputs`."""
         if self.translates != (inputs is not None):
             raise ValueError("this ddgan translates: give one input image per sample" if self.translates else
@@ -102,11 +117,12 @@ class DdganGenerator(nn.Module):
         try:
             labels = None if labels is None else labels.to(dev)
             cond = None if inputs is None else self.condition(inputs.to(dev))
-            x = torch.randn((n, *self.image_shape), generator=rng).to(dev)
+            normal = _normal(rng, n)
+            x = normal((n, *self.image_shape)).to(dev)
             for step in reversed(range(self.cfg.timesteps)):
                 t = torch.full((n,), step, dtype=torch.long, device=dev)
-                x0 = self(x, t, torch.randn(n, self.latent_dim, generator=rng).to(dev), labels, cond)
-                x = process.posterior_sample(self.schedule, x0, x, t, torch.randn(x.shape, generator=rng).to(dev))
+                x0 = self(x, t, normal((n, self.latent_dim)).to(dev), labels, cond)
+                x = process.posterior_sample(self.schedule, x0, x, t, normal(x.shape).to(dev))
             return x.clamp_(-1, 1)
         finally:
             self.train(was_training)

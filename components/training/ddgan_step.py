@@ -14,12 +14,11 @@ from components.diffusion import process
 from components.families.ddgan import Ddgan
 from components.models import with_spectral_norm
 from components.models.ddgan import build_discriminator, pair_condition
-from components.models.translation import to_size
 from components.sampling import balanced_labels
 from components.training.gan_loop import start_game
 from components.training.gan_step import STATS, instance_noise_std
 from components.training.images import side_by_side
-from components.training.loop import Batch, RealBatch, Worker, set_learning_rates, spec_meta, stream_seed
+from components.training.loop import Batch, RealBatch, Worker, first_examples, set_learning_rates, spec_meta, stream_seed
 
 PAIR_STREAM = 5  # (seed, stream, rank, step, update) → that update's t, forward noise, z and posterior noise
 
@@ -27,19 +26,18 @@ PAIR_STREAM = 5  # (seed, stream, rank, step, update) → that update's t, forwa
 class DdganTask:
     stats = STATS
     preview_cols = None
-    PREVIEW_ROWS = 16  # translating: input | output | target rows of the first batch trained on
 
     def __init__(self, params: Params, manifest: dict, worker: Worker, resume: dict | None, distributed: bool):
         tc, cfg = params.train, params.ddgan
         self.params, self.worker, self.cfg = params, worker, cfg
         self.batches_per_step = tc.d_steps_per_g_step
         image_shape = tuple(manifest["image_shape"])
-        self.size = image_shape[1:]
         self.num_classes = len(manifest["class_names"]) if cfg.class_conditional else 0
         input_shape = manifest.get("input_shape")  # translation pairs: G and D also see the input image
         self.preview_cols = 3 if input_shape else None
         self.shown: RealBatch | None = None
         g = Ddgan.network(cfg, params.model.latent_dim, image_shape, len(manifest["class_names"]), input_shape)
+        self.condition = g.condition  # the input image as G and D see it
         d = build_discriminator(cfg, params.model.d_channels, image_shape, self.num_classes,
                                 input_shape[0] if input_shape else 0)
         d = with_spectral_norm(d, tc.spectral_norm)
@@ -69,10 +67,10 @@ class DdganTask:
     def _real(self, batch: Batch, i: int):
         """The i-th real batch: (x_0, labels for a class-conditional G, the resized input image or None)."""
         real = batch(i)
-        if real.inputs is not None and self.shown is None:
-            self.shown = RealBatch(*(t[: self.PREVIEW_ROWS].cpu() for t in real))
-        cond = None if real.inputs is None else to_size(real.inputs, self.size)
-        return real.x, real.labels if self.num_classes else None, cond
+        if real.inputs is None:
+            return real.x, real.labels if self.num_classes else None, None
+        self.shown = first_examples(self.shown, real)
+        return real.x, None, self.condition(real.inputs)
 
     @staticmethod
     def _pair(x_prev, x_t, cond):

@@ -34,6 +34,15 @@ class RealBatch(NamedTuple):
 
 
 Batch = Callable[[int], RealBatch]  # i -> the i-th real batch of this step
+PREVIEW_ROWS = 16  # translation previews: input | output | target rows
+
+
+def first_examples(shown: RealBatch | None, real: RealBatch) -> RealBatch:
+    """A translation preview's examples: the first rows of the first batch this process trained on, kept
+    on the CPU (`shown` once kept, else taken from `real`)."""
+    if shown is not None:
+        return shown
+    return RealBatch(*(None if t is None else t[:PREVIEW_ROWS].cpu() for t in real))
 
 
 class NonFiniteLossError(RuntimeError):

@@ -22,11 +22,11 @@ from components.training.ema import EMA
 from components.training.fast import FastPath, double_backprop
 from components.training.gan_step import Adversary, GanGame, instance_noise_std
 from components.training.images import side_by_side
-from components.training.loop import Batch, RealBatch, Worker, ddp, sample, set_learning_rates, spec_meta, stream_seed
+from components.training.loop import (PREVIEW_ROWS, Batch, RealBatch, Worker, ddp, first_examples, sample,
+                                      set_learning_rates, spec_meta, stream_seed)
 from components.objectives.regularizers import clip_weights
 
 POOL_STREAM, NOISE_STREAM = 5, 6
-PREVIEW_ROWS = 16
 
 
 def paired_l1(fake: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -116,8 +116,7 @@ class _TranslationTask:
         set_learning_rates(tc, step, total_steps, (self.opt_g, tc.lr_g), (self.opt_d, tc.lr_d))
         self.rng.manual_seed(stream_seed(self.params.seed, NOISE_STREAM, self.worker.rank, step))
         real = batch(0)
-        if self.shown is None:
-            self.shown = RealBatch(*(t[:PREVIEW_ROWS].cpu() for t in real))
+        self.shown = first_examples(self.shown, real)
         return real, instance_noise_std(tc, step, total_steps)
 
     @property
