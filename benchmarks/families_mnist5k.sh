@@ -15,7 +15,8 @@ for preset in "${@:-cgan pix2pix_sr cyclegan vae}"; do
             --set evaluate.headline=$out/headline.json)
     case $p in
       pix2pix*|cyclegan*|ddgan_sr)  # translation presets: their own paired dataset and evaluator
-        common+=(--set evaluator.output_dir=data/families/$p/evaluator)
+        # prepared beside the default pipeline's data/prepared (a DVC output), not in it
+        common+=(--set data.prepared_dir=data/families/prepared --set evaluator.output_dir=data/families/$p/evaluator)
         genpipe prepare "${common[@]}"
         /usr/bin/time -f "evaluator wall %e s" genpipe evaluator "${common[@]}" 2>&1 | tee "$out/evaluator.log" ;;
     esac

@@ -135,6 +135,23 @@ def test_a_diffusion_sweep_tunes_learning_rate_ema_steps_and_guidance(tmp_path):
     assert report["best_config"]["diffusion.sample_steps"] == 4
 
 
+def test_a_ddgan_sweep_searches_the_gan_knobs_and_its_steps(tmp_path):
+    """The product's GAN sweep space (objective, label smoothing, D:G ratio) applies to ddgan, beside T."""
+    raw = _digits(tmp_path, search="grid", scheduler="fifo", max_concurrent_trials=2, trial_steps=10, eval_every=10,
+                  eval_samples=200, space={"train.objective": {"grid": ["nonsaturating", "lsgan"]}, "train.label_smoothing": {"grid": [0.1]},
+                         "train.d_steps_per_g_step": {"grid": [2]}, "ddgan.timesteps": {"grid": [2]}})
+    raw["model"]["family"] = "ddgan"
+    raw["ddgan"] = {"channels": [8, 16], "r1_every": 2}
+    params = _setup(tmp_path, raw=raw)
+    report = tune.run(params, tmp_path)
+    assert report["trials_completed"] == 2
+    rows = {r["train.objective"]: r for r in _rows(params)}
+    assert set(rows) == {"nonsaturating", "lsgan"} and all(r["ddgan.timesteps"] == "2" for r in rows.values())
+    assert rows["nonsaturating"]["fid"] != rows["lsgan"]["fid"]  # the objective reached the trained weights
+    assert report["registered"]["name"] == "digits-ddgan-sweeps"
+    assert report["best_config"]["train.d_steps_per_g_step"] == 2 and report["best_config"]["ddgan.timesteps"] == 2
+
+
 def test_pbt_exploit_copies_the_donor_checkpoint_and_continues_its_step(tmp_path):
     raw = _digits(tmp_path, search="grid", scheduler="pbt", max_concurrent_trials=2, register_best=False,
                   trial_steps=100, pbt={"perturbation_interval": 20, "quantile_fraction": 0.5,
