@@ -158,8 +158,8 @@ def test_ctrl_c_during_training_says_what_was_saved_and_how_to_resume(tmp_path, 
     params_file = tmp_path / "params.json"
     params_file.write_text(json.dumps(params.model_dump(mode="json")))
     proc = subprocess.Popen([sys.executable, "-m", "pipelines.cli", "train", *launcher, "--params", str(params_file)],
-                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO), "PYTHONFAULTHANDLER": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         deadline = time.time() + 300
         while not list((tmp_path / "checkpoints").glob("*/checkpoint_*")):
@@ -168,7 +168,12 @@ def test_ctrl_c_during_training_says_what_was_saved_and_how_to_resume(tmp_path, 
         time.sleep(1)
         os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C: the whole foreground group
         interrupted = time.time()
-        out, err = proc.communicate(timeout=120)
+        try:
+            out, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:  # a hang: faulthandler prints every thread's stack on SIGABRT
+            proc.send_signal(signal.SIGABRT)
+            out, err = proc.communicate(timeout=60)
+            pytest.fail(f"train still running 120 s after Ctrl-C; its threads then:\n{err[-8000:]}\nstdout:\n{out[-2000:]}")
         exited_after = time.time() - interrupted
     finally:
         if proc.poll() is None:
