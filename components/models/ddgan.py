@@ -24,11 +24,11 @@ from components.models.translation import to_size
 from components.sampling import balanced_labels
 
 
-def content_seed(image: torch.Tensor) -> int:
-    """A seed from an image's float32 pixels: a translation's noise, so an input gives one output in
-    any batch, position or chunk."""
-    data = image.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()
-    return int.from_bytes(hashlib.blake2b(data, digest_size=8).digest(), "little") >> 1
+def content_seeds(images: torch.Tensor) -> list[int]:
+    """One seed per image from its float32 pixels (one copy to the CPU for the batch): a translation's
+    noise, so an input gives one output in any batch, position or chunk."""
+    pixels = images.detach().to("cpu", torch.float32).contiguous().numpy()
+    return [int.from_bytes(hashlib.blake2b(x.tobytes(), digest_size=8).digest(), "little") >> 1 for x in pixels]
 
 
 def _normal(rng: torch.Generator | Sequence[torch.Generator], n: int) -> Callable[[tuple], torch.Tensor]:
@@ -91,15 +91,15 @@ class DdganGenerator(nn.Module):
         """One output per input image, in T generator passes; each image's noise is seeded by its pixels."""
         if reverse:
             raise ValueError("reverse: a ddgan translates one way, input → target")
-        return self.sample(len(inputs), [torch.Generator().manual_seed(content_seed(x)) for x in inputs], inputs=inputs)
+        return self.sample(len(inputs), [torch.Generator().manual_seed(k) for k in content_seeds(inputs)], inputs=inputs)
 
     @torch.no_grad()
     def sample(self, n: int, rng: torch.Generator | Sequence[torch.Generator], labels: torch.Tensor | None = None,
                inputs: torch.Tensor | None = None) -> torch.Tensor:
         """n images in [-1, 1]: x_{T-1} ~ N(0, I), then per t = T-1…0 one pass x̂_0 = G(x_t, t, z) with a
         fresh z and x_{t-1} ~ q(x_{t-1} | x_t, x̂_0); at t = 0 that is x̂_0 itself. All noise from `rng`, or
-        from n generators, one per sample (on the CPU: a seed gives the same samples on any device). A translating ddgan needs its n
-        `inputs`."""
+        from n generators, one per sample (on the CPU: a seed gives the same samples on any device). A
+        translating ddgan needs its n `inputs`."""
         if self.translates != (inputs is not None):
             raise ValueError("this ddgan translates: give one input image per sample" if self.translates else
                              "inputs given, but this ddgan samples from noise (it was not trained on pairs)")
