@@ -3,7 +3,7 @@ trial reports: the held-out split (`TestSplit`), what a candidate is scored on (
 the metrics under the evaluator (`score`, `score_points`, `QuickScorer`) and the evaluator's files.
 
 Metrics are computed under the evaluator the `evaluator` stage wrote (a feature network for images, the
-mixture's mode counter for points); its hash travels with every number."""
+mixture's mode counter for points, the text scorer for tokens); its hash travels with every number."""
 from __future__ import annotations
 
 import json
@@ -17,6 +17,7 @@ from components.data.kinds import kind_of
 from components.data.shards import load_split, read_manifest
 from components.metrics import feature_nets, modes, scores
 from components.metrics.catalogue import SEED_STD
+from components.metrics.text_scorer import TextScorer
 
 INPUT_DOMAIN = feature_nets.INPUT_DOMAIN
 
@@ -27,10 +28,10 @@ def evaluator_dir(params, repo_root: Path) -> Path:
 
 def open_evaluator(params, repo_root: Path):
     """The evaluator the `evaluator` stage wrote, as (FeatureExtractor, info). For a points dataset the
-    extractor is None and info is the mode counter's."""
+    extractor is None and info is the mode counter's; for token data None and the text scorer's."""
     path = evaluator_dir(params, repo_root) / feature_nets.INFO
     info = json.loads(path.read_text()) if path.is_file() else {}
-    if info.get("kind") == "modes":
+    if info.get("kind") in ("modes", "text"):
         return None, info
     return feature_nets.load_evaluator(evaluator_dir(params, repo_root))
 
@@ -130,12 +131,15 @@ def measure(g, params, prepared: Path, test: TestSplit, extractor, info: dict,
     family, ev = params.family, params.evaluate
     test_features = None if extractor is None else extractor.features_and_logits(test.x)
     per_seed, first = [], None
+    text = TextScorer(prepared) if info.get("kind") == "text" else None  # token data: BLEU (and NLL_oracle)
     for k in range(ev.error_seeds):
         p = params.with_overrides({"evaluate.seed": ev.seed + k}, source="evaluate.error_seeds") if k else params
         started = time.perf_counter()
         fake, labels = family.generate(g, p, test, ev.num_samples)
         seconds = time.perf_counter() - started
-        if extractor is None:  # a mode counter
+        if text is not None:
+            m = {**text(fake), **family.extra_metrics(g, p, test, fake, {}, classifier_a)}
+        elif extractor is None:  # a mode counter
             m = score_points(info, test.x, fake)
         else:
             m = _candidate_scores(extractor, test_features, fake, p, labels)
@@ -153,6 +157,8 @@ def measure(g, params, prepared: Path, test: TestSplit, extractor, info: dict,
     if extractor is not None:
         real_train = kind_of(read_manifest(prepared)).to_model_space(load_split(prepared, "train")[0])
         metrics.update(_floor(extractor, test_features, real_train, params, metrics["fid"]))
+    elif text is not None:
+        metrics.update(text.floor())
     return metrics, first
 
 
@@ -165,6 +171,8 @@ class QuickScorer:
         self.test = TestSplit.load(params.prepared_path(repo_root))
         self.classifier_a = input_classifier(params, repo_root)
         self.extractor, self.info = open_evaluator(params, repo_root)
+        if self.info.get("kind") == "text":
+            self.text = TextScorer(params.prepared_path(repo_root))
         if self.extractor is None:
             self.real = self.test.x
         else:
@@ -176,6 +184,8 @@ class QuickScorer:
     def __call__(self, g: torch.nn.Module) -> dict:
         family = self.params.family
         fake, labels = family.generate(g, self.params, self.test, self.num_samples)
+        if self.info.get("kind") == "text":
+            return {**self.text(fake), **family.extra_metrics(g, self.params, self.test, fake, {})}
         if self.extractor is None:
             return modes.mode_scores(fake.numpy(), self.info["centers"], self.info["sigma"], self.info["hq_sigmas"])
         out = _candidate_scores(self.extractor, self.real, fake, self.params, labels)

@@ -17,7 +17,7 @@ from components.atomic import atomic_dir
 from components.config import Params
 from components.data.shards import load_rank_inputs, load_split, read_manifest
 from components.data.kinds import kind_of
-from components.metrics import feature_nets, pins
+from components.metrics import feature_nets, pins, text_scorer
 from components.metrics.modes import mode_counter_info
 from components.metrics.stacked import PerChannelClassifier, digit_images
 
@@ -36,6 +36,14 @@ def run(params: Params, repo_root: Path, retrain: bool = False, pin: bool = Fals
             (tmp / feature_nets.INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
         print(f"evaluator: mode counter for {manifest['dataset']} ({len(info['centers'])} modes, σ = {info['sigma']}); "
               f"hash {info['hash'][:12]}; written to {out_dir}")
+        return info
+    if kind_of(manifest).scored_by == "text":
+        # token data are scored by BLEU against the held-out split (and an oracle's NLL): nothing to train
+        info = {**meta, **text_scorer.info(manifest)}
+        with atomic_dir(out_dir) as tmp:
+            (tmp / feature_nets.INFO).write_text(json.dumps(info, indent=2, sort_keys=True) + "\n")
+        print(f"evaluator: text scorer for {manifest['dataset']} (BLEU / Self-BLEU"
+              + (", NLL_oracle" if manifest.get("oracle") else "") + f"); hash {info['hash'][:12]}; written to {out_dir}")
         return info
     check_enough_for_metrics(params, manifest)
     if cfg.kind == "inception":

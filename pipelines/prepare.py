@@ -7,6 +7,7 @@ from components.config import Params
 from components.data.kinds import kind_of
 from components.data.shards import SPLITS, write_prepared
 from components.data.sources import SOURCES
+from components.data.tokens import Sentences, encode_split
 
 
 def summary(manifest: dict, out_dir: Path) -> str:
@@ -22,6 +23,8 @@ def run(params: Params, repo_root: Path | str = ".") -> Path:
     cfg = params.data
     out_dir = params.prepared_path(Path(repo_root))
     data = SOURCES.get(cfg.source)(cfg)
+    if isinstance(data, Sentences):  # text: the vocabulary comes from the train split
+        data = encode_split(data, cfg, params.seed)
     if cfg.pairs is not None:
         from components.data.pairings import PAIRINGS
 

@@ -13,7 +13,8 @@ class DataConfig(Section):
     source: str = "mnist5k"
     name: str | None = Field(None, pattern=r"^[A-Za-z0-9_.-]+$", description="dataset folder name; default: source "
                              "(plus the pairing: mnist5k-downsample7, mnist5k-edges, mnist5k-digits)")
-    path: str | None = Field(None, description="input folder for the imagefolder source")
+    path: str | None = Field(None, description="input folder for the imagefolder source; the text file (one "
+                             "sentence per line) for the textfile source")
     image_size: int | None = Field(None, ge=4, le=1024, description="resize to image_size² (imagefolder); None: native")
     test_fraction: float = Field(0.1, gt=0.0, lt=1.0)
     rows_per_shard: int = Field(1024, ge=1)
@@ -27,6 +28,22 @@ class DataConfig(Section):
     domain_b_box: int | None = Field(None, ge=2, le=1024, description="unpaired: resize domain B into a centred "
                                      "box of this side, background around it (MNIST's digits sit in a 20×20 box "
                                      "of 28×28); null: to the full size")
+    # token sequences (components/data/text.py, the oracle in components/models/seqgan.py)
+    seq_len: int = Field(20, ge=2, le=1024, description="tokens per sequence (oracle, textfile, python-docs); text "
+                         "ends with <eos>, which also pads")
+    num_sequences: int = Field(10_000, ge=2, le=10_000_000, description="oracle: sequences the oracle generates")
+    vocab_size: int = Field(5_000, ge=2, le=1_000_000, description="oracle: its vocabulary (a random oracle)")
+    oracle_embed: int = Field(32, ge=1, le=4096, description="oracle: embedding size (a random oracle)")
+    oracle_hidden: int = Field(32, ge=1, le=4096, description="oracle: LSTM hidden size (a random oracle)")
+    oracle_seed: int = Field(0, ge=0, description="oracle: seed of its N(0, 1) weights and of its sequences, apart "
+                             "from `seed` so every run is measured against the same language")
+    oracle_path: str | None = Field(None, description="oracle: an .npz of the oracle's arrays in the reference "
+                                    "layout (docs/data.md#token-sequences) instead of a random one")
+    min_count: int = Field(1, ge=1, description="text: a word enters the vocabulary when the train split holds it "
+                           "this often; rarer words become <unk>")
+    max_vocab: int = Field(20_000, ge=3, description="text: the largest vocabulary allowed (with <eos> and <unk>)")
+    long_lines: Literal["error", "truncate", "drop"] = Field(
+        "error", description="textfile: a line of more than seq_len - 1 words is an error, is cut, or is dropped")
 
     @field_validator("pairs")
     @classmethod

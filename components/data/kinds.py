@@ -11,7 +11,7 @@ from typing import ClassVar, NamedTuple
 import numpy as np
 import pyarrow as pa
 
-from components.metrics.catalogue import IMAGE_METRICS, POINT_METRICS
+from components.metrics.catalogue import IMAGE_METRICS, ORACLE_METRICS, POINT_METRICS, TEXT_METRICS
 from components.registry import Registry
 
 
@@ -48,7 +48,7 @@ class DataKind:
     schema: ClassVar[pa.Schema]
     metrics: ClassVar[dict[str, bool]]  # metric → greater is better: what evaluate reports for any family
     default_metric: ClassVar[str]
-    scored_by: ClassVar[str]  # "feature network" (the evaluator stage trains/loads one) or "mode counter"
+    scored_by: ClassVar[str]  # "feature network" (the evaluator stage trains/loads one), "mode counter" or "text"
 
     def table(self, samples: np.ndarray, labels: np.ndarray, index: np.ndarray, inputs=None, input_labels=None) -> pa.Table:
         raise NotImplementedError
@@ -57,8 +57,8 @@ class DataKind:
         """What its rows are called in messages ("images", "points", "downsample pairs")."""
         return "images"
 
-    def preview(self, samples, cols: int | None = None) -> np.ndarray:
-        """Generated samples as one picture for MLflow: an image grid (`cols` per row)."""
+    def preview(self, samples, cols: int | None = None) -> np.ndarray | str:
+        """Generated samples as one picture for MLflow (an image grid, `cols` per row), or text."""
         from components.training.images import grid
 
         return grid(samples, cols=cols)
@@ -152,7 +152,40 @@ class Pairs(Images):
                      *load_rank_inputs(prepared_dir, split, rank, world_size))
 
 
-for _kind in (Images(), Points(), Pairs()):
+class Tokens(DataKind):
+    """Fixed-length int32 token-id sequences of a text (components/data/text.py: <eos> ends and pads, the
+    vocabulary is in the manifest), scored by BLEU / Self-BLEU against the test split."""
+    name = "tokens"
+    column = "tokens"
+    schema = pa.schema([("tokens", _list_type(pa.int32())), ("label", pa.int32()), ("index", pa.int64())])
+    metrics = TEXT_METRICS
+    default_metric = "nll_test"  # the one text metric mode collapse cannot improve
+    scored_by = "text"
+
+    def table(self, samples, labels, index, inputs=None, input_labels=None):
+        return pa.Table.from_arrays([list_column(samples, pa.int32()), *_tail(labels, index)], schema=self.schema)
+
+    def rows_called(self, manifest):
+        return "sequences"
+
+    def to_model_space(self, samples):
+        import torch
+
+        return torch.from_numpy(np.asarray(samples)).long()
+
+    def preview(self, samples, cols=None):
+        return samples  # text already: the task decodes its sentences with the vocabulary
+
+
+class OracleTokens(Tokens):
+    """Sequences drawn from a known oracle LSTM (SeqGAN's synthetic benchmark), kept beside the shards
+    (oracle.npz): samples are also scored by the oracle's NLL of them."""
+    name = "oracle_tokens"
+    metrics = {**TEXT_METRICS, **ORACLE_METRICS}
+    default_metric = "nll_oracle"
+
+
+for _kind in (Images(), Points(), Pairs(), Tokens(), OracleTokens()):
     DATA_KINDS.register(_kind.name)(_kind)
 
 

@@ -131,8 +131,21 @@ def write_prepared(data: SourceData, cfg: DataConfig, seed: int, out_dir: Path) 
         }
         if data.mixture is not None:
             manifest["mixture"] = data.mixture
+        if data.vocabulary is not None:  # token sequences: ids index the vocabulary (components/data/text.py)
+            manifest.update(vocabulary=list(data.vocabulary), seq_len=int(data.samples.shape[1]))
+            digest.update(json.dumps(data.vocabulary).encode())
+            if data.origin is not None:
+                manifest["origin"] = data.origin
+        if data.oracle is not None:  # the language the sequences were drawn from: it scores NLL_oracle
+            from components.data.tokens import ORACLE_FILE
+
+            np.savez(tmp / ORACLE_FILE, **data.oracle)
+            for key in sorted(data.oracle):
+                digest.update(key.encode() + np.ascontiguousarray(data.oracle[key], dtype="<f4").tobytes())
+            manifest["oracle"] = ORACLE_FILE
         if data.inputs is not None:
             manifest.update(pairing=data.pairing, input_shape=list(data.inputs.shape[1:]))
+        manifest["content_hash"] = digest.hexdigest()
         (tmp / MANIFEST).write_text(json.dumps(manifest, sort_keys=True, indent=2) + "\n")
     return manifest
 

@@ -33,11 +33,18 @@ class SourceData:
     inputs: np.ndarray | None = None  # uint8 (N, C', H', W')
     input_labels: np.ndarray | None = None  # int64 (N,)
     pairing: str | None = None
+    # token sequences only: samples are int32 (N, seq_len) ids into `vocabulary` (components/data/text.py);
+    # an oracle dataset also keeps the oracle's arrays (components/models/seqgan.py), which score NLL_oracle
+    vocabulary: list[str] | None = None
+    oracle: dict | None = None
+    origin: dict | None = None  # a shipped corpus: its name, origin and licence
 
     @property
     def kind(self) -> str:
         if self.inputs is not None:
             return "pairs"
+        if self.vocabulary is not None:
+            return "oracle_tokens" if self.oracle is not None else "tokens"
         return "points" if self.samples.ndim == 2 else "image"
 
     def __post_init__(self) -> None:
@@ -45,9 +52,12 @@ class SourceData:
         im, lb = self.samples, self.labels
         is_image = im.dtype == np.uint8 and im.ndim == 4 and im.shape[1] in CHANNELS.values()
         is_points = im.dtype == np.float32 and im.ndim == 2 and im.shape[1] >= 1
-        if not (is_image or is_points):
-            raise DataError("samples must be uint8 images (N, C, H, W) with C in 1 or 3, or float32 points (N, D); "
-                            f"got {im.dtype} {im.shape}")
+        is_tokens = im.dtype == np.int32 and im.ndim == 2 and self.vocabulary is not None
+        if not (is_image or is_points or is_tokens):
+            raise DataError("samples must be uint8 images (N, C, H, W) with C in 1 or 3, float32 points (N, D) or "
+                            f"int32 token ids (N, L) with a vocabulary; got {im.dtype} {im.shape}")
+        if is_tokens and len(im) and (im.min() < 0 or im.max() >= len(self.vocabulary)):
+            raise DataError(f"token ids must lie in [0, {len(self.vocabulary)}), got [{im.min()}, {im.max()}]")
         if lb.dtype != np.int64 or lb.shape != im.shape[:1]:
             raise DataError(f"labels must be int64 of shape ({len(im)},), got {lb.dtype} {lb.shape}")
         names = self.class_names

@@ -11,7 +11,7 @@ from components.registry import Registry
 FAMILIES: Registry[Family] = Registry("model family")
 
 # Imported here, in this order, so the registry is complete once the package is; each is torch-free.
-for _module in ("dcgan", "mlp", "ddpm", "ddgan", "pix2pix", "cyclegan", "vae"):
+for _module in ("dcgan", "mlp", "ddpm", "ddgan", "pix2pix", "cyclegan", "vae", "seqgan"):
     _family = importlib.import_module(f"components.families.{_module}").FAMILY
     FAMILIES.register(_family.name)(_family)
 

@@ -104,6 +104,21 @@ class Family:
             key[self.section] = weight_settings(self.settings(params))
         return key
 
+    def total_steps(self, params, steps_per_epoch: int) -> int:
+        """How many steps a run of these params takes: train.epochs of the data, or train.max_steps if fewer."""
+        total = steps_per_epoch * params.train.epochs
+        return total if params.train.max_steps is None else min(total, params.train.max_steps)
+
+    def check_data(self, manifest: dict, where: str) -> None:
+        """Refuse a prepared dataset of a kind this family does not train on, naming it."""
+        kind = manifest.get("kind", "image")
+        if kind not in self.data_kinds:
+            from components.data.source_data import DataError
+
+            raise DataError(f"model.family = {self.name!r} trains on {' or '.join(self.data_kinds)} data, but {where} "
+                            f"holds {kind} data (data.source = {manifest.get('source')!r}); pick a source of that "
+                            "kind or another family")
+
     # -------------------------------------------------------------------------------- metrics
     def is_conditional(self, params) -> bool:
         """Whether its samples are drawn for requested labels (scored by cond_accuracy)."""

@@ -16,6 +16,12 @@ IMAGE_METRICS = {"fid": False, "kid_mean": False, "is_mean": True, "precision": 
 CONDITIONAL_METRICS = {"cond_accuracy": True}
 # 2D mixtures (components/metrics/modes.py)
 POINT_METRICS = {"modes": True, "high_quality": True, "reverse_kl": False}
+# token sequences (components/metrics/text.py): BLEU-n of samples against the test split, Self-BLEU-n among
+# samples (higher: less diverse), the model's per-token NLL of the test split; an oracle dataset adds the
+# oracle's per-token NLL of the samples (SeqGAN's NLL_oracle)
+TEXT_METRICS = {**{f"bleu{n}": True for n in range(2, 6)}, **{f"self_bleu{n}": False for n in range(2, 6)},
+                "nll_test": False}
+ORACLE_METRICS = {"nll_oracle": False}
 
 
 def all_metrics() -> dict[str, bool]:
@@ -25,7 +31,7 @@ def all_metrics() -> dict[str, bool]:
     out = {**IMAGE_METRICS, **CONDITIONAL_METRICS}
     for family in FAMILIES.values():
         out.update(family.own_metrics)
-    return {**out, **POINT_METRICS}
+    return {**out, **POINT_METRICS, **TEXT_METRICS, **ORACLE_METRICS}
 
 
 def greater_is_better(metric: str) -> bool:

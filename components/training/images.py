@@ -1,4 +1,5 @@
-"""Previews of generated samples for logging: an image grid, or a scatter plot for 2D points."""
+"""Previews of generated samples for logging: an image grid, a scatter plot for 2D points, or sentences
+set as text on a picture (the evaluate stage's report image of a text model)."""
 from __future__ import annotations
 
 import io
@@ -58,4 +59,17 @@ def preview_png(samples: torch.Tensor, cols: int | None = None) -> bytes:
     """`preview` encoded as PNG bytes (for atomic writes and artifacts)."""
     buf = io.BytesIO()
     Image.fromarray(preview(samples, cols)).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def text_png(lines: list[str], width: int = 900, line_height: int = 14) -> bytes:
+    """Sentences, one per line, in PIL's built-in font on white (long lines are cut at the right edge)."""
+    from PIL import ImageDraw
+
+    im = Image.new("L", (width, line_height * len(lines) + 8), 255)
+    draw = ImageDraw.Draw(im)
+    for i, line in enumerate(lines):
+        draw.text((4, 4 + i * line_height), line, fill=0)
+    buf = io.BytesIO()
+    im.save(buf, format="PNG")
     return buf.getvalue()

@@ -98,7 +98,9 @@ class Plan:
 def plan(params: Params, prepared_dir: Path, world_size: int) -> Plan:
     """A step consumes batches_per_step batches (a GAN: d_steps_per_g_step D updates, each on its own
     batch). Steps per epoch are equal on every rank (DDP needs the same number of collectives): the
-    smallest rank share decides. Raises ValueError if a step's data does not fit."""
+    smallest rank share decides. The family decides how many steps a run takes. Raises ValueError if the
+    family does not train on this kind of data or a step's data does not fit."""
+    params.family.check_data(read_manifest(prepared_dir), str(prepared_dir))
     rows = rank_row_counts(prepared_dir, "train", world_size)
     tc = params.train
     per_step = tc.batch_size * tc.d_steps_per_g_step
@@ -114,10 +116,7 @@ def plan(params: Params, prepared_dir: Path, world_size: int) -> Plan:
             f"{world_size} worker(s) holds (smallest share: {min(rows)} samples of {sum(rows)}); {fix}"
         )
     spe = min(rows) // per_step
-    total = spe * params.train.epochs
-    if params.train.max_steps is not None:
-        total = min(total, params.train.max_steps)
-    return Plan(steps_per_epoch=spe, total_steps=total)
+    return Plan(steps_per_epoch=spe, total_steps=params.family.total_steps(params, spe))
 
 
 def seed_all(seed: int) -> None:
@@ -131,8 +130,11 @@ def stream_seed(seed: int, *parts: int) -> int:
 
 
 def to_model_space(batch: Tensor) -> Tensor:
-    """Stored samples → what G produces: uint8 images to [-1, 1]; points are stored as they are."""
-    return batch.float().div_(127.5).sub_(1.0) if batch.dtype == torch.uint8 else batch.float()
+    """Stored samples → what G produces: uint8 images to [-1, 1]; points are stored as they are; token
+    ids (int32) become int64 indices."""
+    if batch.dtype == torch.uint8:
+        return batch.float().div_(127.5).sub_(1.0)
+    return batch.float() if batch.is_floating_point() else batch.long()
 
 
 def set_learning_rates(cfg, step: int, total_steps: int, *pairs: tuple[torch.optim.Optimizer, float]) -> None:

@@ -1,0 +1,98 @@
+"""Token-sequence sources (data kinds `tokens` and `oracle_tokens`):
+
+- `oracle`: SeqGAN's synthetic benchmark. A random LSTM (every weight N(0, 1), data.oracle_seed) or the one in
+  data.oracle_path (an .npz in the reference layout) generates data.num_sequences sequences of data.seq_len
+  tokens; the oracle is kept with the dataset (oracle.npz) so evaluate can score NLL_oracle.
+- `textfile`: the user's file (data.path), one sentence per line, tokenised at word level.
+- `python-docs`: English prose of the Python documentation shipped inside CPython (pydoc_data.topics),
+  the default real corpus: no download, PSF licence.
+
+Text sources return `Sentences`; `encode_split` builds the vocabulary from the train split only (the same
+seeded split write_prepared makes) and encodes every sentence against it."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from components.data import text
+from components.data.source_data import SOURCES, DataError, SourceData
+
+if TYPE_CHECKING:
+    from components.config import DataConfig
+
+ORACLE_FILE = "oracle.npz"  # beside the shards of an oracle dataset
+CLASS_NAMES = ["sentence"]  # token datasets have no classes: one label for the stratified split
+
+
+@dataclass(frozen=True)
+class Sentences:
+    """What a text source reads: sentences as word lists, before the vocabulary exists."""
+    lines: list[list[str]]
+    origin: dict | None = None
+
+
+def load_oracle(path: str | Path) -> dict[str, np.ndarray]:
+    """The oracle's arrays from an .npz in the reference layout, checked (DataError naming file and key)."""
+    from components.models.seqgan import check_oracle
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise DataError(f"data.oracle_path: {path} does not exist or is not a file")
+    try:
+        with np.load(path, allow_pickle=False) as f:  # arrays only: nothing is unpickled
+            arrays = {k: f[k] for k in f.files}
+    except (OSError, ValueError) as e:
+        raise DataError(f"data.oracle_path: cannot read {path} as an .npz of arrays ({e})") from None
+    check_oracle(arrays, f"data.oracle_path {path}")
+    return arrays
+
+
+@SOURCES.register("oracle")
+def oracle(cfg: DataConfig) -> SourceData:
+    """data.num_sequences sequences of data.seq_len tokens sampled from the oracle LSTM."""
+    import torch
+
+    from components.models.seqgan import Oracle, random_oracle
+
+    arrays = (load_oracle(cfg.oracle_path) if cfg.oracle_path else
+              random_oracle(cfg.vocab_size, cfg.oracle_embed, cfg.oracle_hidden, cfg.oracle_seed))
+    model = Oracle(arrays, cfg.oracle_path or "random oracle")
+    generator = torch.Generator().manual_seed(cfg.oracle_seed)
+    chunks = [model.sample(min(5000, cfg.num_sequences - i), cfg.seq_len, generator)
+              for i in range(0, cfg.num_sequences, 5000)]
+    tokens = torch.cat(chunks).numpy().astype(np.int32)
+    return SourceData(tokens, np.zeros(len(tokens), np.int64), CLASS_NAMES,
+                      vocabulary=[str(i) for i in range(model.vocab_size)],
+                      oracle={k: np.asarray(v, np.float32) for k, v in arrays.items()})
+
+
+@SOURCES.register("textfile")
+def textfile(cfg: DataConfig) -> Sentences:
+    if not cfg.path:
+        raise DataError("data.path is required for the textfile source (a UTF-8 file, one sentence per line)")
+    return Sentences(text.read_lines(Path(cfg.path).expanduser(), cfg.seq_len, cfg.long_lines),
+                     {"name": Path(cfg.path).name, "origin": f"the user's file {cfg.path}"})
+
+
+@SOURCES.register("python-docs")
+def python_docs(cfg: DataConfig) -> Sentences:
+    lines, info = text.corpus_sentences(cfg.seq_len)
+    return Sentences(lines, info)
+
+
+def encode_split(data: Sentences, cfg: DataConfig, seed: int) -> SourceData:
+    """Sentences → int32 ids against a vocabulary of the train split's words (write_prepared then makes the
+    same split: same labels, fraction and seed)."""
+    from components.data.shards import split_indices
+
+    where = f"data.source {cfg.source}" + (f" ({cfg.path})" if cfg.source == "textfile" else "")
+    if len(data.lines) < 2:
+        raise DataError(f"{where}: {len(data.lines)} sentence(s); a train and a test split need at least 2")
+    labels = np.zeros(len(data.lines), np.int64)
+    train, _ = split_indices(labels, cfg.test_fraction, seed)
+    vocabulary = text.build_vocabulary([data.lines[i] for i in train], cfg.min_count, cfg.max_vocab, where)
+    tokens = text.encode(data.lines, vocabulary, cfg.seq_len)
+    return SourceData(tokens, labels, CLASS_NAMES, vocabulary=vocabulary, origin=data.origin)

@@ -1,0 +1,165 @@
+"""Family `seqgan`: a text GAN trained by policy gradients (Yu, Zhang, Wang & Yu, AAAI 2017). An LSTM
+generator is pre-trained by maximum likelihood; a CNN discriminator with a highway layer is pre-trained on
+real vs generated sequences; then G is a policy whose reward for each token is D's belief that the sequence
+is real, estimated for unfinished prefixes by Monte Carlo roll-outs of a lagged copy of G (REINFORCE).
+`seqgan.reward` replaces D's reward by a constant or random one, to measure what D contributes.
+
+One run is three phases of one step counter: seqgan.pretrain_steps MLE updates, seqgan.d_pretrain_steps D
+steps, seqgan.adversarial_steps policy-gradient steps (each followed by train.d_steps_per_g_step D updates on
+fresh negatives). The MLE phase does not read the adversarial keys, so runs that differ only there start
+their adversarial phase from the same pre-trained G, bit for bit.
+Networks: components/models/seqgan.py; step: components/training/seqgan_step.py."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from components.families.base import GAN_TRAIN_KEYS, SAMPLE_INPUTS, Family
+from components.section import Section, sampling
+
+# train keys of the image GAN game a text GAN has no use for (its D sees discrete tokens)
+_IMAGE_GAN_KEYS = tuple(k for k in GAN_TRAIN_KEYS if k not in ("d_steps_per_g_step", "label_smoothing"))
+
+
+class SeqganConfig(Section):
+    """model.family = seqgan: sizes of G (LSTM) and D (CNN), the three phases and the reward."""
+    g_embed: int = Field(32, ge=1, le=4096, description="G's token embedding size")
+    g_hidden: int = Field(32, ge=1, le=4096, description="G's LSTM hidden size")
+    d_embed: int = Field(64, ge=1, le=4096, description="D's token embedding size")
+    d_widths: list[int] = Field([1, 2, 3, 4, 5, 8, 10, 15, 20], min_length=1, max_length=32,
+                                description="D's convolution widths (tokens); widths over data.seq_len are left out")
+    d_filters: list[int] = Field([50, 50, 50, 50, 50, 50, 50, 50, 50], min_length=1, max_length=32,
+                                 description="filters per width, one per entry of d_widths")
+    d_dropout: float = Field(0.25, ge=0.0, lt=1.0, description="dropout before D's output layer")
+    pretrain_steps: int = Field(2000, ge=0, description="MLE updates of G (teacher forcing) before anything else")
+    pretrain_lr: float = Field(0.01, gt=0.0, le=1.0, description="Adam learning rate of the MLE phase (the reference's 0.01)")
+    d_pretrain_steps: int = Field(300, ge=0, description="steps of D updates (train.d_steps_per_g_step each) on real vs "
+                                  "generated sequences before the adversarial phase")
+    adversarial_steps: int = Field(100, ge=0, description="policy-gradient updates of G, each followed by "
+                                   "train.d_steps_per_g_step D updates")
+    rollouts: int = Field(16, ge=1, le=256, description="Monte Carlo completions per prefix (the reference's 16)")
+    rollout_update: float = Field(0.8, ge=0.0, le=1.0, description="the roll-out policy lags G: after each G update "
+                                  "its weights become u·roll-out + (1 - u)·G (the reference's 0.8)")
+    reward: Literal["discriminator", "constant", "random"] = Field(
+        "discriminator", description="the reward of a sequence: D's belief that it is real (SeqGAN), or the "
+        "controls 1 (constant) and U(0, 1) (random) that show what D contributes")
+    baseline: bool = Field(False, description="subtract each position's mean reward over the batch (variance reduction)")
+    grad_clip: float | None = Field(5.0, gt=0.0, description="max gradient norm of G in both phases (the reference's 5); null = off")
+    temperature: float = sampling(1.0, gt=0.0, le=10.0, description="sampling temperature of evaluate and the pyfunc")
+
+    @model_validator(mode="after")
+    def _filters_per_width(self):
+        if len(self.d_widths) != len(self.d_filters):
+            raise ValueError(f"d_filters has {len(self.d_filters)} entries but d_widths has {len(self.d_widths)}: "
+                             "give one filter count per width")
+        if min(self.d_widths) < 1 or min(self.d_filters) < 1:
+            raise ValueError("d_widths and d_filters must be positive")
+        return self
+
+    @property
+    def total_steps(self) -> int:
+        return self.pretrain_steps + self.d_pretrain_steps + self.adversarial_steps
+
+
+class Seqgan(Family):
+    name = "seqgan"
+    description = "a text GAN (token sequences)"
+    section, Section = "seqgan", SeqganConfig
+    task = ("components.training.seqgan_step", "SeqganTask")
+    data_kinds = ("tokens", "oracle_tokens")
+    packing = False
+    presets = ("seqgan_oracle", "seqgan_text")
+    requirements = ("nltk",)
+    pyfunc_inputs = {**SAMPLE_INPUTS, "temperature": "sampling temperature (default: seqgan.temperature as trained)"}
+
+    def validate(self, params) -> None:
+        super().validate(params)
+        from components.objectives import OBJECTIVES
+
+        train, defaults = params.train, type(params.train)()
+        changed = [k for k in (*_IMAGE_GAN_KEYS, "ema_decay") if getattr(train, k) != getattr(defaults, k)]
+        if changed:
+            raise ValueError(f"train.{changed[0]} = {getattr(train, changed[0])!r}: model.family = 'seqgan' judges "
+                             f"discrete tokens and has no use for it (set it back to {getattr(defaults, changed[0])!r})")
+        if not OBJECTIVES.get(train.objective).has_targets:
+            raise ValueError(f"train.objective = {train.objective!r}: seqgan's reward is D's belief that a sequence "
+                             "is real, which needs an objective with real/fake targets (nonsaturating, minimax, lsgan)")
+        if train.max_steps is not None:
+            raise ValueError("train.max_steps: a seqgan run is seqgan.pretrain_steps + d_pretrain_steps + "
+                             "adversarial_steps long; set those instead")
+        if params.seqgan.total_steps == 0:
+            raise ValueError("seqgan.pretrain_steps, d_pretrain_steps and adversarial_steps are all 0: nothing to train")
+
+    def total_steps(self, params, steps_per_epoch: int) -> int:
+        return params.seqgan.total_steps
+
+    # ---------------------------------------------------------------------------------- the model
+    def build_generator(self, spec: dict):
+        from components.models.seqgan import Generator
+
+        cfg = spec["seqgan"]
+        g = Generator(len(spec["vocabulary"]), spec["image_shape"][0], cfg["g_embed"], cfg["g_hidden"])
+        g.vocabulary = spec["vocabulary"]  # decodes its samples (pyfunc, report)
+        return g
+
+    def sampling_options(self, params) -> dict:
+        return {"temperature": params.seqgan.temperature}
+
+    def draw(self, g, n, seed, labels, options, latent_dim):
+        import torch
+
+        return g.sample(n, torch.Generator().manual_seed(seed), options.get("temperature", 1.0)).cpu()
+
+    def generate(self, g, params, test, n, latent_dim=None):
+        return self.draw(g, n, params.evaluate.seed, None, self.sampling_options(params), 0), None
+
+    def default_metric(self, data_kind: str) -> str:
+        from components.data.kinds import DATA_KINDS
+
+        return DATA_KINDS.get(data_kind).default_metric
+
+    # ---------------------------------------------------------------------------------- scoring
+    def extra_metrics(self, g, params, test, fake, scores, classifier_a=None) -> dict:
+        """NLL_test: G's mean per-token negative log-likelihood of the held-out sequences (nats)."""
+        import torch
+
+        with torch.no_grad():
+            tokens = torch.as_tensor(test.x).long()
+            total = sum(-g(tokens[i : i + 1000]).double().sum().item() for i in range(0, len(tokens), 1000))
+        return {"nll_test": total / tokens.numel()}
+
+    def report_grid(self, g, fake, test) -> bytes:
+        from components.training.images import text_png
+
+        return text_png(self.sentences(g, fake[:24]))
+
+    @staticmethod
+    def sentences(g, tokens) -> list[str]:
+        from components.data.text import decode
+
+        return [decode(row, g.vocabulary) if g.vocabulary[0] == "<eos>" else " ".join(map(str, row.tolist()))
+                for row in tokens]
+
+    # ---------------------------------------------------------------------------------- serving
+    def predict(self, g, spec, inputs, limit):
+        """{"tokens": ids (N, L), "sentence": the decoded text}: one row per sample."""
+        import pandas as pd
+
+        from components import serving_inputs as req
+
+        self.refuse_unknown(inputs)
+        n = req.integer(inputs, "num_samples", min(16, limit), 1, limit, req.limit_note(limit))
+        seed = req.integer(inputs, "seed", 0, 0, req.MAX_SEED)
+        temperature = inputs.get("temperature", spec["seqgan"].get("temperature", 1.0))
+        try:
+            temperature = float(temperature)
+        except (TypeError, ValueError):
+            temperature = float("nan")
+        if not 0 < temperature <= 10:
+            raise req.RequestError(f"temperature = {inputs.get('temperature')!r}: must be a number in (0, 10]")
+        tokens = self.draw(g, n, seed, None, {"temperature": temperature}, 0)
+        return pd.DataFrame({"tokens": [row.tolist() for row in tokens], "sentence": self.sentences(g, tokens)})
+
+
+FAMILY = Seqgan()
