@@ -22,6 +22,7 @@ def input_signature(pyfunc_inputs: dict[str, str]):
 
     types = {"num_samples": DataType.long, "seed": DataType.long, "steps": DataType.long,
              "guidance": DataType.double, "eta": DataType.double, "sampler": DataType.string,
+             "temperature": DataType.double,  # text models (seqgan)
              "labels": AnyType(),  # one class index or one per sample
              "images": AnyType(), "reverse": DataType.boolean}  # translators' inputs: a sampler refuses them by name
     if "images" in pyfunc_inputs:
