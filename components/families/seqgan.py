@@ -6,8 +6,9 @@ is real, estimated for unfinished prefixes by Monte Carlo roll-outs of a lagged 
 
 One run is three phases of one step counter: seqgan.pretrain_steps MLE updates, seqgan.d_pretrain_steps D
 steps, seqgan.adversarial_steps policy-gradient steps (each followed by train.d_steps_per_g_step D updates on
-fresh negatives). The MLE phase does not read the adversarial keys, so runs that differ only there start
-their adversarial phase from the same pre-trained G, bit for bit.
+fresh negatives). The MLE phase reads neither the reward nor the roll-out or adversarial keys, so runs that
+differ only there start their adversarial phase from the same pre-trained G, bit for bit (the D:G ratio does
+change it: a step's batches are drawn in groups of train.d_steps_per_g_step, and an MLE step uses the first).
 Networks: components/models/seqgan.py; step: components/training/seqgan_step.py."""
 from __future__ import annotations
 
