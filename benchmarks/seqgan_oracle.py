@@ -1,6 +1,7 @@
 """SeqGAN's oracle experiment (Yu et al. 2017, Table 1) on the 2-core CPU: per seed, on one oracle and from one
 pre-trained generator, five methods — random G, MLE only, SeqGAN, and SeqGAN with a constant and a random
 reward (the controls that show what D contributes) — scored by NLL_oracle, NLL_test, BLEU and Self-BLEU.
+With --preset seqgan_text the same five on real sentences (python-docs), with sample sentences of each.
 
 The phases run once each and are shared by resuming the training core from their final state, which is the
 state an uninterrupted run would have there (tests/test_seqgan.py: bit-exact resume; the MLE and D phases do
@@ -8,6 +9,7 @@ not read the reward): MLE → D pre-training → three adversarial phases, one p
 (wall seconds, tokens/s) in this process, one worker, as `genpipe train --no-ray` would run it.
 
     python benchmarks/seqgan_oracle.py --seeds 0 1 2            # reports/text/oracle.json + oracle.md
+    python benchmarks/seqgan_oracle.py --preset seqgan_text --out reports/text/python_docs.json
     python benchmarks/seqgan_oracle.py --seeds 0 --set seqgan.adversarial_steps=50 --out /tmp/x.json
 """
 from __future__ import annotations
@@ -67,13 +69,17 @@ def generator(params, prepared, state=None):
     return task.g.eval()
 
 
+SHOWN = 20  # sample sentences kept per method (seed 0's first ones)
+
+
 def score(params, g, scorer, test):
     started = time.perf_counter()
     fake = params.family.draw(g, params.evaluate.num_samples, params.evaluate.seed, None,
                               params.family.sampling_options(params), 0)
     with torch.no_grad():
         nll_test = float(-g(test).double().mean())
-    return {**scorer(fake), "nll_test": nll_test, "eval_seconds": time.perf_counter() - started}
+    return {**scorer(fake), "nll_test": nll_test, "eval_seconds": time.perf_counter() - started,
+            "sentences": params.family.sentences(g, fake[:SHOWN])}
 
 
 def run_seed(base, seed: int, prepared: Path, scorer, test) -> dict:
@@ -100,14 +106,15 @@ def run_seed(base, seed: int, prepared: Path, scorer, test) -> dict:
               **{m: sc.adversarial_steps * (b * length + rollout_tokens + sc.rollouts * b * length * (length - 1)
                                           + k * b * length * 3) for m in REWARD}}
     speed = {p: {"seconds": times[p], "tokens_per_s": tokens[p] / times[p]} for p in times}
-    print(f"seed {seed}: " + ", ".join(f"{m} {out[m]['nll_oracle']:.3f}" for m in METHODS)
+    headline = "nll_oracle" if "nll_oracle" in out["mle"] else "nll_test"
+    print(f"seed {seed}: {headline} " + ", ".join(f"{m} {out[m][headline]:.3f}" for m in METHODS)
           + " | " + ", ".join(f"{p} {v['seconds']:.0f} s" for p, v in speed.items()), flush=True)
     return {"metrics": out, "phases": speed, "curves": curves}
 
 
 def summarise(runs: dict) -> dict:
-    keys = ("nll_oracle", "nll_test", "bleu2", "bleu3", "bleu4", "bleu5", "self_bleu2", "self_bleu3", "self_bleu4",
-            "self_bleu5")
+    keys = [k for k in ("nll_oracle", "nll_test", "bleu2", "bleu3", "bleu4", "bleu5", "self_bleu2", "self_bleu3",
+                        "self_bleu4", "self_bleu5") if k in next(iter(runs.values()))["metrics"]["mle"]]
     table = {}
     for method in METHODS:
         per_seed = [r["metrics"][method] for r in runs.values()]
@@ -121,22 +128,40 @@ def summarise(runs: dict) -> dict:
             "seconds_per_seed": float(np.mean([sum(v["seconds"] for v in r["phases"].values()) for r in runs.values()]))}
 
 
-def markdown(summary: dict, meta: dict) -> str:
+NAMES = {"random": "random G", "mle": "MLE only", "seqgan": "SeqGAN (reward: D)", "constant": "SeqGAN, constant reward",
+         "random_reward": "SeqGAN, random reward"}
+
+
+def markdown(summary: dict, meta: dict, runs: dict) -> str:
     t = summary["methods"]
     f = lambda m, k: f"{t[m][k]['mean']:.3f} ± {t[m][k]['std']:.3f}"  # noqa: E731
-    lines = [f"Oracle benchmark, seeds {meta['seeds']}, evaluator {meta['evaluator_hash'][:12]}, "
-             f"{meta['num_samples']} samples, machine: {meta['machine']}; `{meta['command']}`", "",
-             "| method | NLL_oracle | NLL_test | BLEU-4 | Self-BLEU-4 | paper NLL_oracle |", "|---|---|---|---|---|---|"]
-    names = {"random": "random G", "mle": "MLE only", "seqgan": "SeqGAN (reward: D)", "constant": "SeqGAN, constant reward",
-             "random_reward": "SeqGAN, random reward"}
-    for m in METHODS:
-        lines.append(f"| {names[m]} | {f(m, 'nll_oracle')} | {f(m, 'nll_test')} | {f(m, 'bleu4')} | "
-                     f"{f(m, 'self_bleu4')} | {PAPER.get(m, '—')} |")
-    lines += ["", f"Oracle's own sequences (floor): NLL_oracle {meta['floor_nll_oracle']:.3f}", "",
-              "| phase | wall s (mean over seeds) | tokens/s |", "|---|---|---|"]
+    oracle = "nll_oracle" in t["mle"]
+    lines = [f"{'Oracle' if oracle else 'Text'} benchmark ({meta['dataset']}), seeds {meta['seeds']}, evaluator "
+             f"{meta['evaluator_hash'][:12]}, {meta['num_samples']} samples, machine: {meta['machine']}; "
+             f"`{meta['command']}`", ""]
+    if oracle:
+        lines += ["| method | NLL_oracle | NLL_test | BLEU-4 | Self-BLEU-4 | paper NLL_oracle |", "|---|---|---|---|---|---|"]
+        for m in METHODS:
+            lines.append(f"| {NAMES[m]} | {f(m, 'nll_oracle')} | {f(m, 'nll_test')} | {f(m, 'bleu4')} | "
+                         f"{f(m, 'self_bleu4')} | {PAPER.get(m, '—')} |")
+        lines += ["", f"Oracle's own sequences (floor): NLL_oracle {meta['floor']['floor_nll_oracle']:.3f}"]
+    else:
+        orders = range(2, 6)
+        lines += ["| method | NLL_test | " + " | ".join(f"BLEU-{n}" for n in orders) + " | "
+                  + " | ".join(f"Self-BLEU-{n}" for n in orders) + " |", "|---" * 10 + "|"]
+        for m in METHODS:
+            lines.append(f"| {NAMES[m]} | {f(m, 'nll_test')} | " + " | ".join(f(m, f"bleu{n}") for n in orders) + " | "
+                         + " | ".join(f(m, f"self_bleu{n}") for n in orders) + " |")
+        lines += ["", "Held-out real sentences (floor): " + ", ".join(
+            f"Self-BLEU-{n} {meta['floor'][f'floor_self_bleu{n}']:.3f}" for n in orders)]
+    lines += ["", "| phase | wall s (mean over seeds) | tokens/s |", "|---|---|---|"]
     for p, v in summary["phases"].items():
         lines.append(f"| {p} | {v['seconds']:.0f} | {v['tokens_per_s']:.0f} |")
     lines.append(f"\nOne seed in all: {summary['seconds_per_seed'] / 60:.1f} min of training.")
+    first = runs[str(meta["seeds"][0])]["metrics"]
+    for m in ("mle", "seqgan"):
+        lines += ["", f"{NAMES[m]}, seed {meta['seeds'][0]}, the first {SHOWN} samples:", "",
+                  *(f"    {s}" for s in first[m]["sentences"])]
     return "\n".join(lines) + "\n"
 
 
@@ -144,10 +169,11 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE")
+    ap.add_argument("--preset", default="seqgan_oracle", choices=["seqgan_oracle", "seqgan_text"])
     ap.add_argument("--out", default="reports/text/oracle.json")
     args = ap.parse_args(argv)
     torch.set_num_threads(2)
-    base = load_params(REPO / "params.yaml", ["preset=seqgan_oracle", "data.prepared_dir=data/text/prepared",
+    base = load_params(REPO / "params.yaml", [f"preset={args.preset}", "data.prepared_dir=data/text/prepared",
                                              *args.overrides])
     from pipelines import prepare
 
@@ -159,13 +185,13 @@ def main(argv=None) -> None:
 
     meta = {"seeds": args.seeds, "overrides": args.overrides, "num_samples": base.evaluate.num_samples,
             "evaluator_hash": text_scorer.info(read_manifest(prepared))["hash"], "machine": "2-core CPU",
-            "floor_nll_oracle": scorer.floor()["floor_nll_oracle"], "torch": torch.__version__,
+            "floor": scorer.floor(), "dataset": base.data.dataset, "torch": torch.__version__,
             "command": "python benchmarks/seqgan_oracle.py " + " ".join(sys.argv[1:] if argv is None else argv)}
     summary = summarise(runs)
     out = REPO / args.out
     atomic_write(out, json.dumps({"meta": meta, "summary": summary, "runs": runs}, indent=1, sort_keys=True) + "\n")
-    atomic_write(out.with_suffix(".md"), markdown(summary, meta))
-    print(markdown(summary, meta))
+    atomic_write(out.with_suffix(".md"), markdown(summary, meta, runs))
+    print(markdown(summary, meta, runs))
 
 
 if __name__ == "__main__":
