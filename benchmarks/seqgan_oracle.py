@@ -98,13 +98,15 @@ def run_seed(base, seed: int, prepared: Path, scorer, test) -> dict:
         adv, times[method] = phase(with_(reward=reward), prepared, d_pre.state)
         out[method] = score(params, generator(params, prepared, adv.state), scorer, test)
         curves[method] = [(s, m["pg_loss"], m["reward"], m["d_real"], m["d_fake"]) for s, m in adv.logs]
-    # tokens each phase processes per second: teacher-forced tokens (MLE), tokens D judges plus those G
-    # generates for it (D), and for the adversarial phase G's samples, their roll-outs and D's verdicts
-    rollout_tokens = sc.rollouts * b * length * (length - 1) / 2
+    # tokens each phase processes per second: teacher-forced tokens (MLE); tokens D judges plus those G
+    # generates for it (D); for the adversarial phase G's samples and D's updates, and with D's reward also
+    # the roll-outs' sampled tokens and the tokens of the completions D judges
+    judged = sc.rollouts * b * length * (length - 1)
+    sampled = judged / 2
     tokens = {"mle": sc.pretrain_steps * b * length,
               "d_pretrain": sc.d_pretrain_steps * k * b * length * 3,
-              **{m: sc.adversarial_steps * (b * length + rollout_tokens + sc.rollouts * b * length * (length - 1)
-                                          + k * b * length * 3) for m in REWARD}}
+              **{m: sc.adversarial_steps * (b * length + k * b * length * 3 + (
+                  sampled + judged + b * length if reward == "discriminator" else 0)) for m, reward in REWARD.items()}}
     speed = {p: {"seconds": times[p], "tokens_per_s": tokens[p] / times[p]} for p in times}
     headline = "nll_oracle" if "nll_oracle" in out["mle"] else "nll_test"
     print(f"seed {seed}: {headline} " + ", ".join(f"{m} {out[m][headline]:.3f}" for m in METHODS)
