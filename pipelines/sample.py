@@ -1,5 +1,6 @@
 """`genpipe sample`: samples from any MLflow model URI (runs:/, models:/name@alias, models:/m-…) as a
-PNG: an image grid, or a scatter plot for a 2D points model. A model whose family translates (pix2pix,
+PNG: an image grid, or a scatter plot for a 2D points model; a text model's sentences are printed and
+written to the same path with the suffix .txt. A model whose family translates (pix2pix,
 CycleGAN) translates the first n test inputs of the dataset it was trained on (data.prepared_dir/<dataset>):
 input | output pairs."""
 from __future__ import annotations
@@ -34,7 +35,14 @@ def run(params: Params, repo_root: Path, model_uri: str, n: int, seed: int, out:
         outputs = torch.from_numpy(model.predict({"images": inputs}))
         png = preview_png(side_by_side(to_model_space(torch.from_numpy(inputs)), outputs), cols=2)
     else:
-        png = preview_png(torch.from_numpy(model.predict({"num_samples": n, "seed": seed})))
+        samples = model.predict({"num_samples": n, "seed": seed})
+        if hasattr(samples, "columns"):  # a text model: token ids and sentences
+            out = Path(out).with_suffix(".txt")
+            atomic_write(out, "\n".join(samples["sentence"]) + "\n")
+            print("\n".join(samples["sentence"]))
+            print(f"sample: {n} sentences from {model_uri} (seed {seed}) → {out}")
+            return out
+        png = preview_png(torch.from_numpy(samples))
     atomic_write(out, png)
     print(f"sample: {n} images from {model_uri} (seed {seed}) → {out}")
     return out

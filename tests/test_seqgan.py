@@ -366,3 +366,44 @@ def test_families_and_data_kinds_refuse_each_other(root, tmp_path):
     with pytest.raises(ConfigError, match="d_filters has 2 entries but d_widths has 3"):
         load_params(REPO / "params.yaml", ["preset=seqgan_oracle", "seqgan.d_widths=[1,2,3]", "seqgan.d_filters=[4,4]"])
     assert load_params(REPO / "params.yaml", ["preset=seqgan_text"]).data.source == "python-docs"
+
+
+def test_a_sweep_scores_text_trials_with_the_same_metrics_and_directions(staged, root):
+    from components.evaluation import QuickScorer, metric_and_mode
+    from components.training.checkpoint import load_generator
+
+    params = staged["oracle"][0]
+    assert metric_and_mode(params, "oracle_tokens") == ("nll_oracle", "min")
+    assert metric_and_mode(params.with_overrides({"tune.metric": "self_bleu3"}), "tokens") == ("self_bleu3", "min")
+    assert metric_and_mode(params.with_overrides({"tune.metric": "bleu4"}), "tokens") == ("bleu4", "max")
+    g = load_generator(params.train.output_dir)[0]
+    scores = QuickScorer(params, root, 100)(g)
+    assert {"nll_oracle", "nll_test", "bleu2", "self_bleu5"} <= set(scores)
+    assert scores["nll_test"] == pytest.approx(staged["oracle"][2]["nll_test"])  # the same G, the same test split
+
+
+def test_the_scoring_server_answers_with_sentences(staged):
+    """`mlflow models serve` of the registered text model: token ids and their sentences, seeded."""
+    import urllib.request
+
+    from components.tracking import local_server
+
+    params, summary, _, _ = staged["text"]
+    server, url = local_server.start(summary["model_uri"], params.tracking.uri, free_port())
+    try:
+        def post(body):
+            req = urllib.request.Request(f"{url}/invocations", data=json.dumps(body).encode(),
+                                         headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                return json.load(resp)["predictions"]
+
+        rows = post({"dataframe_records": [{"num_samples": 3, "seed": 4}]})
+        assert len(rows) == 3 and all(isinstance(r["sentence"], str) and len(r["tokens"]) == 10 for r in rows)
+        assert rows == post({"inputs": {"num_samples": 3, "seed": 4}})
+        import mlflow
+
+        mlflow.set_tracking_uri(params.tracking.uri)
+        local = mlflow.pyfunc.load_model(summary["model_uri"]).predict({"num_samples": 3, "seed": 4})
+        assert [r["sentence"] for r in rows] == list(local["sentence"])
+    finally:
+        local_server.stop(server)

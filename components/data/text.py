@@ -105,6 +105,11 @@ def encode(sentences: list[list[str]], vocabulary: list[str], seq_len: int) -> n
     return out
 
 
+def is_text(vocabulary: list[str]) -> bool:
+    """Whether a vocabulary is a text's (EOS ends its sentences) rather than an oracle's bare ids."""
+    return len(vocabulary) > 1 and vocabulary[0] == EOS
+
+
 def decode(ids, vocabulary: list[str]) -> str:
     """The words of one row of ids up to its first EOS, joined by single spaces (unknown words as UNK)."""
     _check_vocabulary(vocabulary)

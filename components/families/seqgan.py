@@ -137,10 +137,12 @@ class Seqgan(Family):
 
     @staticmethod
     def sentences(g, tokens) -> list[str]:
-        from components.data.text import decode
+        """Samples as text: words up to <eos>, or an oracle's token ids."""
+        from components.data.text import decode, is_text
 
-        return [decode(row, g.vocabulary) if g.vocabulary[0] == "<eos>" else " ".join(map(str, row.tolist()))
-                for row in tokens]
+        if is_text(g.vocabulary):
+            return [decode(row, g.vocabulary) for row in tokens]
+        return [" ".join(g.vocabulary[i] for i in row.tolist()) for row in tokens]
 
     # ---------------------------------------------------------------------------------- serving
     def predict(self, g, spec, inputs, limit):

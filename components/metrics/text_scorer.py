@@ -30,9 +30,9 @@ def info(manifest: dict) -> dict:
 
 def eos_id(manifest: dict) -> int | None:
     """The id that ends a sentence: <eos> (0) for text, none for an oracle's sequences (every id is a token)."""
-    from components.data.text import EOS
+    from components.data.text import EOS_ID, is_text
 
-    return 0 if manifest["vocabulary"][0] == EOS else None
+    return EOS_ID if is_text(manifest["vocabulary"]) else None
 
 
 class TextScorer:
