@@ -305,7 +305,8 @@ def test_the_logged_signature_documents_the_inputs_and_mlflow_refuses_a_wrong_ty
     inputs = {c.name: (str(c.type).removeprefix("DataType."), c.required) for c in model.metadata.signature.inputs.inputs}
     assert inputs == {"num_samples": ("long", False), "seed": ("long", False), "labels": ("Any", False),
                       "steps": ("long", False), "guidance": ("double", False), "eta": ("double", False),
-                      "sampler": ("string", False), "images": ("Any", False), "reverse": ("boolean", False)}
+                      "sampler": ("string", False), "images": ("Any", False), "reverse": ("boolean", False),
+                      "temperature": ("double", False)}
     with pytest.raises(MlflowException, match="steps: sampling options of diffusion models") as e:  # the family refuses
         model.predict({"num_samples": 2, "steps": 4})
     assert e.value.error_code == "INVALID_PARAMETER_VALUE"  # what the scoring server answers with a 400

@@ -112,10 +112,11 @@ class Family:
     def check_data(self, manifest: dict, where: str) -> None:
         """Refuse a prepared dataset of a kind this family does not train on, naming it."""
         kind = manifest.get("kind", "image")
-        if kind not in self.data_kinds:
+        allowed = (*self.data_kinds, "pairs") if self.pairing else self.data_kinds  # translators train on pairs
+        if kind not in allowed:
             from components.data.source_data import DataError
 
-            raise DataError(f"model.family = {self.name!r} trains on {' or '.join(self.data_kinds)} data, but {where} "
+            raise DataError(f"model.family = {self.name!r} trains on {' or '.join(allowed)} data, but {where} "
                             f"holds {kind} data (data.source = {manifest.get('source')!r}); pick a source of that "
                             "kind or another family")
 
