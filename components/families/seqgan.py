@@ -112,9 +112,6 @@ class Seqgan(Family):
 
         return g.sample(n, torch.Generator().manual_seed(seed), options.get("temperature", 1.0)).cpu()
 
-    def generate(self, g, params, test, n, latent_dim=None):
-        return self.draw(g, n, params.evaluate.seed, None, self.sampling_options(params), 0), None
-
     def default_metric(self, data_kind: str) -> str:
         from components.data.kinds import DATA_KINDS
 
