@@ -9,6 +9,7 @@ import json
 import logging
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from components.config import Params
@@ -48,14 +49,26 @@ def training_progress(params: Params, prepared_dir: Path, world_size: int, resum
     return Progress(total, desc, start=start)
 
 
-class Callbacks:
-    """Shared by both launchers: rank 0 logs to MLflow and shows progress; checkpoints are the launcher's
-    business. Without a `progress`, each log point is printed as a line."""
+STARTUP_METRIC = "startup_s"  # a sweep trial's start-up: seconds from the trial's start to its first step
 
-    def __init__(self, logger, save_checkpoint, progress: Progress | None = None):  # logger: RunLogger or None
+
+class Callbacks:
+    """Shared by both launchers and sweep trials: rank 0 logs to MLflow and shows progress; checkpoints are
+    the launcher's business. Without a `progress`, each log point is printed as a line. Given the time a
+    sweep trial started (time.time(), comparable across the processes of one machine), every checkpoint's
+    metrics carry the trial's start-up time (STARTUP_METRIC)."""
+
+    def __init__(self, logger, save_checkpoint, progress: Progress | None = None,  # logger: RunLogger or None
+                 trial_started: float | None = None):
         self.logger = logger
         self.save_checkpoint = save_checkpoint
         self.progress = progress
+        self.trial_started = trial_started
+        self.startup_s: float | None = None
+
+    def ready(self, step):
+        if self.trial_started is not None:
+            self.startup_s = time.time() - self.trial_started
 
     def log(self, step, metrics):
         if self.logger:
@@ -77,6 +90,8 @@ class Callbacks:
     def checkpoint(self, step, state, metrics):
         if self.logger and state is not None:  # points the store has not taken yet survive a crash with it
             state.update(self.logger.pending_state())
+        if self.startup_s is not None:
+            metrics = {**metrics, STARTUP_METRIC: self.startup_s}
         self.save_checkpoint(step, state, metrics)
 
 
@@ -164,6 +179,26 @@ def quiet_ray_reports() -> list[logging.Logger]:
 ORIGIN_FILE = "origin.json"  # beside a checkpoint: which run wrote it (PBT exploits copy it across trials)
 
 
+def checkpoint_reporter(send, scorer=None, origin: str | None = None):
+    """Callbacks' save_checkpoint for Ray: `send(metrics, folder)` hands the metrics, and on rank 0 a
+    checkpoint folder written from the state (else None), to Ray Train or to Tune. A sweep's `scorer`
+    adds the quick metrics of the checkpoint's generator; ORIGIN_FILE names the run that wrote it."""
+
+    def report(step, state, metrics):
+        metrics = {**metrics, "step": step}
+        if state is None:
+            send(metrics, None)  # every rank reports the same number of times
+            return
+        if scorer is not None:
+            metrics.update(scorer(ckpt.generator_from_state(state)))
+        with tempfile.TemporaryDirectory() as d:
+            ckpt.save(state, d)
+            (Path(d) / ORIGIN_FILE).write_text(json.dumps({"run": origin, "step": step}))
+            send(metrics, d)
+
+    return report
+
+
 def ray_worker(config: dict) -> None:
     """train_loop_per_worker: runs on every Ray Train worker (in a temp cwd: paths are absolute).
     In a sweep (config["quick_eval"]) rank 0 scores the generator at every checkpoint and reports the
@@ -191,20 +226,11 @@ def ray_worker(config: dict) -> None:
 
         scorer = QuickScorer(params, Path(quick["repo_root"]), quick["num_samples"])
 
-    def report(step, state, metrics):
-        metrics = {**metrics, "step": step}
+    def send(metrics, folder):
         if quick and (pg := ray.util.get_current_placement_group()) is not None:
-            metrics["placement_group"] = pg.id.hex()  # so the sweep can free it (pipelines/tune.py)
+            metrics["placement_group"] = pg.id.hex()  # so the sweep can free it (pipelines/tune_trial.py)
             metrics["worker_nodes"] = " ".join(nodes)
-        if state is None:
-            ray.train.report(metrics)  # every rank reports the same number of times
-            return
-        if scorer is not None:
-            metrics.update(scorer(ckpt.generator_from_state(state)))
-        with tempfile.TemporaryDirectory() as d:
-            ckpt.save(state, d)
-            (Path(d) / ORIGIN_FILE).write_text(json.dumps({"run": config.get("origin"), "step": step}))
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(d))
+        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder) if folder else None)
 
     nodes = _worker_nodes(worker)
     if worker.rank == 0:
@@ -220,7 +246,9 @@ def ray_worker(config: dict) -> None:
         desc = f"trial {config['origin']}" if quick else "train"
         progress = training_progress(params, Path(config["prepared_dir"]), worker.world_size, resume, desc, in_ray=True)
     try:
-        train_model(params, Path(config["prepared_dir"]), worker, Callbacks(logger, report, progress), resume)
+        callbacks = Callbacks(logger, checkpoint_reporter(send, scorer, config.get("origin")), progress,
+                              config.get("trial_started"))
+        train_model(params, Path(config["prepared_dir"]), worker, callbacks, resume)
         if logger is not None:  # the logger lives in this process: what it buffered goes out before it ends
             logger.flush(params.tracking.flush_timeout_s)
     finally:

@@ -36,11 +36,11 @@ from components.tracking.logged_model import log_generator
 from components.tracking.sweep_runs import SWEEP_TAG, child_run_callback, child_run_id
 from components.training import checkpoint as ckpt
 from components.tuning import search
-from components.tuning.report import exploits_of, trial_rows, write_csv
+from components.tuning.report import exploits_of, startup_summary, trial_rows, write_csv
 from components.tuning.search import TuneError
 from pipelines.launch import init_ray
 from pipelines.links import BEST_FILE, MODEL_URI_TAG
-from pipelines.tune_trial import run_trial
+from pipelines.tune_trial import run_trial, trial_resources
 
 
 def sweep_name(params: Params, manifest: dict) -> str:
@@ -62,10 +62,11 @@ def _concurrency(params: Params) -> int:
     fits = int(cpus // per_trial)
     if s.use_gpu:
         gpus = ray.cluster_resources().get("GPU", 0)
-        if t.num_workers > gpus:
-            raise TuneError(f"tune.num_workers = {t.num_workers} with scaling.use_gpu needs {t.num_workers} GPUs per "
-                            f"trial; the Ray cluster has {gpus:g}")
-        fits = min(fits, int(gpus // t.num_workers))
+        need, why = ((t.gpus_per_trial, f"tune.gpus_per_trial = {t.gpus_per_trial:g}") if t.num_workers == 1 else
+                     (t.num_workers, f"tune.num_workers = {t.num_workers}"))
+        if need > gpus:
+            raise TuneError(f"{why} with scaling.use_gpu needs {need:g} GPU(s) per trial; the Ray cluster has {gpus:g}")
+        fits = min(fits, int(gpus // need + 1e-9))
     return t.max_concurrent_trials or max(1, fits)
 
 
@@ -208,9 +209,7 @@ def run(params: Params, repo_root: Path, resume: bool | None = None) -> dict:
            "mode": mode, "concurrency": _concurrency(params), "prepared": params.prepared_path(repo_root)}
     trainable = tune.with_parameters(run_trial, base=params.model_dump(mode="json"), repo_root=str(repo_root),
                                      storage=str(storage / "train"))
-    # The trial itself only waits: no CPU (its Train workers hold them); a 1-byte memory request gives
-    # Tune the non-empty bundle it requires.
-    trainable = tune.with_resources(trainable, {"cpu": 0, "memory": 1})
+    trainable = tune.with_resources(trainable, trial_resources(params))
     skipped: Counter = Counter()
     if can_resume and resume is not False:
         tuner, parent_id = _resume(ctx, trainable, skipped)
@@ -255,7 +254,9 @@ def _summarise(params: Params, repo_root: Path, ctx: dict, grid, skipped, parent
         "failures": [{"trial": r["trial_id"], "reason": r["error"]} for r in rows if r["error"]],
         "skipped_total": sum(skipped.values()), "skipped": [{"reason": r, "count": n} for r, n in skipped.most_common()],
         "trial_seconds": round(sum(r["seconds"] for r in rows), 1), "wall_seconds": round(wall, 1),
-        "trials": [{k: r[k] for k in ("trial_id", "status", "step", "worker_nodes", "resumed_from")} for r in rows],
+        "trial_startup": startup_summary(rows), "in_process_trials": t.num_workers == 1,
+        "trials": [{k: r[k] for k in ("trial_id", "status", "step", "worker_nodes", "resumed_from", "startup_s")}
+                   for r in rows],
         "exploits": [e for r in rows for e in exploits_of(r["trial_id"], r["history"])], "concurrency": ctx["concurrency"], "trial_steps": t.trial_steps,
         "evaluator_hash": evaluator_hash, "registered": registered, "mlflow_parent_run_id": parent_id,
     }

@@ -1,11 +1,15 @@
-"""A sweep's trial: runs in a Tune actor, starts its own Ray Train run (the Train-inside-Tune pattern of
-Ray Train V2) and relays each report, with its checkpoint, to Tune. Shared by the tune stage only, kept
-apart so the stage module is the driver alone."""
+"""A sweep's trial, run in a Tune actor. A one-worker trial trains right there, in the actor's process
+(`_in_process`): no Train controller, no worker group, so its start-up costs what loading its data and
+model costs. A trial of several workers starts its own Ray Train run (the Train-inside-Tune pattern of
+Ray Train V2) and relays each report, with its checkpoint, to Tune (`_with_train`). Either way Tune gets
+the same reports and checkpoints, so ASHA, PBT, retries and resume do not know which ran. Shared by the
+tune stage only, kept apart so the stage module is the driver alone."""
 from __future__ import annotations
 
 import json
 import shutil
 import threading
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -15,7 +19,7 @@ from components.tuning.search import TuneError
 from components.tuning.space import flatten
 from components.failures import unwrap_failure
 from pipelines.launch import ray_scaling
-from pipelines.ray_worker import ORIGIN_FILE, ray_worker
+from pipelines.ray_worker import ORIGIN_FILE, Callbacks, checkpoint_reporter, ray_worker, training_progress
 
 # Each report also carries the trial's numeric config under this prefix: PBT's perturbations then show
 # as metric curves in the trial's MLflow run (params cannot change once logged).
@@ -66,13 +70,21 @@ def _origin(checkpoint) -> dict:
         return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def trial_resources(params: Params) -> dict:
+    """What Tune reserves for each trial. An in-process trial holds its worker's share (CPUs, the custom
+    resources, tune.gpus_per_trial of a GPU: a fraction lets small trials share one); a Train-run trial
+    only waits, its Train workers hold the resources (a 1-byte memory request gives Tune the non-empty
+    bundle it requires)."""
+    t, s = params.tune, params.scaling
+    if t.num_workers > 1:
+        return {"cpu": 0, "memory": 1}
+    return {"cpu": s.cpus_per_worker, "gpu": t.gpus_per_trial if s.use_gpu else 0, **s.resources_per_worker}
+
+
 def run_trial(config: dict, *, base: dict, repo_root: str, storage: str) -> None:
     from ray import tune
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig
-    from ray.train.torch import TorchTrainer
-    from ray.tune import Checkpoint
-    from ray.util.queue import Queue
 
+    started = time.time()
     params = trial_params(Params.model_validate(base), config)
     trial_id = tune.get_context().get_trial_id()
     start = tune.get_checkpoint()
@@ -82,8 +94,56 @@ def run_trial(config: dict, *, base: dict, repo_root: str, storage: str) -> None
         how = "exploits" if origin["run"] != trial_id else "resumes"
         print(f"trial {trial_id} {how} the checkpoint of trial {origin['run']} at step {origin['step']} "
               f"with {flatten(config)}", flush=True)
+    # Each report also carries the trial's numeric config and where its state came from.
+    extra = {f"{CONFIG_PREFIX}{k}": v for k, v in flatten(config).items() if isinstance(v, (int, float))}
+    extra.update(origin_step=origin["step"], exploited=int(origin["run"] != trial_id), origin_trial=origin["run"])
+
+    def to_tune(metrics: dict) -> dict:
+        kept = {k: v for k, v in metrics.items()
+                if isinstance(v, (int, float)) or k in ("placement_group", "worker_nodes")}
+        return {**kept, **extra}
+
+    how = _in_process if params.scaling.num_workers == 1 else _with_train
+    how(params, Path(repo_root), trial_id, start, to_tune, started, storage=storage)
+
+
+def _in_process(params: Params, repo_root: Path, trial_id: str, start, to_tune, started: float, **_) -> None:
+    """The training core in this actor, reporting straight to Tune (a stopped trial's tune.report exits)."""
+    import ray
+    import torch
+    from ray import tune
+
+    from components.evaluation import QuickScorer
+    from components.training import checkpoint as ckpt
+    from components.training.loop import Worker, train_model
+
+    prepared = params.prepared_path(repo_root)
+    node = ray.get_runtime_context().get_node_id()
+
+    def send(metrics, folder):
+        tune.report(to_tune({**metrics, "worker_nodes": node}),
+                    checkpoint=tune.Checkpoint.from_directory(folder) if folder else None)
+
+    try:
+        resume = ckpt.load_checkpoint(start) if start is not None else None
+        scorer = QuickScorer(params, repo_root, params.tune.eval_samples)
+        progress = training_progress(params, prepared, 1, resume, f"trial {trial_id}", in_ray=True)
+        worker = Worker(device=torch.device("cuda" if params.scaling.use_gpu else "cpu"))
+        callbacks = Callbacks(None, checkpoint_reporter(send, scorer, trial_id), progress, started)
+        train_model(params, prepared, worker, callbacks, resume)
+    except Exception as exc:  # not SystemExit: that is Tune stopping the trial
+        raise TuneError(f"trial {trial_id} failed: {unwrap_failure(exc)}") from None
+
+
+def _with_train(params: Params, repo_root: Path, trial_id: str, start, to_tune, started: float, *,
+                storage: str) -> None:
+    from ray import tune
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig
+    from ray.train.torch import TorchTrainer
+    from ray.tune import Checkpoint
+    from ray.util.queue import Queue
+
     results = Queue(actor_options={"num_cpus": 0})
-    s = params.scaling
     # A fresh Train run per start: its state comes from Tune's checkpoint (own or, after a PBT
     # exploit, the donor's), never from an older Train run of this trial. It keeps every checkpoint
     # (Tune copies each as it is reported) and is deleted when the trial ends.
@@ -91,9 +151,9 @@ def run_trial(config: dict, *, base: dict, repo_root: str, storage: str) -> None
     trainer = TorchTrainer(
         ray_worker,
         train_loop_config={"params": params.model_dump(mode="json"), "prepared_dir": str(params.prepared_path(repo_root)),
-                           "quick_eval": {"repo_root": repo_root, "num_samples": params.tune.eval_samples},
-                           "origin": trial_id, "start_from": start},
-        scaling_config=ray_scaling(s),
+                           "quick_eval": {"repo_root": str(repo_root), "num_samples": params.tune.eval_samples},
+                           "origin": trial_id, "start_from": start, "trial_started": started},
+        scaling_config=ray_scaling(params.scaling),
         run_config=RunConfig(name=train_run, storage_path=storage, checkpoint_config=CheckpointConfig(num_to_keep=None),
                              failure_config=FailureConfig(max_failures=0), callbacks=[_relay_callback(results)]),
     )
@@ -116,12 +176,7 @@ def run_trial(config: dict, *, base: dict, repo_root: str, storage: str) -> None
         while (item := results.get()) is not None:
             metrics, path = item
             pg_hex = metrics.get("placement_group", pg_hex)
-            metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) or k in ("placement_group", "worker_nodes")}
-            metrics.update({f"{CONFIG_PREFIX}{k}": v for k, v in flatten(config).items()
-                            if isinstance(v, (int, float))},
-                           origin_step=origin["step"], exploited=int(origin["run"] != trial_id),
-                           origin_trial=origin["run"])
-            tune.report(metrics, checkpoint=Checkpoint.from_directory(path) if path else None)
+            tune.report(to_tune(metrics), checkpoint=Checkpoint.from_directory(path) if path else None)
         finished = True
     finally:
         if not finished:  # Tune stopped this trial (tune.report raised): end its Train run now

@@ -14,11 +14,14 @@ from pathlib import Path
 
 import pytest
 import ray
+import torch
 import yaml
 from mlflow.tracking import MlflowClient
 
 from components.config import load_params
-from pipelines import evaluator, prepare, tune
+from components.training import checkpoint as ckpt
+from pipelines import evaluator, prepare, train, tune
+from pipelines.tune_trial import trial_params
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("local_ray")]  # conftest's local Ray…
 RAY_NUM_CPUS = 4  # …with 4 logical CPUs on the 2-core CI machine: four 1-worker trials at once
@@ -98,9 +101,31 @@ def test_concurrent_trials_log_parent_and_child_runs_and_a_failing_trial_is_reco
     assert {"modes", "high_quality", "reverse_kl", "train.objective", "train.batch_size"} <= rows[0].keys()
 
 
+def test_an_in_process_trial_trains_the_weights_of_a_one_worker_train_run(tmp_path):
+    """A one-worker trial trains in its Tune actor, with no Train run; its final checkpoint holds the same
+    weights as `genpipe train` of the trial's params (test_ray_train: a one-worker Ray run equals the
+    plain loop, which --no-ray runs here), and it reports its start-up time."""
+    params = _setup(tmp_path, search="grid", scheduler="fifo", register_best=False,
+                    space={"train.lr_g": {"grid": [2e-3]}})
+    report = tune.run(params, tmp_path)
+    assert report["in_process_trials"] and report["trials_completed"] == 1
+    startup = report["trial_startup"]
+    assert startup["trials"] == 1 and 0 < startup["median_s"] < 60
+    progress = next((tmp_path / "tune_runs").glob("tune-*/run_trial_*/progress.csv")).read_text()
+    assert "placement_group" not in progress.splitlines()[0]  # no Train run (its workers' group) was started
+    final = max((tmp_path / "tune_runs").glob("tune-*/run_trial_*/checkpoint_*"), key=lambda p: p.name)
+    g_trial = ckpt.generator_from_state(ckpt.load(final))
+    trained = train.run(trial_params(params, {"train.lr_g": 2e-3}), tmp_path, use_ray=False)
+    g_train, _ = ckpt.load_generator(params.train.output_dir)
+    assert trained["steps"] == params.tune.trial_steps == ckpt.load(final)["step"]
+    for (k, a), b in zip(g_trial.state_dict().items(), g_train.state_dict().values()):
+        assert torch.equal(a, b), k
+
+
 def test_asha_stops_a_clearly_bad_trial_and_its_workers_exit(tmp_path):
+    """Two-worker trials: each starts a Ray Train run (DDP) inside its Tune trial; a stopped one ends it."""
     # one trial at a time, the good learning rates first: each bad one meets a full rung and stops at it
-    raw = _digits(tmp_path, search="grid", scheduler="asha", max_concurrent_trials=1, register_best=False,
+    raw = _digits(tmp_path, search="grid", scheduler="asha", max_concurrent_trials=1, register_best=False, num_workers=2,
                   asha={"grace_period": 20, "reduction_factor": 2},
                   space={"train": {"grid": [{"lr_g": 2e-3, "lr_d": 2e-3},
                                             {"lr_g": 1e-8, "lr_d": 1e-8}, {"lr_g": 2e-8, "lr_d": 2e-8}]}})
@@ -110,7 +135,9 @@ def test_asha_stops_a_clearly_bad_trial_and_its_workers_exit(tmp_path):
     assert report["metric"] == "fid" and report["trials_stopped_early"] >= 1
     assert rows[1e-8]["status"] == rows[2e-8]["status"] == "stopped"
     assert int(rows[1e-8]["step"]) == int(rows[2e-8]["step"]) == 20 and rows[2e-3]["status"] == "completed"
-    assert report["best_config"]["train.lr_g"] == 2e-3
+    assert report["best_config"]["train.lr_g"] == 2e-3 and not report["in_process_trials"]
+    for progress in (tmp_path / "tune_runs").glob("tune-*/run_trial_*/progress.csv"):  # each trial had a Train run
+        assert "placement_group" in progress.read_text().splitlines()[0].split(",")
     deadline = time.time() + 30  # a stopped trial's placement group is removed asynchronously
     while ray.available_resources().get("CPU") != ray.cluster_resources()["CPU"] and time.time() < deadline:
         time.sleep(0.5)
@@ -166,25 +193,33 @@ def test_pbt_exploit_copies_the_donor_checkpoint_and_continues_its_step(tmp_path
         assert event["first_step_after"] == event["donor_step"] + params.tune.eval_every
 
 
+def _saved_statuses(exp_root: Path) -> list[str]:
+    """The trials' statuses in the sweep state Tune last saved (what a resume starts from)."""
+    saved = sorted(exp_root.glob("tune-*/experiment_state-*.json"))
+    try:
+        return sorted(json.loads(t[0])["status"] for t in json.loads(saved[-1].read_text())["trial_data"]) if saved else []
+    except (ValueError, KeyError, IndexError):  # caught mid-write
+        return []
+
+
 def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path):
     params = _setup(tmp_path, search="grid", scheduler="fifo", max_concurrent_trials=1, register_best=False,
-                    trial_steps=40, space={"train.lr_g": {"grid": [1e-3, 2e-3]}})
+                    trial_steps=160, space={"train.lr_g": {"grid": [1e-3, 2e-3]}})
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     cmd = [sys.executable, "-m", "pipelines.cli", "tune", "--params", str(tmp_path / "params.yaml")]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             start_new_session=True, text=True)
     exp_root = tmp_path / "tune_runs"
     deadline = time.time() + 240
-    finished: list[Path] = []
-    while time.time() < deadline and proc.poll() is None:  # kill once the first trial has finished
-        finished = [p for p in exp_root.glob("tune-*/run_trial_*/progress.csv") if len(p.read_text().splitlines()) == 3]
-        if finished:
-            time.sleep(5)  # the sweep's state is saved every 2 s (TUNE_GLOBAL_CHECKPOINT_S)
-            break
-        time.sleep(0.5)
+    statuses: list[str] = []
+    # killed once the saved state holds the first trial finished and the second one running
+    while time.time() < deadline and proc.poll() is None and statuses != ["RUNNING", "TERMINATED"]:
+        time.sleep(0.1)
+        statuses = _saved_statuses(exp_root)
+    finished = [p for p in exp_root.glob("tune-*/run_trial_*/progress.csv") if len(p.read_text().splitlines()) == 9]
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert finished, "the first trial never finished"
+    assert statuses == ["RUNNING", "TERMINATED"] and len(finished) == 1, (statuses, finished)
     before = {p: p.read_text() for p in finished}
 
     out = subprocess.run(cmd + ["--resume"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)

@@ -74,7 +74,10 @@ class TuneConfig(Section):
     search: Literal["random", "grid", "optuna"] = "random"
     num_samples: int = Field(6, ge=1, description="random/optuna: trials; grid: repeats of the whole grid")
     max_concurrent_trials: int | None = Field(None, ge=1, description="default: as many as the cluster's CPUs fit")
-    num_workers: int = Field(1, ge=1, description="Ray Train workers per trial (scaling.num_workers is for train)")
+    num_workers: int = Field(1, ge=1, description="workers per trial (scaling.num_workers is for train): 1 trains "
+                             "in the trial's own process; more start a Ray Train run per trial")
+    gpus_per_trial: float = Field(1.0, gt=0, le=1, description="with scaling.use_gpu, the share of a GPU each "
+                                  "one-worker trial holds: 0.25 puts four trials on a GPU")
     metric: str | None = Field(None, description="default: the family's default metric (the one promote uses)")
     scheduler: Literal["fifo", "asha", "pbt"] = "asha"
     asha: AshaConfig = Field(default_factory=AshaConfig)
@@ -114,6 +117,14 @@ class TuneConfig(Section):
         from components.metrics.catalogue import check_metric
 
         return None if v is None else check_metric(v)
+
+    @model_validator(mode="after")
+    def _gpu_share_needs_one_worker(self) -> "TuneConfig":
+        if self.gpus_per_trial < 1 and self.num_workers > 1:
+            raise ValueError(f"tune.gpus_per_trial = {self.gpus_per_trial:g} shares a GPU between trials, which only "
+                             f"one-worker trials can (tune.num_workers = {self.num_workers}: each worker of a "
+                             "multi-worker trial holds a whole GPU); set tune.num_workers: 1 or gpus_per_trial: 1")
+        return self
 
     @model_validator(mode="after")
     def _search_fits_space(self) -> "TuneConfig":

@@ -72,7 +72,9 @@ def fid_kid(real_feats, fake_feats, *, kid_subset_size: int, kid_subsets: int = 
         raise ValueError(f"real features are {d}-dimensional but generated ones {fake.shape[1]}: not the same evaluator")
     check_sample_size(len(real), d, "real images", REAL_KNOB)
     check_sample_size(len(fake), d, "generated samples")
-    fid = FrechetInceptionDistance(feature=Precomputed(d))
+    # sync_on_compute=False: one process scores its own samples; inside a DDP run (a sweep's rank 0)
+    # torchmetrics would otherwise wait at a barrier for ranks that never compute
+    fid = FrechetInceptionDistance(feature=Precomputed(d), sync_on_compute=False)
     fid.update(real, real=True)
     fid.update(fake, real=False)
     kid_mean, kid_std = kid(real, fake, subset_size=min(kid_subset_size, len(real), len(fake)),
@@ -113,7 +115,7 @@ def inception_score(logits, *, splits: int = 10, seed: int = 0) -> dict:
         raise ValueError(f"inception score over {splits} splits needs at least {2 * splits} samples, got {len(logits)}; "
                          f"raise {SAMPLES_KNOB}")
     with _quiet_and_seeded(seed):
-        metric = InceptionScore(feature=Precomputed(logits.shape[1]), splits=splits)
+        metric = InceptionScore(feature=Precomputed(logits.shape[1]), splits=splits, sync_on_compute=False)
         metric.update(logits)
         mean, std = metric.compute()
     return {"is_mean": float(mean), "is_std": float(std)}

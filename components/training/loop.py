@@ -58,7 +58,8 @@ class NonFiniteLossError(RuntimeError):
 
 class Callbacks(Protocol):
     """What the launcher does with progress. `log`/`samples` are called on rank 0 only;
-    `checkpoint` on every rank (state is None except on rank 0) so collective reporters stay in step."""
+    `checkpoint` on every rank (state is None except on rank 0) so collective reporters stay in step.
+    An optional `ready(step)` is called once, just before the first step (a sweep times its start-up)."""
 
     def log(self, step: int, metrics: dict[str, float]) -> None: ...
     def samples(self, step: int, epoch: int, image: np.ndarray) -> None: ...
@@ -231,6 +232,8 @@ def train_model(params: Params, prepared_dir: Path, worker: Worker, callbacks: C
             stats_sum.add_(row)
         pending.clear()
 
+    if (ready := getattr(callbacks, "ready", None)) is not None:
+        ready(start)
     for step in range(start, steps.total_steps):
         epoch, k = divmod(step, steps.steps_per_epoch)
         if order is None or k == 0:

@@ -11,7 +11,8 @@ from components.metrics.catalogue import all_metrics
 from components.tuning.space import flatten
 
 
-CSV_FIELDS = ["value", "status", "step", "seconds", "exploits", "resumed_from", "worker_nodes", "error"]  # value: the sweep's metric
+# value: the sweep's metric; startup_s: the trial's start-up, from its start to its first step
+CSV_FIELDS = ["value", "status", "step", "seconds", "startup_s", "exploits", "resumed_from", "worker_nodes", "error"]
 
 
 def trial_rows(result_grid, metric: str, trial_steps: int) -> list[dict]:
@@ -27,6 +28,7 @@ def trial_rows(result_grid, metric: str, trial_steps: int) -> list[dict]:
                      "scores": {k: m[k] for k in all_metrics() if k in m}, "seconds": round(float(m.get("time_total_s", 0.0)), 2),
                      "exploits": len(exploits_of(trial_id, df)), "error": unwrap_failure(result.error) if result.error else "",
                      "worker_nodes": _nodes_used(df), "resumed_from": _own_resumes(trial_id, df),
+                     "startup_s": _first_startup(df),
                      "config": flatten(result.config or {}), "checkpoint": result.checkpoint,
                      "history": df})
     return rows
@@ -43,6 +45,24 @@ def exploits_of(trial_id: str, history) -> list[dict]:
             seen.add(key)
             events.append({"trial": trial_id, "donor": key[0], "donor_step": key[1], "first_step_after": int(r["step"])})
     return events
+
+
+def _first_startup(history) -> float | None:
+    """Seconds from the trial's start to its first step, as its first report gives them."""
+    if history is None or "startup_s" not in history or history["startup_s"].dropna().empty:
+        return None
+    return round(float(history["startup_s"].dropna().iloc[0]), 3)
+
+
+def startup_summary(rows: list[dict]) -> dict | None:
+    """Median and 90th percentile of the trials' start-up seconds (the per-trial overhead of a sweep)."""
+    import numpy as np
+
+    times = [r["startup_s"] for r in rows if r.get("startup_s") is not None]
+    if not times:
+        return None
+    return {"trials": len(times), "median_s": round(float(np.median(times)), 3),
+            "p90_s": round(float(np.percentile(times, 90)), 3), "max_s": round(max(times), 3)}
 
 
 def _nodes_used(history) -> str:
