@@ -1,9 +1,12 @@
-"""ASHA vs FIFO on the same sweep: compute spent (trial-seconds) and whether the best metric survives.
+"""ASHA vs FIFO on the same sweep: compute spent (trial-seconds) and whether the best metric survives;
+and in-process trials vs a Ray Train run per trial: start-up per trial and sweep wall time.
 
-    python benchmarks/tune_schedulers.py                       # grid25 sweep, both schedulers
-    python benchmarks/tune_schedulers.py --schedulers asha     # just the ASHA sweep (the ≤ 15 min figure)
+    python benchmarks/tune_schedulers.py                       # grid25 sweep, both schedulers, in-process trials
+    python benchmarks/tune_schedulers.py --schedulers asha     # just the ASHA sweep (the ≤ 5 min figure)
+    python benchmarks/tune_schedulers.py --schedulers asha asha_train   # in-process vs Train-per-trial start-up
     python benchmarks/tune_schedulers.py --reuse asha          # compare with an ASHA report already on disk
 
+A `_train` suffix runs that scheduler with tune.in_process=false (every trial starts a Ray Train run).
 Runs `genpipe tune` (pipelines/tune.py) once per scheduler on benchmarks/tune/grid25.yaml, each with its
 own reports (reports/tune/grid25_<scheduler>.json / _trials.csv), and writes the comparison to
 reports/tune/schedulers.json. Run it alone: other CPU work on the machine inflates the timings."""
@@ -18,7 +21,8 @@ from pipelines import evaluator, prepare, tune
 
 REPO = Path(__file__).resolve().parents[1]
 RUN_FIGURES = ("best_value", "best_config", "trials_total", "trials_completed", "trials_stopped_early",
-               "trials_failed", "skipped_total", "trial_seconds", "wall_seconds")
+               "trials_failed", "skipped_total", "trial_seconds", "wall_seconds", "trial_startup", "in_process_trials")
+RUNS = ["asha", "fifo", "pbt", "asha_train", "fifo_train"]
 
 
 def collapse_table(trials_csv: Path) -> str:
@@ -48,7 +52,7 @@ def collapse_table(trials_csv: Path) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default=str(REPO / "benchmarks/tune/grid25.yaml"))
-    ap.add_argument("--schedulers", nargs="+", default=["asha", "fifo"], choices=["asha", "fifo", "pbt"])
+    ap.add_argument("--schedulers", nargs="+", default=["asha", "fifo"], choices=RUNS)
     ap.add_argument("--reuse", nargs="*", default=[], metavar="SCHEDULER",
                     help="take these schedulers' figures from their existing reports instead of rerunning them")
     ap.add_argument("--out", default=str(REPO / "reports/tune/schedulers.json"))
@@ -61,9 +65,11 @@ def main() -> None:
         stem = f"{Path(base.tune.report).with_suffix('')}_{name}"
         if name in args.reuse:
             report = json.loads(Path(REPO / f"{stem}.json").read_text())
-            runs[name] = {k: report[k] for k in RUN_FIGURES}
+            runs[name] = {k: report.get(k) for k in RUN_FIGURES}
             continue
-        params = load_params(args.params, [f"tune.scheduler={name}", f"tune.report={stem}.json",
+        scheduler, _, launcher = name.partition("_")
+        params = load_params(args.params, [f"tune.scheduler={scheduler}", f"tune.report={stem}.json",
+                                           f"tune.in_process={'false' if launcher == 'train' else 'true'}",
                                            f"tune.trials_csv={stem}_trials.csv", "tune.register_best=false",
                                            f"tune.output_dir={base.tune.output_dir}_{name}"])
         report = tune.run(params, REPO)
@@ -80,6 +86,12 @@ def main() -> None:
             "asha_found_fifo_best": a["best_value"] == better or a["best_config"] == f["best_config"],
             "same_best_config": a["best_config"] == f["best_config"],
         }
+    for name in [n for n in runs if n.endswith("_train") and n.split("_")[0] in runs]:
+        a, b = runs[name.split("_")[0]], runs[name]
+        out[f"in_process_vs_{name}"] = {
+            "startup_median_s": [a["trial_startup"]["median_s"], b["trial_startup"]["median_s"]],
+            "startup_p90_s": [a["trial_startup"]["p90_s"], b["trial_startup"]["p90_s"]],
+            "wall_seconds": [a["wall_seconds"], b["wall_seconds"]], "same_best_config": a["best_config"] == b["best_config"]}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")
     for name in runs:  # the collapse table of each sweep, beside its CSV

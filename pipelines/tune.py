@@ -40,7 +40,7 @@ from components.tuning.report import exploits_of, startup_summary, trial_rows, w
 from components.tuning.search import TuneError
 from pipelines.launch import init_ray
 from pipelines.links import BEST_FILE, MODEL_URI_TAG
-from pipelines.tune_trial import run_trial, trial_resources
+from pipelines.tune_trial import in_process, run_trial, trial_resources
 
 
 def sweep_name(params: Params, manifest: dict) -> str:
@@ -62,7 +62,7 @@ def _concurrency(params: Params) -> int:
     fits = int(cpus // per_trial)
     if s.use_gpu:
         gpus = ray.cluster_resources().get("GPU", 0)
-        need, why = ((t.gpus_per_trial, f"tune.gpus_per_trial = {t.gpus_per_trial:g}") if t.num_workers == 1 else
+        need, why = ((t.gpus_per_trial, f"tune.gpus_per_trial = {t.gpus_per_trial:g}") if in_process(params) else
                      (t.num_workers, f"tune.num_workers = {t.num_workers}"))
         if need > gpus:
             raise TuneError(f"{why} with scaling.use_gpu needs {need:g} GPU(s) per trial; the Ray cluster has {gpus:g}")
@@ -254,7 +254,7 @@ def _summarise(params: Params, repo_root: Path, ctx: dict, grid, skipped, parent
         "failures": [{"trial": r["trial_id"], "reason": r["error"]} for r in rows if r["error"]],
         "skipped_total": sum(skipped.values()), "skipped": [{"reason": r, "count": n} for r, n in skipped.most_common()],
         "trial_seconds": round(sum(r["seconds"] for r in rows), 1), "wall_seconds": round(wall, 1),
-        "trial_startup": startup_summary(rows), "in_process_trials": t.num_workers == 1,
+        "trial_startup": startup_summary(rows), "in_process_trials": in_process(params),
         "trials": [{k: r[k] for k in ("trial_id", "status", "step", "worker_nodes", "resumed_from", "startup_s")}
                    for r in rows],
         "exploits": [e for r in rows for e in exploits_of(r["trial_id"], r["history"])], "concurrency": ctx["concurrency"], "trial_steps": t.trial_steps,

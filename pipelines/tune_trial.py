@@ -70,13 +70,17 @@ def _origin(checkpoint) -> dict:
         return json.loads(path.read_text()) if path.is_file() else {}
 
 
+def in_process(params: Params) -> bool:
+    return params.tune.num_workers == 1 and params.tune.in_process
+
+
 def trial_resources(params: Params) -> dict:
     """What Tune reserves for each trial. An in-process trial holds its worker's share (CPUs, the custom
     resources, tune.gpus_per_trial of a GPU: a fraction lets small trials share one); a Train-run trial
     only waits, its Train workers hold the resources (a 1-byte memory request gives Tune the non-empty
     bundle it requires)."""
     t, s = params.tune, params.scaling
-    if t.num_workers > 1:
+    if not in_process(params):
         return {"cpu": 0, "memory": 1}
     return {"cpu": s.cpus_per_worker, "gpu": t.gpus_per_trial if s.use_gpu else 0, **s.resources_per_worker}
 
@@ -103,7 +107,7 @@ def run_trial(config: dict, *, base: dict, repo_root: str, storage: str) -> None
                 if isinstance(v, (int, float)) or k in ("placement_group", "worker_nodes")}
         return {**kept, **extra}
 
-    how = _in_process if params.scaling.num_workers == 1 else _with_train
+    how = _in_process if in_process(params) else _with_train
     how(params, Path(repo_root), trial_id, start, to_tune, started, storage=storage)
 
 

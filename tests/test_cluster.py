@@ -51,13 +51,14 @@ def _spread(root: Path, **train_cfg):
                               "keep_checkpoints": 100, "sample_every": 1000, **train_cfg})
 
 
-def _train_workers(cluster: Cluster, node_id: str | None = None) -> list[psutil.Process]:
-    """Ray Train worker processes of this cluster (of one node), found as children of its raylets:
-    other Ray instances on the machine (another pytest process) have their own."""
+def _train_workers(cluster: Cluster, node_id: str | None = None, actor: str = "RayTrainWorker") -> list[psutil.Process]:
+    """Ray Train worker processes (or other `actor`s: ImplicitFunc, a Tune trial) of this cluster (of one
+    node), found as children of its raylets: other Ray instances on the machine (another pytest process)
+    have their own."""
     raylets = {node.all_processes["raylet"][0].process.pid for node in cluster.list_all_nodes()
                if node_id in (None, node.node_id)}
     return [p for p in psutil.process_iter(["cmdline", "ppid"])
-            if p.info["ppid"] in raylets and any("RayTrainWorker" in a for a in p.info["cmdline"] or ())]
+            if p.info["ppid"] in raylets and any(actor in a for a in p.info["cmdline"] or ())]
 
 
 class Fault(threading.Thread):
@@ -177,7 +178,8 @@ def test_sweep_trials_land_on_different_nodes_and_a_killed_trial_is_retried(clus
                 try:
                     reports = list(csv.DictReader(io.StringIO(progress.read_text())))
                     if 1 <= len(reports) <= 2 and reports[-1].get("worker_nodes"):
-                        workers = _train_workers(cluster, reports[-1]["worker_nodes"])  # 1 worker per trial
+                        # a one-worker trial trains in its Tune actor: the process to kill
+                        workers = _train_workers(cluster, reports[-1]["worker_nodes"], "ImplicitFunc")
                         if len(workers) == 1:
                             os.kill(workers[0].pid, signal.SIGKILL)
                             killed.append(int(reports[-1]["step"]))

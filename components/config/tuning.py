@@ -76,6 +76,8 @@ class TuneConfig(Section):
     max_concurrent_trials: int | None = Field(None, ge=1, description="default: as many as the cluster's CPUs fit")
     num_workers: int = Field(1, ge=1, description="workers per trial (scaling.num_workers is for train): 1 trains "
                              "in the trial's own process; more start a Ray Train run per trial")
+    in_process: bool = bookkeeping(True, description="one-worker trials train in the trial's own process; false "
+                                   "starts a Ray Train run for each (the same weights; for comparing start-up)")
     gpus_per_trial: float = Field(1.0, gt=0, le=1, description="with scaling.use_gpu, the share of a GPU each "
                                   "one-worker trial holds: 0.25 puts four trials on a GPU")
     metric: str | None = Field(None, description="default: the family's default metric (the one promote uses)")
@@ -120,10 +122,11 @@ class TuneConfig(Section):
 
     @model_validator(mode="after")
     def _gpu_share_needs_one_worker(self) -> "TuneConfig":
-        if self.gpus_per_trial < 1 and self.num_workers > 1:
+        if self.gpus_per_trial < 1 and (self.num_workers > 1 or not self.in_process):
             raise ValueError(f"tune.gpus_per_trial = {self.gpus_per_trial:g} shares a GPU between trials, which only "
-                             f"one-worker trials can (tune.num_workers = {self.num_workers}: each worker of a "
-                             "multi-worker trial holds a whole GPU); set tune.num_workers: 1 or gpus_per_trial: 1")
+                             f"in-process trials can (tune.num_workers = {self.num_workers}, tune.in_process = "
+                             f"{self.in_process}: each Ray Train worker holds a whole GPU); set tune.num_workers: 1 "
+                             "and tune.in_process: true, or gpus_per_trial: 1")
         return self
 
     @model_validator(mode="after")
