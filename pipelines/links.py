@@ -9,6 +9,7 @@ SUMMARY_FILE = "train_summary.json"  # in train.output_dir: the candidate's MLfl
 BEST_FILE = "best.json"  # in tune.output_dir: the sweep's best configuration, applied by train/evaluate/promote
 EVALUATOR_HASH_TAG = "genpipe.evaluator_hash"  # on an evaluated run and its registered version
 MODEL_URI_TAG = "genpipe.model_uri"  # on a registered version: the logged model it was registered from
+WEIGHTS_TAG = "genpipe.weights_sha256"  # on a registered version: its weights' hash (one version per set of weights)
 
 
 class MissingStageOutput(ValueError):

@@ -33,10 +33,9 @@ from components.data.shards import read_manifest
 from components.metrics.catalogue import SEED_STD, greater_is_better
 from components.tracking.logged_model import download_generator, logged_generator_problems
 from components.tracking.mlflow_store import require_reachable
-from pipelines.links import EVALUATOR_HASH_TAG, MODEL_URI_TAG, read_train_summary
+from pipelines.links import EVALUATOR_HASH_TAG, MODEL_URI_TAG, WEIGHTS_TAG, read_train_summary
 
 DECISION_TAG = "genpipe.promotion"  # on a promoted version: the decision that moved the alias to it (JSON)
-WEIGHTS_TAG = "genpipe.weights_sha256"  # the generator's weights: one version per set of weights
 RESCORE_TAG = "genpipe.rescore."  # + evaluator hash: the version's metrics re-measured under that evaluator
 
 

@@ -23,6 +23,7 @@ from components.training import checkpoint as ckpt
 from components.training.loop import NonFiniteLossError, Worker, plan, train_model
 from components.failures import unwrap_failure
 from pipelines.launch import LaunchError, check_resources, init_ray, ray_scaling
+from pipelines.leftovers import prune_train_run
 from pipelines.links import SUMMARY_FILE
 from pipelines.ray_worker import RESUMED_METRIC, Callbacks, ray_worker, training_progress
 
@@ -49,6 +50,7 @@ def _fit_with_ray(params: Params, prepared_dir: Path, storage: Path, run_name: s
 
     started = time.perf_counter()
     s = params.scaling
+    prune_train_run(storage / run_name)  # what an earlier attempt of this run left unrecorded
     trainer = TorchTrainer(
         ray_worker,
         train_loop_config={"params": params.model_dump(mode="json"), "prepared_dir": str(prepared_dir),
@@ -63,6 +65,7 @@ def _fit_with_ray(params: Params, prepared_dir: Path, storage: Path, run_name: s
         ),
     )
     result = _fit_interruptibly(trainer)
+    prune_train_run(storage / run_name)
     if result.checkpoint is None:
         raise TrainError("Ray Train finished without a checkpoint")
     state = ckpt.load_checkpoint(result.checkpoint)

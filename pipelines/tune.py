@@ -32,14 +32,15 @@ from components.data.shards import read_manifest
 from components.evaluation import metric_and_mode, open_evaluator
 from components.section import weight_settings
 from components.tracking import mlflow_store
-from components.tracking.logged_model import log_generator
+from components.tracking.logged_model import log_generator, logged_generator_problems
 from components.tracking.sweep_runs import SWEEP_TAG, child_run_callback, child_run_id
 from components.training import checkpoint as ckpt
 from components.tuning import search
 from components.tuning.report import exploits_of, startup_summary, trial_rows, write_csv
 from components.tuning.search import TuneError
 from pipelines.launch import init_ray
-from pipelines.links import BEST_FILE, MODEL_URI_TAG
+from pipelines.leftovers import prune_sweep
+from pipelines.links import BEST_FILE, MODEL_URI_TAG, WEIGHTS_TAG
 from pipelines.tune_trial import in_process, run_trial, trial_resources
 
 
@@ -77,17 +78,27 @@ def sweep_model_name(params: Params) -> str:
 
 
 def _register_best(params: Params, sweep: str, best: dict, metric: str, uri: str, child_run_id: str | None) -> dict:
-    """Log the best trial's generator in its child run and register it under sweep_model_name (no alias)."""
-    state = ckpt.load_checkpoint(best["checkpoint"])
+    """Log the best trial's generator in its child run and register it under sweep_model_name (no alias),
+    through promote's checks: the checkpoint matches its hash record, and the logged model's files are all
+    there with weights matching the hash its spec records; else nothing is registered."""
+    try:
+        state = ckpt.load_checkpoint(best["checkpoint"])
+    except (ckpt.CheckpointIntegrityError, FileNotFoundError) as e:
+        raise TuneError(f"the best trial {best['trial_id']}'s checkpoint cannot be registered: {e}. Nothing was "
+                        "registered") from None
     mlflow.set_tracking_uri(uri)
     with tempfile.TemporaryDirectory() as d:
         ckpt.write_generator(state, d)
+        weights = ckpt.verify_generator(d)[ckpt.WEIGHTS_KEY]["sha256"]
         with mlflow.start_run(run_id=child_run_id):
             info = log_generator(Path(d), params.serving.max_samples)
+    if problems := logged_generator_problems(uri, info.model_uri):
+        raise TuneError(f"the best trial {best['trial_id']}'s logged model {info.model_uri} is incomplete or corrupt: "
+                        + "; ".join(problems) + ". Nothing was registered; run the sweep again to log it anew")
     name = sweep_model_name(params)
     client = MlflowClient(uri)
     mv = mlflow.register_model(info.model_uri, name, tags={MODEL_URI_TAG: info.model_uri, "genpipe.source": "tune",
-                                                           SWEEP_TAG: sweep,
+                                                           SWEEP_TAG: sweep, WEIGHTS_TAG: weights,
                                                            f"genpipe.tune.{metric}": str(best["value"])})
     client.set_terminated(child_run_id, "FINISHED")
     return {"name": name, "version": mv.version, "model_uri": info.model_uri}
@@ -220,6 +231,7 @@ def run(params: Params, repo_root: Path, resume: bool | None = None) -> dict:
     except BaseException as exc:  # the parent run must not stay RUNNING
         client.set_terminated(parent_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
+    prune_sweep(grid)
     report = _summarise(params, repo_root, ctx, grid, skipped, parent_id, ev_info["hash"], time.perf_counter() - started)
     marker = exp_path / SWEEP_FILE
     marker.write_text(json.dumps({**json.loads(marker.read_text()), "finished": True}))
@@ -243,8 +255,12 @@ def _summarise(params: Params, repo_root: Path, ctx: dict, grid, skipped, parent
     best = (max if mode == "max" else min)(scored, key=lambda r: r["value"])
     registered = None
     if t.register_best:
-        registered = _register_best(params, name, best, metric, ctx["uri"],
-                                    child_run_id(client, ctx["exp_id"], name, best["trial_id"]))
+        try:
+            registered = _register_best(params, name, best, metric, ctx["uri"],
+                                        child_run_id(client, ctx["exp_id"], name, best["trial_id"]))
+        except TuneError:
+            client.set_terminated(parent_id, "FAILED")
+            raise
     counts = Counter(r["status"] for r in rows)
     report = {
         "enabled": True, "sweep": name, "metric": metric, "mode": mode, "best_value": best["value"],

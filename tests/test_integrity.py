@@ -297,3 +297,35 @@ def test_champion_with_missing_artifacts_gives_way_to_a_verified_candidate(run_r
     assert "the champion (version 1) cannot be loaded" in result["reason"]
     assert f"{ckpt.GENERATOR_WEIGHTS} (missing)" in result["reason"]
     assert _registry(worse)[1] == {"champion": 2}
+
+
+# ---- checkpoints Ray never recorded ----------------------------------------------------------------------
+
+
+def test_unrecorded_train_checkpoints_are_removed_but_a_newer_whole_one_is_kept_for_resume(states, tmp_path):
+    from pipelines.leftovers import TRAIN_RECORD, prune_train_run
+
+    run = tmp_path / "run"
+    names = ["checkpoint_2026-01-01_00-00-01.000000", "checkpoint_2026-01-01_00-00-02.000000",  # recorded
+             "checkpoint_2026-01-01_00-00-01.500000",  # uploaded, then the failure: never recorded
+             "checkpoint_2026-01-01_00-00-03.000000", "checkpoint_2026-01-01_00-00-04.000000"]  # newer: whole, cut short
+    for name in names[:4]:
+        (run / name).mkdir(parents=True)
+        ckpt.save(states[0], run / name)
+    (run / names[4]).mkdir()
+    (run / names[4] / ckpt.STATE_FILE).write_bytes(b"cut short")
+    assert prune_train_run(run) == []  # no record yet: nothing is known, nothing goes
+    (run / TRAIN_RECORD).write_text(json.dumps({"checkpoint_results": [{"checkpoint_dir_name": n, "metrics": {}}
+                                                                        for n in names[:2]],
+                                                "latest_checkpoint_result": {"checkpoint_dir_name": names[1]}}))
+    removed = prune_train_run(run)
+    assert sorted(p.name for p in removed) == [names[2], names[4]]
+    assert sorted(p.name for p in run.glob("checkpoint_*")) == sorted(names[:2] + [names[3]])
+    later = "checkpoint_2026-01-01_00-00-05.000000"  # the resumed run went on and Ray recorded a newer one
+    (run / later).mkdir()
+    ckpt.save(states[0], run / later)
+    (run / TRAIN_RECORD).write_text(json.dumps({"checkpoint_results": [{"checkpoint_dir_name": n, "metrics": {}}
+                                                                        for n in (names[1], later)],
+                                                "latest_checkpoint_result": {"checkpoint_dir_name": later}}))
+    assert [p.name for p in prune_train_run(run)] == [names[0], names[3]]  # now older than what is recorded
+    assert sorted(p.name for p in run.glob("checkpoint_*")) == [names[1], later]

@@ -101,6 +101,11 @@ def test_repro_killed_during_train_resumes_then_nothing_then_only_what_changed(r
     resumed_at = int(first.split("resuming from checkpoint at step ")[1].split()[0])
     assert resumed_at == max(on_disk), (resumed_at, sorted(on_disk))  # the newest whole checkpoint, not step 0
     assert "Data and pipelines are up to date" in _sh(["dvc", "status"], repo)
+    # what the kill left unrecorded (a folder uploaded but never recorded, one cut short) is gone: every
+    # checkpoint folder left is one Ray's record names
+    (record_file,) = (repo / "data/checkpoints").glob("*/checkpoint_manager_snapshot.json")
+    run_dir, record = record_file.parent, json.loads(record_file.read_text())
+    assert {p.name for p in run_dir.glob("checkpoint_*")} == {r["checkpoint_dir_name"] for r in record["checkpoint_results"]}
     summary = json.loads((repo / "data/train/train_summary.json").read_text())
     assert summary["steps"] == TINY["train"]["max_steps"]
     client = MlflowClient(summary["tracking_uri"])  # one MLflow run, continued past the resume point

@@ -34,9 +34,21 @@ def test_bad_space_entries_say_what_is_wrong(entry, message):
         _params(f"tune.space={{train.lr_g: {entry}}}")
 
 
-def test_grid_search_takes_grid_entries_only():
-    with pytest.raises(ConfigError, match="grid entries only"):
+def test_grid_search_needs_a_grid_entry_and_draws_the_others_per_point_equally():
+    with pytest.raises(ConfigError, match="needs at least one grid entry"):
         _params("tune.search=grid", "tune.space={train.lr_g: {loguniform: [1.0e-4, 1.0e-3]}}")
+    p = _params("tune.search=grid", "tune.space={train.objective: {grid: [nonsaturating, hinge]}, "
+                "train.label_smoothing: {grid: [0.0, 0.1]}, train.lr_g: {loguniform: [1.0e-4, 1.0e-3]}, "
+                "train.beta1: {choice: [0.0, 0.5]}}")
+    out = space.expand(p, p.tune.space, "grid", 3, seed=0)
+    points = [(c["train.objective"], c["train.label_smoothing"]) for c in out.configs]
+    assert sorted(set(points)) == [("hinge", 0.0), ("nonsaturating", 0.0), ("nonsaturating", 0.1)]
+    assert all(points.count(pt) == 3 for pt in set(points))  # the same number of draws for every setting
+    lrs = [c["train.lr_g"] for c in out.configs]
+    assert len(set(lrs)) == len(lrs) and all(1e-4 <= v <= 1e-3 for v in lrs)  # drawn anew for each
+    assert {c["train.beta1"] for c in out.configs} == {0.0, 0.5}
+    again = space.expand(p, p.tune.space, "grid", 3, seed=0)
+    assert again.configs == out.configs  # the seed fixes the draws
 
 
 def test_grid_skips_refused_combinations_and_says_why():
@@ -106,3 +118,19 @@ def test_train_uses_the_tuned_configuration_unless_the_sweep_is_off(tmp_path, mo
     assert cli.stage_params("evaluate", path, [], tmp_path).train.objective == "lsgan"
     assert cli.stage_params("tune", path, [], tmp_path).train.objective == "nonsaturating"  # the sweep's base
     assert cli.stage_params("train", path, ["tune.enabled=false"], tmp_path).train.objective == "nonsaturating"
+
+
+def test_a_gpu_share_needs_in_process_trials_and_each_trial_reserves_its_worker():
+    from pipelines.tune_trial import trial_resources
+
+    shared = _params("scaling.use_gpu=true", "tune.gpus_per_trial=0.25", "scaling.resources_per_worker={trainer: 1}")
+    assert trial_resources(shared) == {"cpu": 1, "gpu": 0.25, "trainer": 1}  # four trials per GPU
+    assert trial_resources(_params("tune.gpus_per_trial=0.25")) == {"cpu": 1, "gpu": 0}  # no GPU asked for
+    # a Train run per trial: the trial only waits, its workers hold the resources
+    assert trial_resources(_params("tune.num_workers=2")) == trial_resources(_params("tune.in_process=false")) \
+        == {"cpu": 0, "memory": 1}
+    for refused in ("tune.num_workers=2", "tune.in_process=false"):
+        with pytest.raises(ConfigError, match=r"gpus_per_trial = 0.25 shares a GPU .* only in-process trials"):
+            _params("tune.gpus_per_trial=0.25", refused)
+    with pytest.raises(ConfigError, match="gpus_per_trial"):
+        _params("tune.gpus_per_trial=1.5")

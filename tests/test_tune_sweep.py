@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from mlflow.tracking import MlflowClient
 from components.config import load_params
 from components.training import checkpoint as ckpt
 from pipelines import evaluator, prepare, train, tune
+from pipelines.links import WEIGHTS_TAG
 from pipelines.tune_trial import trial_params
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("local_ray")]  # conftest's local Ray…
@@ -94,11 +96,45 @@ def test_concurrent_trials_log_parent_and_child_runs_and_a_failing_trial_is_reco
     # the best generator is a registered version; no alias moved (promotion is the promote stage's)
     mv = client.get_model_version(report["registered"]["name"], report["registered"]["version"])
     assert mv.tags["genpipe.source"] == "tune" and not mv.aliases
+    spec = json.loads(_logged_file(params, report["registered"]["model_uri"], ckpt.GENERATOR_SPEC).read_text())
+    assert mv.tags[WEIGHTS_TAG] == spec[ckpt.WEIGHTS_KEY]["sha256"]  # promote's check passed on these weights
     best = json.loads((tmp_path / "tune" / tune.BEST_FILE).read_text())
     assert best["overrides"] == report["best_config"] and best["value"] == report["best_value"]
     rows = _rows(params)
     assert sorted(r["status"] for r in rows) == ["completed", "completed", "failed", "failed"]
     assert {"modes", "high_quality", "reverse_kl", "train.objective", "train.batch_size"} <= rows[0].keys()
+
+
+def _logged_file(params, model_uri: str, name: str) -> Path:
+    """A file of a logged generator inside the SQLite store's artifact folder."""
+    lm = MlflowClient(params.tracking.uri).get_logged_model(model_uri.removeprefix("models:/"))
+    (found,) = Path(lm.artifact_location.removeprefix("file://")).glob(f"artifacts/*/{name}")
+    return found
+
+
+def test_a_best_trial_whose_logged_weights_are_corrupt_is_never_registered(tmp_path, monkeypatch):
+    params = _setup(tmp_path, search="grid", scheduler="fifo", trial_steps=20, space={"train.lr_g": {"grid": [2e-3]}})
+    logged = []
+
+    def log_then_damage(folder, max_samples):  # the store loses a byte right after the upload
+        info = real_log(folder, max_samples)
+        weights = _logged_file(params, info.model_uri, ckpt.GENERATOR_WEIGHTS)
+        data = bytearray(weights.read_bytes())
+        data[len(data) // 2] ^= 1
+        weights.write_bytes(bytes(data))
+        logged.append(info.model_uri)
+        return info
+
+    real_log = tune.log_generator
+    monkeypatch.setattr(tune, "log_generator", log_then_damage)
+    with pytest.raises(tune.TuneError, match="incomplete or corrupt") as e:
+        tune.run(params, tmp_path)
+    assert logged and logged[0] in str(e.value) and "Nothing was registered" in str(e.value)
+    client = MlflowClient(params.tracking.uri)
+    assert client.search_model_versions(f"name = '{tune.sweep_model_name(params)}'") == []
+    parent = client.search_runs(client.get_experiment_by_name(params.experiment_name).experiment_id,
+                                filter_string="tags.`genpipe.stage` = 'tune'")[0]
+    assert parent.info.status == "FAILED"
 
 
 def test_an_in_process_trial_trains_the_weights_of_a_one_worker_train_run(tmp_path):
@@ -221,6 +257,10 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path):
     proc.wait()
     assert statuses == ["RUNNING", "TERMINATED"] and len(finished) == 1, (statuses, finished)
     before = {p: p.read_text() for p in finished}
+    # what a failure right after an upload leaves: a checkpoint folder Tune never recorded
+    running = next(p.parent for p in exp_root.glob("tune-*/run_trial_*/progress.csv") if p not in finished)
+    orphan = running / "checkpoint_000090"
+    shutil.copytree(max(running.glob("checkpoint_*")), orphan)
 
     out = subprocess.run(cmd + ["--resume"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=400)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -228,3 +268,4 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path):
     assert report["trials_total"] == 2 and report["trials_completed"] == 2
     for path, text in before.items():  # finished trials were not run again
         assert path.read_text() == text
+    assert not orphan.exists() and any(running.glob("checkpoint_*"))  # the resumed sweep removed it, kept the rest

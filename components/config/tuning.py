@@ -72,7 +72,8 @@ class TuneConfig(Section):
                                          description="dotted key → grid/choice/uniform/loguniform; a section key "
                                          "(train) takes mappings, to vary keys together")
     search: Literal["random", "grid", "optuna"] = "random"
-    num_samples: int = Field(6, ge=1, description="random/optuna: trials; grid: repeats of the whole grid")
+    num_samples: int = Field(6, ge=1, description="random/optuna: trials; grid: repeats of the whole grid (its "
+                             "choice/uniform/loguniform entries drawn anew for each point of each repeat)")
     max_concurrent_trials: int | None = Field(None, ge=1, description="default: as many as the cluster's CPUs fit")
     num_workers: int = Field(1, ge=1, description="workers per trial (scaling.num_workers is for train): 1 trains "
                              "in the trial's own process; more start a Ray Train run per trial")
@@ -132,9 +133,9 @@ class TuneConfig(Section):
     @model_validator(mode="after")
     def _search_fits_space(self) -> "TuneConfig":
         kinds = {e.distribution for e in self.space.values()}
-        if self.search == "grid" and kinds - {"grid"}:
-            raise ValueError("search = 'grid' takes grid entries only; use random or optuna to draw "
-                             "choice/uniform/loguniform entries")
+        if self.search == "grid" and "grid" not in kinds:
+            raise ValueError("search = 'grid' needs at least one grid entry (its other entries are drawn anew for "
+                             "every grid point); use random or optuna to draw choice/uniform/loguniform entries only")
         if self.search == "optuna" and "grid" in kinds:
             raise ValueError("search = 'optuna' draws every value; write grid entries as choice")
         if self.eval_every > self.trial_steps:

@@ -85,10 +85,12 @@ def expand(base: Params, space: dict[str, SpaceEntry], search: str, num_samples:
     rng = np.random.default_rng(seed)
     out = Expansion([])
     if search == "grid":
-        keys = list(space)
+        keys = [k for k, e in space.items() if e.distribution == "grid"]
+        drawn = {k: e for k, e in space.items() if e.distribution != "grid"}
         for _ in range(num_samples):
             for values in itertools.product(*(space[k].grid for k in keys)):
-                config = dict(zip(keys, values))
+                # the same number of draws for every grid point: a study gives each setting an equal search
+                config = {**dict(zip(keys, values)), **{k: draw(e, rng) for k, e in drawn.items()}}
                 if (why := refusal(base, config)) is None:
                     out.configs.append(config)
                 else:

@@ -1,0 +1,60 @@
+"""Checkpoint folders that Ray never recorded, removed by the next run of the same training or sweep.
+
+A checkpoint is uploaded to storage first and recorded afterwards (Ray Train's controller, Tune's
+driver). A failure between the two leaves a folder no record names: Ray's `num_to_keep` never deletes
+it, so without this it stays for good. A whole unrecorded folder newer than every recorded one is what a
+restarted training resumes from (pipelines/ray_worker.py `_resume_state`), so it is kept until a newer
+checkpoint is recorded."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from components.training import checkpoint as ckpt
+
+TRAIN_RECORD = "checkpoint_manager_snapshot.json"  # Ray Train V2's record of a run's checkpoints (plain JSON)
+
+
+def _whole(folder: Path) -> bool:
+    try:
+        return ckpt.verify(folder)
+    except (ckpt.CheckpointIntegrityError, FileNotFoundError):
+        return False
+
+
+def _remove(folders: list[Path], what: str) -> list[Path]:
+    for folder in folders:
+        shutil.rmtree(folder, ignore_errors=True)
+        print(f"{what}: removed {folder}, a checkpoint Ray never recorded (a failure right after its upload)",
+              flush=True)
+    return folders
+
+
+def prune_train_run(run_dir: Path) -> list[Path]:
+    """A Ray Train run's unrecorded checkpoint folders, bar a whole one newer than every recorded one.
+    Ray names them by time, so names sort as they were written. No record yet: nothing is known, nothing goes."""
+    record = Path(run_dir) / TRAIN_RECORD
+    if not record.is_file():
+        return []
+    state = json.loads(record.read_text())
+    recorded = {r["checkpoint_dir_name"] for r in state.get("checkpoint_results", [])}
+    if state.get("latest_checkpoint_result"):
+        recorded.add(state["latest_checkpoint_result"]["checkpoint_dir_name"])
+    newest = max(recorded, default="")
+    orphans = [f for f in sorted(Path(run_dir).glob("checkpoint_*"))
+               if f.name not in recorded and not (f.name > newest and _whole(f))]
+    return _remove(orphans, "train")
+
+
+def prune_sweep(results) -> list[Path]:
+    """Each finished trial's checkpoint folders that Tune does not hold (`results`: Tune's ResultGrid)."""
+    orphans = []
+    for result in results:
+        if not result.path or not Path(result.path).is_dir():
+            continue
+        kept = {Path(c.path).name for c, _ in (result.best_checkpoints or [])}
+        if result.checkpoint is not None:
+            kept.add(Path(result.checkpoint.path).name)
+        orphans += [f for f in sorted(Path(result.path).glob("checkpoint_*")) if f.name not in kept]
+    return _remove(orphans, "tune")
