@@ -16,6 +16,11 @@ from components.training import checkpoint as ckpt
 TRAIN_RECORD = "checkpoint_manager_snapshot.json"  # Ray Train V2's record of a run's checkpoints (plain JSON)
 
 
+def _checkpoint_dirs(run_dir) -> list[Path]:
+    """checkpoint_* folders (not Ray's checkpoint_manager_snapshot.json beside them), oldest first."""
+    return sorted(f for f in Path(run_dir).glob("checkpoint_*") if f.is_dir())
+
+
 def _whole(folder: Path) -> bool:
     try:
         return ckpt.verify(folder)
@@ -42,8 +47,7 @@ def prune_train_run(run_dir: Path) -> list[Path]:
     if state.get("latest_checkpoint_result"):
         recorded.add(state["latest_checkpoint_result"]["checkpoint_dir_name"])
     newest = max(recorded, default="")
-    orphans = [f for f in sorted(Path(run_dir).glob("checkpoint_*"))
-               if f.name not in recorded and not (f.name > newest and _whole(f))]
+    orphans = [f for f in _checkpoint_dirs(run_dir) if f.name not in recorded and not (f.name > newest and _whole(f))]
     return _remove(orphans, "train")
 
 
@@ -56,5 +60,5 @@ def prune_sweep(results) -> list[Path]:
         kept = {Path(c.path).name for c, _ in (result.best_checkpoints or [])}
         if result.checkpoint is not None:
             kept.add(Path(result.checkpoint.path).name)
-        orphans += [f for f in sorted(Path(result.path).glob("checkpoint_*")) if f.name not in kept]
+        orphans += [f for f in _checkpoint_dirs(result.path) if f.name not in kept]
     return _remove(orphans, "tune")
