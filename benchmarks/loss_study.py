@@ -20,6 +20,7 @@ import argparse
 import csv
 import json
 import math
+import statistics
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -28,6 +29,14 @@ REPO = Path(__file__).resolve().parents[1]
 def objective_of(row: dict) -> str:
     name = row["train.objective"]
     return name + ("-gp" if row.get("train.gradient_penalty") not in (None, "", "0.0", "0") else "")
+
+
+def value_of(row: dict, metric: str) -> float:
+    """The trial's metric at the end of its budget: NaN for a failed trial (its last report came before
+    the failure) or a missing score."""
+    if row["status"] == "failed" or row.get(metric) in (None, ""):
+        return math.nan
+    return float(row[metric])
 
 
 def expected_best(values: list[float], k: int, lower_is_better: bool) -> float:
@@ -44,15 +53,15 @@ def analyse(rows: list[dict], metric: str, lower_is_better: bool, collapsed) -> 
         by_objective.setdefault(objective_of(row), []).append(row)
     out = {}
     for name, trials in sorted(by_objective.items()):
-        values = [float(r[metric]) if r.get(metric) not in (None, "") else math.nan for r in trials]
+        values = [value_of(r, metric) for r in trials]
         finite = [v for v in values if math.isfinite(v)]
         best_row = min((r for r, v in zip(trials, values) if math.isfinite(v)),
                        key=lambda r: float(r[metric]) * (1 if lower_is_better else -1), default=None)
         out[name] = {
             "trials": len(trials), "failed": sum(r["status"] == "failed" for r in trials),
             "collapsed": sum(1 for r, v in zip(trials, values) if not math.isfinite(v) or collapsed(r)),
-            "best": min(finite) if lower_is_better else max(finite) if finite else None,
-            "median": float(sorted(finite)[len(finite) // 2]) if finite else None,
+            "best": ((min if lower_is_better else max)(finite)) if finite else None,
+            "median": statistics.median(finite) if finite else None,
             "quartiles": _quartiles(finite),
             "best_setting": {k: best_row[k] for k in ("train.label_smoothing", "train.d_steps_per_g_step",
                                                       "train.lr_g", "train.lr_d", "train.beta1", "train.beta2")}
@@ -73,13 +82,13 @@ def by_setting(rows: list[dict], metric: str, lower_is_better: bool) -> list[dic
     """Median and best metric of each (objective, smoothing, D:G) setting over its draws."""
     groups: dict[tuple, list[float]] = {}
     for r in rows:
-        v = float(r[metric]) if r.get(metric) not in (None, "") else math.nan
+        v = value_of(r, metric)
         groups.setdefault((objective_of(r), r["train.label_smoothing"], r["train.d_steps_per_g_step"]), []).append(v)
     out = []
     for (objective, smoothing, ratio), values in sorted(groups.items()):
         finite = sorted(v for v in values if math.isfinite(v))
         out.append({"objective": objective, "label_smoothing": float(smoothing), "d_steps_per_g_step": int(ratio),
-                    "draws": len(values), "median": finite[len(finite) // 2] if finite else None,
+                    "draws": len(values), "median": statistics.median(finite) if finite else None,
                     "best": (finite[0] if lower_is_better else finite[-1]) if finite else None})
     return out
 
@@ -92,7 +101,8 @@ def plots(summary: dict, metric: str, out_dir: Path) -> list[Path]:
 
     names = list(summary)
     fig, ax = plt.subplots(figsize=(max(6, 0.8 * len(names)), 4))
-    ax.boxplot([[v for v in summary[n]["values"] if math.isfinite(v)] for n in names], showfliers=True)
+    # an objective whose every trial failed has no box (a NaN placeholder keeps its column)
+    ax.boxplot([[v for v in summary[n]["values"] if math.isfinite(v)] or [math.nan] for n in names], showfliers=True)
     ax.set_xticks(range(1, len(names) + 1), names, rotation=35, ha="right")
     ax.set_ylabel(metric)
     ax.set_title(f"{metric} over every trial of each objective (settings × draws)")
@@ -101,9 +111,11 @@ def plots(summary: dict, metric: str, out_dir: Path) -> list[Path]:
     fig.savefig(box, dpi=120)
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    for n in names:
+    colours = plt.get_cmap("tab20").colors  # more objectives than the default cycle's 10 colours
+    for i, n in enumerate(names):
         curve = summary[n]["budget"]
-        ax.plot(range(1, len(curve) + 1), curve, label=n, marker="." if len(curve) < 20 else None)
+        ax.plot(range(1, len(curve) + 1), curve, label=n, color=colours[i % len(colours)],
+                linestyle="-" if i % 2 == 0 else "--", marker="." if len(curve) < 20 else None)
     ax.set_xlabel("search budget (trials of this objective)")
     ax.set_ylabel(f"expected best {metric}")
     ax.set_title("best metric reached vs search budget (Lucic et al., Fig. 4)")
@@ -118,7 +130,7 @@ def plots(summary: dict, metric: str, out_dir: Path) -> list[Path]:
 def budget_csv(summary: dict) -> str:
     """Wide: one row per budget k, one column per objective (blank past its trial count) — a DVC plot."""
     names = list(summary)
-    longest = max(len(s["budget"]) for s in summary.values())
+    longest = max((len(s["budget"]) for s in summary.values()), default=0)
     lines = [",".join(["budget", *names])]
     for k in range(longest):
         lines.append(",".join([str(k + 1), *(f"{summary[n]['budget'][k]:.6g}" if k < len(summary[n]["budget"]) else ""
@@ -140,7 +152,7 @@ def markdown(summary: dict, settings: list[dict], metric: str, report: dict) -> 
                    f"{float(b['train.lr_d']):.2g}, {b['train.beta1']}, {b['train.beta2']}") if b else "—"
         iqr = f"{fmt(s['quartiles'][0])}–{fmt(s['quartiles'][1])}" if s["quartiles"] else "—"
         lines.append(f"| {name} | {s['trials']} | {s['collapsed']} | {fmt(s['best'])} | {fmt(s['median'])} | {iqr} | {setting} |")
-    lines += ["", f"Median {metric} of each setting over its draws (best in brackets):", "",
+    lines += ["", f"Median {metric} of each setting over its draws (best in brackets; — every draw failed):", "",
               "| objective | smoothing | D:G 1:1 | D:G 2:1 | D:G 5:1 |", "|---|---|---|---|---|"]
     cells: dict[tuple, dict] = {}
     for s in settings:
