@@ -105,6 +105,8 @@ def plots(summary: dict, metric: str, out_dir: Path) -> list[Path]:
     ax.boxplot([[v for v in summary[n]["values"] if math.isfinite(v)] or [math.nan] for n in names], showfliers=True)
     ax.set_xticks(range(1, len(names) + 1), names, rotation=35, ha="right")
     ax.set_ylabel(metric)
+    if all(v > 0 for n in names for v in summary[n]["values"] if math.isfinite(v)):
+        ax.set_yscale("log")
     ax.set_title(f"{metric} over every trial of each objective (settings × draws)")
     fig.tight_layout()
     box = out_dir / "box.png"
@@ -116,6 +118,8 @@ def plots(summary: dict, metric: str, out_dir: Path) -> list[Path]:
         curve = summary[n]["budget"]
         ax.plot(range(1, len(curve) + 1), curve, label=n, color=colours[i % len(colours)],
                 linestyle="-" if i % 2 == 0 else "--", marker="." if len(curve) < 20 else None)
+    if all(v > 0 for n in names for v in summary[n]["budget"]):
+        ax.set_yscale("log")  # collapsed objectives sit orders of magnitude above the rest (FID)
     ax.set_xlabel("search budget (trials of this objective)")
     ax.set_ylabel(f"expected best {metric}")
     ax.set_title("best metric reached vs search budget (Lucic et al., Fig. 4)")
