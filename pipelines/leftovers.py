@@ -21,13 +21,6 @@ def _checkpoint_dirs(run_dir) -> list[Path]:
     return sorted(f for f in Path(run_dir).glob("checkpoint_*") if f.is_dir())
 
 
-def _whole(folder: Path) -> bool:
-    try:
-        return ckpt.verify(folder)
-    except (ckpt.CheckpointIntegrityError, FileNotFoundError):
-        return False
-
-
 def _remove(folders: list[Path], what: str) -> list[Path]:
     for folder in folders:
         shutil.rmtree(folder, ignore_errors=True)
@@ -47,7 +40,7 @@ def prune_train_run(run_dir: Path) -> list[Path]:
     if state.get("latest_checkpoint_result"):
         recorded.add(state["latest_checkpoint_result"]["checkpoint_dir_name"])
     newest = max(recorded, default="")
-    orphans = [f for f in _checkpoint_dirs(run_dir) if f.name not in recorded and not (f.name > newest and _whole(f))]
+    orphans = [f for f in _checkpoint_dirs(run_dir) if f.name not in recorded and not (f.name > newest and ckpt.is_whole(f))]
     return _remove(orphans, "train")
 
 

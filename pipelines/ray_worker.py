@@ -114,13 +114,8 @@ def _worker_nodes(worker: Worker) -> list[str]:
 
 def _newest_persisted(run_dir: Path) -> Path | None:
     """The run's newest checkpoint folder on storage whose state matches its hash record."""
-    for path in sorted(run_dir.glob("checkpoint_*"), reverse=True):  # Ray names them by time
-        try:
-            if ckpt.verify(path):
-                return path
-        except (ckpt.CheckpointIntegrityError, FileNotFoundError):
-            continue  # cut short by the failure (or damaged): an older one
-    return None
+    # Ray names them by time; one cut short by the failure (or damaged) gives way to an older one
+    return next((path for path in sorted(run_dir.glob("checkpoint_*"), reverse=True) if ckpt.is_whole(path)), None)
 
 
 def _from_rank0(worker: Worker, value):

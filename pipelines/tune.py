@@ -67,7 +67,7 @@ def _concurrency(params: Params) -> int:
                      (t.num_workers, f"tune.num_workers = {t.num_workers}"))
         if need > gpus:
             raise TuneError(f"{why} with scaling.use_gpu needs {need:g} GPU(s) per trial; the Ray cluster has {gpus:g}")
-        fits = min(fits, int(gpus // need + 1e-9))
+        fits = min(fits, int(gpus / need + 1e-9))  # 1 / 0.1 is 9.99…: ten trials of a tenth still fit
     return t.max_concurrent_trials or max(1, fits)
 
 
@@ -88,8 +88,8 @@ def _register_best(params: Params, sweep: str, best: dict, metric: str, uri: str
                         "registered") from None
     mlflow.set_tracking_uri(uri)
     with tempfile.TemporaryDirectory() as d:
-        ckpt.write_generator(state, d)
-        weights = ckpt.verify_generator(d)[ckpt.WEIGHTS_KEY]["sha256"]
+        ckpt.write_generator(state, d)  # its spec records the weights' hash
+        weights = json.loads((Path(d) / ckpt.GENERATOR_SPEC).read_text())[ckpt.WEIGHTS_KEY]["sha256"]
         with mlflow.start_run(run_id=child_run_id):
             info = log_generator(Path(d), params.serving.max_samples)
     if problems := logged_generator_problems(uri, info.model_uri):

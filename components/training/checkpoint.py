@@ -131,6 +131,15 @@ def verify(directory: str | Path) -> bool:
     return True
 
 
+def is_whole(directory: str | Path) -> bool:
+    """True when the folder's state matches its hash record; False when cut short, damaged, without a
+    record, or not a checkpoint at all."""
+    try:
+        return verify(directory)
+    except (CheckpointIntegrityError, FileNotFoundError):
+        return False
+
+
 def load(directory: str | Path) -> dict:
     """The training state of a checkpoint folder, after `verify`. A folder without a hash record
     (an earlier genpipe) is loaded with an UnverifiedCheckpointWarning; if it cannot be read it is
