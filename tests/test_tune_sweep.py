@@ -217,7 +217,9 @@ def test_a_ddgan_sweep_searches_the_gan_knobs_and_its_steps(tmp_path):
 
 def test_pbt_exploit_copies_the_donor_checkpoint_and_continues_its_step(tmp_path):
     raw = _digits(tmp_path, search="grid", scheduler="pbt", max_concurrent_trials=2, register_best=False,
-                  trial_steps=100, pbt={"perturbation_interval": 20, "quantile_fraction": 0.5,
+                  # long enough that the two trials overlap: in-process trials start seconds apart and a
+                  # PBT with synch=False exploits only a donor that is still running
+                  trial_steps=400, pbt={"perturbation_interval": 20, "quantile_fraction": 0.5,
                                         "resample_probability": 0.0, "mutations": ["train.lr_g"]},
                   space={"train.lr_g": {"grid": [2e-3, 1e-8]}})  # G at 1e-8 does not learn: it gets exploited
     params = _setup(tmp_path, raw=raw)
