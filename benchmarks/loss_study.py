@@ -17,13 +17,12 @@ Run it alone: other CPU work on the machine inflates the timings."""
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import statistics
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from study_sweep import REPO, log_to_parent, run_or_read
 
 
 def objective_of(row: dict) -> str:
@@ -173,24 +172,14 @@ COLLAPSE = {"grid25": ("modes", lambda v: v < 20, "fewer than 20 of 25 modes"),
 
 def main() -> None:
     from components.atomic import atomic_write
-    from components.config import load_params
     from components.metrics.catalogue import greater_is_better
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", choices=sorted(COLLAPSE), required=True)
     ap.add_argument("--analyse-only", action="store_true", help="redraw from the sweep's reports already on disk")
     args = ap.parse_args()
-    params = load_params(REPO / f"benchmarks/study/{args.dataset}.yaml")
+    params, report, rows = run_or_read(REPO / f"benchmarks/study/{args.dataset}.yaml", args.analyse_only)
     out_dir = (REPO / params.tune.report).parent
-    if not args.analyse_only:
-        from pipelines import evaluator, prepare, tune
-
-        prepare.run(params, REPO)
-        evaluator.run(params, REPO)
-        tune.run(params, REPO, resume=None)
-    report = json.loads((REPO / params.tune.report).read_text())
-    with open(REPO / params.tune.trials_csv) as f:
-        rows = list(csv.DictReader(f))
     metric = report["metric"]
     lower = not greater_is_better(metric)
     key, worse, why = COLLAPSE[args.dataset]
@@ -203,14 +192,7 @@ def main() -> None:
         indent=2, sort_keys=True, default=str) + "\n")
     atomic_write(out_dir / "summary.md", markdown(summary, settings, metric, report))
     atomic_write(out_dir / "budget.csv", budget_csv(summary))
-    images = plots(summary, metric, out_dir)
-    from mlflow.tracking import MlflowClient
-
-    from components.tracking import mlflow_store
-
-    client = MlflowClient(mlflow_store.resolve_uri(params.tracking.uri, REPO))
-    for path in [*images, out_dir / "summary.md", out_dir / "budget.csv"]:
-        client.log_artifact(report["mlflow_parent_run_id"], str(path), "study")
+    log_to_parent(params, report, [*plots(summary, metric, out_dir), out_dir / "summary.md", out_dir / "budget.csv"])
     print((out_dir / "summary.md").read_text())
 
 

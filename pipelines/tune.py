@@ -36,7 +36,7 @@ from components.tracking.logged_model import log_generator, logged_generator_pro
 from components.tracking.sweep_runs import SWEEP_TAG, child_run_callback, child_run_id
 from components.training import checkpoint as ckpt
 from components.tuning import search
-from components.tuning.report import exploits_of, startup_summary, trial_rows, write_csv
+from components.tuning.report import exploits_of, startup_summary, trial_rows, write_csv, write_curves
 from components.tuning.search import TuneError
 from pipelines.launch import init_ray
 from pipelines.leftovers import prune_sweep
@@ -281,6 +281,8 @@ def _summarise(params: Params, repo_root: Path, ctx: dict, grid, skipped, parent
         (tmp / BEST_FILE).write_text(json.dumps({"enabled": True, "overrides": best["config"], "metric": metric,
                                                  "value": best["value"], "sweep": name}, indent=2, sort_keys=True) + "\n")
     atomic_write((repo_root / t.trials_csv).resolve(), write_csv(rows, keys))
+    if t.curves_csv:
+        atomic_write((repo_root / t.curves_csv).resolve(), write_curves(rows, keys))
     atomic_write((repo_root / t.report).resolve(), json.dumps(report, indent=2, sort_keys=True, default=str) + "\n")
     client.log_batch(parent_id, metrics=[Metric(f"best_{metric}", float(best["value"]), int(time.time() * 1000), 0)],
                      tags=[RunTag("genpipe.best_trial", best["trial_id"])])

@@ -96,6 +96,8 @@ class TuneConfig(Section):
                                      "Default data/tune_runs")
     report: str = bookkeeping("reports/tune.json")
     trials_csv: str = bookkeeping("reports/tune_trials.csv")
+    curves_csv: str | None = bookkeeping(None, description="every in-training evaluation of every trial (trial, "
+                                         "step, seconds, scores): learning curves; null = not written")
 
     @field_validator("space")
     @classmethod

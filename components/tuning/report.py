@@ -80,6 +80,22 @@ def _own_resumes(trial_id: str, history) -> str:
     return " ".join(str(int(s)) for s in dict.fromkeys(own["origin_step"]))
 
 
+def write_curves(rows: list[dict], keys: list[str]) -> bytes:
+    """Every report of every trial, in trial then step order: its configuration, step, seconds since the
+    trial started (Tune's time_total_s) and in-training scores — the learning curves a study plots."""
+    frames = [r for r in rows if r["history"] is not None and "step" in r["history"]]
+    scores = [k for k in all_metrics() if any(k in r["history"] for r in frames)]
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=["trial_id", *keys, "step", "seconds", *scores], extrasaction="ignore")
+    writer.writeheader()
+    for row in frames:
+        for _, report in row["history"].iterrows():
+            writer.writerow({"trial_id": row["trial_id"], **{k: row["config"].get(k, "") for k in keys},
+                             "step": int(report["step"]), "seconds": round(float(report["time_total_s"]), 2),
+                             **{k: report[k] for k in scores if k in report}})
+    return buf.getvalue().encode()
+
+
 def write_csv(rows: list[dict], keys: list[str]) -> bytes:
     """One row per trial: its configuration, every in-training score at its last report, and how it ended."""
     scores = [k for k in all_metrics() if any(k in r["scores"] for r in rows)]
