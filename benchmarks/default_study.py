@@ -17,8 +17,9 @@ import json
 import math
 from pathlib import Path
 
-from study_sweep import REPO, log_to_parent, read_csv, run_or_read
+from study_sweep import REPO, fid_floor, log_to_parent, read_csv, run_or_read
 
+GOAL = 10  # the default's target, × the floor
 STABILISERS = {"train.ema_decay": ("EMA", "0.999"), "train.diffusion_d": ("diffusion-noised D", "True"),
                "train.pack": ("PacGAN 2", "2"), "train.d_steps_per_g_step": ("D:G 2:1", "2")}
 
@@ -59,7 +60,7 @@ def fid_csv(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(curves: dict[str, list[dict]], summary: dict, out: Path) -> Path:
+def plot(curves: dict[str, list[dict]], summary: dict, floor: float, out: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -73,6 +74,8 @@ def plot(curves: dict[str, list[dict]], summary: dict, out: Path) -> Path:
                   color=colours[i % 10], label=name)
         right.plot([p["step"] for p in points], [p["class_kl"] for p in points], style, marker="o", ms=3,
                    color=colours[i % 10], label=name)
+    # the default's goal: FID within 10× the real-vs-real floor
+    left.axhline(GOAL * floor, color="grey", linestyle=":", label=f"{GOAL}× the floor ({GOAL * floor:.2f})")
     left.set_yscale("log")
     left.set_xlabel("seconds since the trial started (two trials share 2 CPU cores; includes evaluations)")
     left.set_ylabel("FID")
@@ -89,11 +92,12 @@ def plot(curves: dict[str, list[dict]], summary: dict, out: Path) -> Path:
     return path
 
 
-def markdown(summary: dict, report: dict, eval_samples: int) -> str:
+def markdown(summary: dict, report: dict, eval_samples: int, floor: float) -> str:
     steps = sorted({s for c in summary.values() for s in c["fid_by_step"]})
     lines = [f"Sweep `{report['sweep']}`: {report['trials_total']} trials of {report['trial_steps']} G steps, "
              f"{report['concurrency']} at a time, wall {report['wall_seconds'] / 60:.1f} min; FID on {eval_samples:,} samples "
-             f"under evaluator `{report['evaluator_hash'][:12]}`. Sorted by the final FID.", "",
+             f"under evaluator `{report['evaluator_hash'][:12]}` (real-vs-real floor {floor:.3f}; the default's "
+             f"goal, {GOAL}× the floor: {GOAL * floor:.2f}). Sorted by the final FID.", "",
              "| candidate | " + " | ".join(f"FID @ {s}" for s in steps)
              + " | class KL | precision | recall | coverage | s / 1,000 steps |",
              "|---|" + "---|" * (len(steps) + 5)]
@@ -118,12 +122,13 @@ def main() -> None:
     out = (REPO / params.tune.report).parent
     curves = curves_of(read_csv(REPO / params.tune.curves_csv))
     summary = summarise(curves, trials)
-    atomic_write(out / "summary.json", json.dumps({"evaluator_hash": report["evaluator_hash"], "sweep": report["sweep"],
-                                                   "wall_seconds": report["wall_seconds"], "candidates": summary},
-                                                  indent=2, sort_keys=True) + "\n")
-    atomic_write(out / "summary.md", markdown(summary, report, params.tune.eval_samples))
+    floor = fid_floor(params)
+    atomic_write(out / "summary.json", json.dumps(
+        {"evaluator_hash": report["evaluator_hash"], "sweep": report["sweep"], "fid_floor": floor,
+         "wall_seconds": report["wall_seconds"], "candidates": summary}, indent=2, sort_keys=True) + "\n")
+    atomic_write(out / "summary.md", markdown(summary, report, params.tune.eval_samples, floor))
     atomic_write(out / "fid.csv", fid_csv(summary))
-    log_to_parent(params, report, [plot(curves, summary, out), out / "summary.md", out / "fid.csv"])
+    log_to_parent(params, report, [plot(curves, summary, floor, out), out / "summary.md", out / "fid.csv"])
     print((out / "summary.md").read_text())
 
 

@@ -43,7 +43,7 @@ from diffusion_report import device_name, sync  # noqa: E402  (beside this file)
 from diffusion_throughput import ours  # noqa: E402  (our loop's images/s, timed between its logging steps)
 
 GOALS = {"dcgan": 1.5, "ddpm": 1.2}
-FAMILY_SETS = {"dcgan": ["model.latent_dim=100", "model.g_channels=64", "model.d_channels=64"],
+FAMILY_SETS = {"dcgan": ["preset=null", "model.latent_dim=100", "model.g_channels=64", "model.d_channels=64"],
                "ddpm": ["preset=ddpm"]}
 
 

@@ -12,7 +12,9 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 export PATH="$root/.venv/bin:$PATH"  # genpipe from the project venv
 cd "$root"
-data=(data.source=stacked_mnist data.prepared_dir=data/stacked/prepared evaluator.kind=per_channel
+# preset=null: label-free GANs (mode counts measure unconditional models; params.yaml's default preset,
+# cgan, would hand D the labels); a run's own preset= (ddgan) comes later and wins
+data=(preset=null data.source=stacked_mnist data.prepared_dir=data/stacked/prepared evaluator.kind=per_channel
       evaluator.output_dir=data/stacked/evaluator)
 sets=(); for kv in "${data[@]}"; do sets+=(--set "$kv"); done
 genpipe prepare "${sets[@]}"

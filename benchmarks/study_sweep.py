@@ -1,6 +1,7 @@
-"""What the study scripts (loss_study.py, default_study.py) share: run a study's sweep from its YAML
-(data, evaluator, then `genpipe tune`), read back what the sweep wrote, and log the study's own outputs
-to the sweep's MLflow parent run, beside the trials table."""
+"""What the study scripts (loss_study.py, default_study.py, class_balance_fid.py) share: run a study's
+sweep from its YAML (data, evaluator, then `genpipe tune`), read back what the sweep wrote, the real
+splits' evaluator features (the floor), and log the study's own outputs to the sweep's MLflow parent run,
+beside the trials table."""
 from __future__ import annotations
 
 import csv
@@ -28,6 +29,29 @@ def run_or_read(config: Path, analyse_only: bool):
 def read_csv(path: Path) -> list[dict]:
     with open(path) as f:
         return list(csv.DictReader(f))
+
+
+def real_features(params):
+    """The evaluator's features of the test and train splits, the train labels and the evaluator's info:
+    what a real-vs-real comparison (the floor) needs."""
+    import torch
+
+    from components.data.shards import load_split
+    from components.evaluation import open_evaluator
+
+    extractor, info = open_evaluator(params, REPO)
+    prepared = params.prepared_path(REPO)
+    train_x, train_y = load_split(prepared, "train")
+    test_x, _ = load_split(prepared, "test")
+    return extractor.features(torch.as_tensor(test_x)), extractor.features(torch.as_tensor(train_x)), train_y, info
+
+
+def fid_floor(params) -> float:
+    """FID of the train split against the test split: the best a model can score (as `evaluate` reports)."""
+    from components.metrics import scores
+
+    test, train, _, _ = real_features(params)
+    return scores.fid_kid(test, train, kid_subset_size=params.evaluate.kid_subset_size, seed=params.evaluate.seed)["fid"]
 
 
 def log_to_parent(params, report: dict, paths: list[Path]) -> None:

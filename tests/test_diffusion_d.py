@@ -94,7 +94,7 @@ def test_what_diffusion_d_refuses():
     with pytest.raises(ConfigError, match="ddgan's D already judges pairs from a diffusion"):
         load_params(REPO / "params.yaml", ["preset=ddgan", "train.diffusion_d=true"])
     with pytest.raises(ConfigError, match="train.diffusion_d = True is a GAN setting"):
-        load_params(REPO / "params.yaml", ["model.family=vae", "train.diffusion_d=true"])
+        load_params(REPO / "params.yaml", ["preset=null", "model.family=vae", "train.diffusion_d=true"])
 
 
 def test_a_points_gan_judges_noised_points_with_their_level():

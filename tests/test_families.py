@@ -65,22 +65,25 @@ def root(tmp_path_factory):
 # ------------------------------------------------------------------------------------------ config
 
 def test_families_refuse_what_they_cannot_use():
+    # the label-free params (preset=null): params.yaml's default preset, cgan, conditions D on the labels
+    with pytest.raises(ConfigError, match=r"preset: cgan. sets it for the default model: choose the family by its preset"):
+        load_params(REPO / "params.yaml", ["model.family=vae"])
     with pytest.raises(ConfigError, match="pix2pix needs data.pairs: downsample or edges"):
-        load_params(REPO / "params.yaml", ["model.family=pix2pix"])
+        load_params(REPO / "params.yaml", ["preset=null", "model.family=pix2pix"])
     with pytest.raises(ConfigError, match="cyclegan needs data.pairs: unpaired"):
-        load_params(REPO / "params.yaml", ["model.family=cyclegan", "data.pairs=edges"])
+        load_params(REPO / "params.yaml", ["preset=null", "model.family=cyclegan", "data.pairs=edges"])
     with pytest.raises(ConfigError, match="dcgan needs data.pairs: null"):
-        load_params(REPO / "params.yaml", ["data.pairs=edges"])
+        load_params(REPO / "params.yaml", ["preset=null", "data.pairs=edges"])
     with pytest.raises(ConfigError, match="matching_aware = true needs a class-conditional D"):
-        load_params(REPO / "params.yaml", ["train.matching_aware=true"])
+        load_params(REPO / "params.yaml", ["preset=null", "train.matching_aware=true"])
     with pytest.raises(ConfigError, match="conditioning = 'concat' is for family dcgan"):
-        load_params(REPO / "params.yaml", ["model.family=vae", "model.conditioning=concat"])
+        load_params(REPO / "params.yaml", ["preset=null", "model.family=vae", "model.conditioning=concat"])
     with pytest.raises(ConfigError, match="train.r1 = 1.0 is a GAN setting"):
-        load_params(REPO / "params.yaml", ["model.family=vae", "train.r1=1.0"])
+        load_params(REPO / "params.yaml", ["preset=null", "model.family=vae", "train.r1=1.0"])
     with pytest.raises(ConfigError, match="label preservation needs the classifier evaluator"):
         load_params(REPO / "params.yaml", ["preset=cyclegan", "evaluator.kind=inception", "evaluator.inception_weights=w.pt"])
     with pytest.raises(ConfigError, match="unknown pairing 'blur'"):
-        load_params(REPO / "params.yaml", ["data.pairs=blur"])
+        load_params(REPO / "params.yaml", ["preset=null", "data.pairs=blur"])
     for preset, family in [("cgan", "dcgan"), ("pix2pix_sr", "pix2pix"), ("pix2pix_edges", "pix2pix"),
                            ("cyclegan", "cyclegan"), ("vae", "vae")]:
         assert load_params(REPO / "params.yaml", [f"preset={preset}"]).model.family == family

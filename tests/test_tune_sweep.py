@@ -74,7 +74,8 @@ def _rows(params) -> list[dict]:
 
 def test_concurrent_trials_log_parent_and_child_runs_and_a_failing_trial_is_recorded(tmp_path):
     # batch 10⁶ passes the config but not the data (2,250 training points): that trial raises at start-up
-    params = _setup(tmp_path, search="grid", scheduler="fifo", max_concurrent_trials=4, space={
+    params = _setup(tmp_path, search="grid", scheduler="fifo", max_concurrent_trials=4,
+                    curves_csv=str(tmp_path / "reports" / "curves.csv"), space={
         "train.objective": {"grid": ["nonsaturating", "lsgan"]}, "train.batch_size": {"grid": [128, 1000000]}})
     report = tune.run(params, tmp_path)
 
@@ -87,9 +88,17 @@ def test_concurrent_trials_log_parent_and_child_runs_and_a_failing_trial_is_reco
     children = client.search_runs([parent.info.experiment_id],
                                   filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
     assert sorted(c.info.status for c in children) == ["FAILED", "FAILED", "FINISHED", "FINISHED"]
+    with open(params.tune.curves_csv) as f:
+        curves = list(csv.DictReader(f))  # every evaluation of every trial that reported, as MLflow has it
     for child in children:
         if child.info.status == "FINISHED":  # a metric curve: one point per in-training evaluation
-            assert [m.step for m in client.get_metric_history(child.info.run_id, "reverse_kl")] == [20, 40, 60]
+            history = client.get_metric_history(child.info.run_id, "reverse_kl")
+            assert [m.step for m in history] == [20, 40, 60]
+            mine = [r for r in curves if r["trial_id"] == child.data.tags["genpipe.trial_id"]]
+            assert [(int(r["step"]), float(r["reverse_kl"])) for r in mine] == [(m.step, m.value) for m in history]
+            assert 0 < float(mine[0]["seconds"]) < float(mine[-1]["seconds"])
+            trial = next(r for r in _rows(params) if r["trial_id"] == mine[0]["trial_id"])
+            assert {r["train.objective"] for r in mine} == {trial["train.objective"]}
             assert any(a.path == "samples" for a in client.list_artifacts(child.info.run_id))
         else:
             assert "larger than the data" in child.data.tags["genpipe.error"]

@@ -88,7 +88,7 @@ class ModelConfig(Section):
 
 class TrainConfig(Section):
     objective: str = "nonsaturating"
-    epochs: int = Field(50, ge=1)
+    epochs: int = Field(74, ge=1)
     max_steps: int | None = Field(None, ge=1, description="stop after this many steps (overrides epochs when smaller)")
     batch_size: int = Field(32, ge=1, description="per worker; the global batch is batch_size × num_workers")
     lr_g: float = Field(2e-4, gt=0.0, le=1.0)
