@@ -41,11 +41,16 @@ def curves_of(rows: list[dict]) -> dict[str, list[dict]]:
 
 def summarise(curves: dict[str, list[dict]], trials: list[dict]) -> dict:
     failed = {candidate(t): t["error"] for t in trials if t["status"] == "failed"}
+
+    def final_fid(item) -> float:  # a trial that diverged (NaN FID) sorts last
+        fid = item[1][-1]["fid"]
+        return fid if math.isfinite(fid) else math.inf
+
     out = {}
-    # a trial that diverged (NaN FID) sorts last
-    for name, points in sorted(curves.items(), key=lambda kv: kv[1][-1]["fid"] if math.isfinite(kv[1][-1]["fid"]) else math.inf):
+    for name, points in sorted(curves.items(), key=final_fid):
         last = points[-1]
-        out[name] = {"fid_by_step": {int(p["step"]): p["fid"] for p in points}, "best_fid": min(p["fid"] for p in points),
+        out[name] = {"fid_by_step": {int(p["step"]): p["fid"] for p in points},
+                     "best_fid": min(p["fid"] for p in points),
                      "seconds_per_1000_steps": 1000 * last["seconds"] / last["step"],
                      **{k: last[k] for k in ("step", "seconds", "fid", "class_kl", "precision", "recall", "coverage")},
                      "failed": failed.get(name)}
@@ -55,8 +60,9 @@ def summarise(curves: dict[str, list[dict]], trials: list[dict]) -> dict:
 def fid_csv(summary: dict) -> str:
     steps = sorted({s for c in summary.values() for s in c["fid_by_step"]})
     lines = [",".join(["step", *summary])]
-    lines += [",".join([str(s), *(f"{c['fid_by_step'][s]:.6g}" if s in c["fid_by_step"] else "" for c in summary.values())])
-              for s in steps]
+    for s in steps:
+        cells = (f"{c['fid_by_step'][s]:.6g}" if s in c["fid_by_step"] else "" for c in summary.values())
+        lines.append(",".join([str(s), *cells]))
     return "\n".join(lines) + "\n"
 
 

@@ -66,8 +66,11 @@ def root(tmp_path_factory):
 
 def test_families_refuse_what_they_cannot_use():
     # the label-free params (preset=null): params.yaml's default preset, cgan, conditions D on the labels
-    with pytest.raises(ConfigError, match=r"preset: cgan. sets it for the default model: choose the family by its preset"):
+    with pytest.raises(ConfigError, match=r"preset 'cgan' is applied over it: pick another family by its preset"):
         load_params(REPO / "params.yaml", ["model.family=vae"])
+    with pytest.raises(ConfigError) as e:  # the hint is for a family set by hand, not for every error
+        load_params(REPO / "params.yaml", ["train.batch_size=0"])
+    assert "batch_size" in str(e.value) and "applied over it" not in str(e.value)
     with pytest.raises(ConfigError, match="pix2pix needs data.pairs: downsample or edges"):
         load_params(REPO / "params.yaml", ["preset=null", "model.family=pix2pix"])
     with pytest.raises(ConfigError, match="cyclegan needs data.pairs: unpaired"):

@@ -73,10 +73,21 @@ def load_params(path: str | Path | None = "params.yaml", overrides: Iterable[str
             raise ConfigError(f"params file {str(p)!r} must hold a mapping of sections, got {type(raw).__name__}")
         source = str(p)
     overrides = list(overrides)
+    file_preset = raw.get("preset")
     raw = apply_overrides(_with_preset(raw, overrides), overrides)
     if overrides:
         source += " with --set " + " ".join(overrides)
     try:
         return Params.model_validate(raw)
     except ValidationError as e:
-        raise ConfigError(format_errors(e, source)) from None
+        raise ConfigError(format_errors(e, source) + _preset_hint(file_preset, raw, overrides)) from None
+
+
+def _preset_hint(file_preset: str | None, raw: dict[str, Any], overrides: list[str]) -> str:
+    """A family set by --set under the params file's own preset (params.yaml: cgan) inherits that preset's
+    keys, which the new family may refuse: say where they come from."""
+    family_set = any(o.partition("=")[0].strip() == "model.family" for o in overrides)
+    if file_preset is None or raw.get("preset") != file_preset or not family_set:
+        return ""
+    return (f"\n  (the params file's preset {file_preset!r} is applied over it: pick another family by its "
+            f"preset, --set preset=<name>, or drop it with --set preset=null)")

@@ -81,8 +81,7 @@ class Family:
         if params.model.conditional and not self.conditioning:
             raise ValueError(f"model.conditioning = {params.model.conditioning!r} is for family dcgan (a "
                              f"class-conditional GAN); family {family!r} conditions through its own section or "
-                             "not at all. params.yaml's `preset: cgan` sets it for the default model: choose "
-                             f"the family by its preset (--set preset=<name>) or add --set model.conditioning=none")
+                             "not at all")
         if (not self.packing or params.model.conditional) and train.pack != 1:
             raise ValueError(f"train.pack = {train.pack}: PacGAN packing is for unconditional GANs (a "
                              "conditional or translation D judges each sample with its own condition)")
