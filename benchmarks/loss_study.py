@@ -47,6 +47,7 @@ def expected_best(values: list[float], k: int, lower_is_better: bool) -> float:
 
 
 def analyse(rows: list[dict], metric: str, lower_is_better: bool, collapsed) -> dict:
+    std = metric + "_seed_std"
     by_objective: dict[str, list[dict]] = {}
     for row in rows:
         by_objective.setdefault(objective_of(row), []).append(row)
@@ -60,6 +61,8 @@ def analyse(rows: list[dict], metric: str, lower_is_better: bool, collapsed) -> 
             "trials": len(trials), "failed": sum(r["status"] == "failed" for r in trials),
             "collapsed": sum(1 for r, v in zip(trials, values) if not math.isfinite(v) or collapsed(r)),
             "best": ((min if lower_is_better else max)(finite)) if finite else None,
+            # the best trial's error bar over sampling seeds (tune.error_seeds > 1), else None
+            "best_seed_std": float(best_row[std]) if best_row and best_row.get(std) not in (None, "") else None,
             "median": statistics.median(finite) if finite else None,
             "quartiles": _quartiles(finite),
             "best_setting": {k: best_row[k] for k in ("train.label_smoothing", "train.d_steps_per_g_step",
@@ -146,7 +149,8 @@ def markdown(summary: dict, settings: list[dict], metric: str, report: dict) -> 
     lines = [f"Sweep `{report['sweep']}`: {report['trials_total']} trials ({report['trials_completed']} completed, "
              f"{report['trials_failed']} failed, {report['skipped_total']} settings skipped as refused), "
              f"{report['trial_steps']} steps each, wall {report['wall_seconds'] / 60:.1f} min; evaluator "
-             f"`{report['evaluator_hash'][:12]}`.", "",
+             f"`{report['evaluator_hash'][:12]}`" + (f"; each trial's {metric} is the mean over {report['error_seeds']} sampling "
+             "seeds, ± their std" if report.get("error_seeds", 1) > 1 else "") + ".", "",
              f"| objective | trials | collapsed | best {metric} | median | IQR | best setting (smoothing, D:G, lr_g, lr_d, β1, β2) |",
              "|---|---|---|---|---|---|---|"]
     for name, s in summary.items():
@@ -154,7 +158,8 @@ def markdown(summary: dict, settings: list[dict], metric: str, report: dict) -> 
         setting = (f"{b['train.label_smoothing']}, {b['train.d_steps_per_g_step']}:1, {float(b['train.lr_g']):.2g}, "
                    f"{float(b['train.lr_d']):.2g}, {b['train.beta1']}, {b['train.beta2']}") if b else "—"
         iqr = f"{fmt(s['quartiles'][0])}–{fmt(s['quartiles'][1])}" if s["quartiles"] else "—"
-        lines.append(f"| {name} | {s['trials']} | {s['collapsed']} | {fmt(s['best'])} | {fmt(s['median'])} | {iqr} | {setting} |")
+        best = fmt(s["best"]) + (f" ± {s['best_seed_std']:.2g}" if s.get("best_seed_std") is not None else "")
+        lines.append(f"| {name} | {s['trials']} | {s['collapsed']} | {best} | {fmt(s['median'])} | {iqr} | {setting} |")
     lines += ["", f"Median {metric} of each setting over its draws (best in brackets; — every draw failed):", "",
               "| objective | smoothing | D:G 1:1 | D:G 2:1 | D:G 5:1 |", "|---|---|---|---|---|"]
     cells: dict[tuple, dict] = {}

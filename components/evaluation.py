@@ -181,17 +181,26 @@ class QuickScorer:
             self.real = self.extractor.features_and_logits(self.test.x)
 
     @torch.no_grad()
-    def __call__(self, g: torch.nn.Module) -> dict:
-        family = self.params.family
-        fake, labels = family.generate(g, self.params, self.test, self.num_samples)
+    def __call__(self, g: torch.nn.Module, params=None) -> dict:
+        """The scores of `g`'s samples, drawn as `params` (default: the scorer's) says: seed, sampler."""
+        p = params or self.params
+        family = p.family
+        fake, labels = family.generate(g, p, self.test, self.num_samples)
         if self.info.get("kind") == "text":
-            return {**self.text(fake), **family.extra_metrics(g, self.params, self.test, fake, {})}
+            return {**self.text(fake), **family.extra_metrics(g, p, self.test, fake, {})}
         if self.extractor is None:
             return modes.mode_scores(fake.numpy(), self.info["centers"], self.info["sigma"], self.info["hq_sigmas"])
-        out = _candidate_scores(self.extractor, self.real, fake, self.params, labels)
+        out = _candidate_scores(self.extractor, self.real, fake, p, labels)
         out.pop("class_histogram")
-        out.update(family.extra_metrics(g, self.params, self.test, fake, out, self.classifier_a))
+        out.update(family.extra_metrics(g, p, self.test, fake, out, self.classifier_a))
         return out
+
+    def over_seeds(self, g: torch.nn.Module, params, seeds: int) -> dict:
+        """Every score averaged over `seeds` sampling seeds (evaluate.seed, +1, …) with `<score>_seed_std`:
+        the evaluate stage's error bars, at this scorer's sample count."""
+        ev = params.evaluate
+        return _mean_and_spread([self(g, params.with_overrides({"evaluate.seed": ev.seed + k}, source="error seeds"))
+                                 for k in range(seeds)])
 
 
 def metric_and_mode(params, data_kind: str) -> tuple[str, str]:

@@ -41,7 +41,7 @@ from components.tuning.search import TuneError
 from pipelines.launch import init_ray
 from pipelines.leftovers import prune_sweep
 from pipelines.links import BEST_FILE, MODEL_URI_TAG, WEIGHTS_TAG
-from pipelines.tune_trial import in_process, run_trial, trial_resources
+from pipelines.tune_trial import in_process, run_trial, trial_params, trial_resources
 
 
 def sweep_name(params: Params, manifest: dict) -> str:
@@ -239,6 +239,18 @@ def run(params: Params, repo_root: Path, resume: bool | None = None) -> dict:
     return report
 
 
+def _with_error_bars(params: Params, repo_root: Path, rows: list[dict]) -> None:
+    """Each trial's last checkpoint scored over tune.error_seeds sampling seeds, drawn as the trial draws:
+    its scores become their mean, with `<score>_seed_std`. The value Tune ranked by stays as reported."""
+    from components.evaluation import QuickScorer
+
+    scorer = QuickScorer(params, repo_root, params.tune.eval_samples)
+    for r in rows:
+        if r["status"] != "failed" and r["checkpoint"] is not None:
+            g = ckpt.generator_from_state(ckpt.load_checkpoint(r["checkpoint"]))
+            r["scores"] = scorer.over_seeds(g, trial_params(params, r["config"]), params.tune.error_seeds)
+
+
 def _summarise(params: Params, repo_root: Path, ctx: dict, grid, skipped, parent_id: str, evaluator_hash: str,
                wall: float) -> dict:
     """Rank the trials, register the best generator, write best.json, tune.json and the trials CSV."""
@@ -247,6 +259,8 @@ def _summarise(params: Params, repo_root: Path, ctx: dict, grid, skipped, parent
     t, name, metric, mode = params.tune, ctx["name"], ctx["metric"], ctx["mode"]
     client = MlflowClient(ctx["uri"])
     rows = trial_rows(grid, metric, t.trial_steps)
+    if t.error_seeds > 1:
+        _with_error_bars(params, repo_root, rows)
     scored = [r for r in rows if r["status"] != "failed" and r["value"] is not None and r["checkpoint"] is not None]
     if not scored:
         client.set_terminated(parent_id, "FAILED")
@@ -274,6 +288,7 @@ def _summarise(params: Params, repo_root: Path, ctx: dict, grid, skipped, parent
         "trials": [{k: r[k] for k in ("trial_id", "status", "step", "worker_nodes", "resumed_from", "startup_s")}
                    for r in rows],
         "exploits": [e for r in rows for e in exploits_of(r["trial_id"], r["history"])], "concurrency": ctx["concurrency"], "trial_steps": t.trial_steps,
+        "error_seeds": t.error_seeds,
         "evaluator_hash": evaluator_hash, "registered": registered, "mlflow_parent_run_id": parent_id,
     }
     keys = sorted({k for r in rows for k in r["config"]})

@@ -134,3 +134,34 @@ def test_a_gpu_share_needs_in_process_trials_and_each_trial_reserves_its_worker(
             _params("tune.gpus_per_trial=0.25", refused)
     with pytest.raises(ConfigError, match="gpus_per_trial"):
         _params("tune.gpus_per_trial=1.5")
+
+
+
+def test_error_seeds_average_the_scores_of_several_sampling_seeds(tmp_path):
+    """QuickScorer.over_seeds: the mean and sample std of the scores at evaluate.seed, +1, …; the first
+    seed's scores are the in-training ones."""
+    import statistics
+
+    import torch
+
+    from components.evaluation import QuickScorer
+    from components.families import FAMILIES
+    from pipelines import evaluator, prepare
+
+    raw = {"data": {"source": "digits", "prepared_dir": str(tmp_path / "prepared")},
+           "model": {"latent_dim": 16, "g_channels": 16, "d_channels": 16},
+           "evaluator": {"epochs": 1, "output_dir": str(tmp_path / "evaluator")}}
+    (tmp_path / "p.yaml").write_text(json.dumps(raw))
+    params = load_params(tmp_path / "p.yaml", ["preset=null"])
+    prepare.run(params, tmp_path)
+    evaluator.run(params, tmp_path)
+    torch.manual_seed(0)
+    g = FAMILIES.get("dcgan").networks(params.model, (1, 8, 8), (1, 8, 8), 0)[0].eval()
+    scorer = QuickScorer(params, tmp_path, 500)
+    per_seed = [scorer(g, params.with_overrides({"evaluate.seed": k}, source="test")) for k in range(3)]
+    got = scorer.over_seeds(g, params, 3)
+    assert per_seed[0] == scorer(g) and per_seed[0] != per_seed[1]  # seeds draw different samples
+    for key in ("fid", "kid_mean"):
+        values = [m[key] for m in per_seed]
+        assert got[key] == pytest.approx(statistics.mean(values))
+        assert got[key + "_seed_std"] == pytest.approx(statistics.stdev(values)) and got[key + "_seed_std"] > 0

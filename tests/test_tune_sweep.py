@@ -20,6 +20,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 
 from components.config import load_params
+from components.evaluation import QuickScorer
 from components.training import checkpoint as ckpt
 from pipelines import evaluator, prepare, train, tune
 from pipelines.links import WEIGHTS_TAG
@@ -74,7 +75,7 @@ def _rows(params) -> list[dict]:
 
 def test_concurrent_trials_log_parent_and_child_runs_and_a_failing_trial_is_recorded(tmp_path):
     # batch 10⁶ passes the config but not the data (2,250 training points): that trial raises at start-up
-    params = _setup(tmp_path, search="grid", scheduler="fifo", max_concurrent_trials=4,
+    params = _setup(tmp_path, search="grid", scheduler="fifo", max_concurrent_trials=4, error_seeds=3,
                     curves_csv=str(tmp_path / "reports" / "curves.csv"), space={
         "train.objective": {"grid": ["nonsaturating", "lsgan"]}, "train.batch_size": {"grid": [128, 1000000]}})
     report = tune.run(params, tmp_path)
@@ -96,6 +97,16 @@ def test_concurrent_trials_log_parent_and_child_runs_and_a_failing_trial_is_reco
             assert [m.step for m in history] == [20, 40, 60]
             mine = [r for r in curves if r["trial_id"] == child.data.tags["genpipe.trial_id"]]
             assert [(int(r["step"]), float(r["reverse_kl"])) for r in mine] == [(m.step, m.value) for m in history]
+            # error_seeds: the CSV scores the last checkpoint over 3 sampling seeds; `value` stays Tune's
+            row = next(r for r in _rows(params) if r["trial_id"] == mine[0]["trial_id"])
+            last = max(Path(params.tune.storage_path).glob(f"*/run_trial_{row['trial_id']}_*/checkpoint_*"))
+            g = ckpt.generator_from_state(ckpt.load(last))
+            expected = QuickScorer(params, tmp_path, params.tune.eval_samples).over_seeds(
+                g, trial_params(params, {"train.objective": row["train.objective"], "train.batch_size": 128}), 3)
+            assert float(row["reverse_kl"]) == pytest.approx(expected["reverse_kl"], rel=1e-9)
+            assert float(row["reverse_kl_seed_std"]) == pytest.approx(expected["reverse_kl_seed_std"], rel=1e-9)
+            assert float(row["value"]) == history[-1].value  # (at 60 steps every seed still scores log 8:
+            # test_tune_space checks that the seeds differ and the mean and std are theirs)
             assert 0 < float(mine[0]["seconds"]) < float(mine[-1]["seconds"])
             trial = next(r for r in _rows(params) if r["trial_id"] == mine[0]["trial_id"])
             assert {r["train.objective"] for r in mine} == {trial["train.objective"]}

@@ -88,6 +88,8 @@ class TuneConfig(Section):
     trial_steps: int = Field(1500, ge=1, description="training steps per trial (train retrains at the full budget)")
     eval_every: int = Field(250, ge=1, description="steps between in-training evaluations (and Tune checkpoints)")
     eval_samples: int = Field(500, ge=1, description="generated samples per in-training evaluation")
+    error_seeds: int = Field(1, ge=1, description="re-score each trial's last checkpoint over this many sampling "
+                             "seeds: the trials CSV's scores become their mean, with <score>_seed_std; 1: as reported")
     max_failures: int = Field(0, ge=-1, description="retries of a crashed trial from its last checkpoint (-1: unlimited)")
     register_best: bool = bookkeeping(True, description="register the best trial's generator under "
                                       "<registered model name>-sweeps, apart from promotion candidates (no alias)")

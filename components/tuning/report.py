@@ -7,7 +7,7 @@ import io
 from pathlib import Path
 
 from components.failures import unwrap_failure
-from components.metrics.catalogue import all_metrics
+from components.metrics.catalogue import SEED_STD, all_metrics
 from components.tuning.space import flatten
 
 
@@ -97,8 +97,9 @@ def write_curves(rows: list[dict], keys: list[str]) -> bytes:
 
 
 def write_csv(rows: list[dict], keys: list[str]) -> bytes:
-    """One row per trial: its configuration, every in-training score at its last report, and how it ended."""
-    scores = [k for k in all_metrics() if any(k in r["scores"] for r in rows)]
+    """One row per trial: its configuration, every in-training score at its last report (or their mean over
+    tune.error_seeds sampling seeds, each beside its `_seed_std`), and how it ended."""
+    scores = [k + std for k in all_metrics() for std in ("", SEED_STD) if any(k + std in r["scores"] for r in rows)]
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=["trial_id", *keys, *scores, *CSV_FIELDS], extrasaction="ignore")
     writer.writeheader()
