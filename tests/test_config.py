@@ -121,3 +121,21 @@ def test_cli_help_lists_every_stage(capsys):
     out = capsys.readouterr().out
     for stage in EVERY_STAGE:
         assert re.search(rf"^ +{stage}\b", out, re.M), stage  # the subcommand's own line in the list
+
+
+def test_a_file_key_the_preset_overrides_is_warned_about(tmp_path):
+    """A preset wins over the params file: an edit to a key it sets would be silently undone, so it is
+    named. The shipped params.yaml (code defaults under `preset: cgan`) warns about nothing."""
+    import warnings
+
+    from components.config.loading import PresetShadowsFile
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PresetShadowsFile)
+        load_params(REPO / "params.yaml")
+    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw["model"]["conditioning"] = "concat"
+    raw["train"]["epochs"] = 5  # not a cgan key: no warning
+    with pytest.warns(PresetShadowsFile, match=r"sets model.conditioning = 'concat', but preset 'cgan' sets 'projection'") as w:
+        params = load_params(_write(tmp_path, raw))
+    assert len(w) == 1 and params.model.conditioning == "projection" and params.train.epochs == 5

@@ -3,6 +3,7 @@ overrides; validated into `Params` before any work (an error names key, value an
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -43,6 +44,38 @@ def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+class PresetShadowsFile(UserWarning):
+    """A key the params file changed from its default is set otherwise by the preset, which wins."""
+
+
+def _shadowed(raw: dict[str, Any], preset: dict[str, Any]) -> list[tuple[str, Any, Any]]:
+    """(dotted key, file value, preset value) where the file moved a key off its code default and the
+    preset sets it to something else: an edit the preset would silently undo. params.yaml keeps the code
+    defaults, so it never warns as shipped."""
+    defaults = Params().model_dump()
+    out = []
+
+    def walk(node: dict, path: tuple[str, ...]) -> None:
+        for k, v in node.items():
+            if path + (k,) == ("tune", "space"):
+                continue
+            if isinstance(v, dict):
+                walk(v, path + (k,))
+                continue
+            mine, default = raw, defaults
+            for part in path + (k,):
+                mine = mine.get(part, _MISSING) if isinstance(mine, dict) else _MISSING
+                default = default.get(part, _MISSING) if isinstance(default, dict) else _MISSING
+            if mine is not _MISSING and mine != v and mine != default:
+                out.append((".".join(path + (k,)), mine, v))
+
+    walk(preset, ())
+    return out
+
+
+_MISSING = object()
+
+
 def _with_preset(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
     """file → preset → --set: a preset overrides the params file; explicit overrides win over both."""
     name = apply_overrides(raw, overrides).get("preset")
@@ -52,6 +85,9 @@ def _with_preset(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
         raise ConfigError(f"preset = {name!r}: unknown preset; available: {', '.join(preset_names())} "
                           f"(files in {PRESETS_DIR})")
     preset = yaml.safe_load((PRESETS_DIR / f"{name}.yaml").read_text()) or {}
+    for key, mine, theirs in _shadowed(raw, preset):
+        warnings.warn(f"the params file sets {key} = {mine!r}, but preset {name!r} sets {theirs!r}, which wins: "
+                      f"change it with --set {key}=…, or edit the preset", PresetShadowsFile, stacklevel=3)
     merged = _deep_merge(raw, {**preset, "preset": name})
     if "space" in preset.get("tune", {}):  # a space is one value: the preset's replaces the file's, never mixes
         merged["tune"]["space"] = preset["tune"]["space"]
