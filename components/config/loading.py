@@ -2,6 +2,7 @@
 overrides; validated into `Params` before any work (an error names key, value and rule)."""
 from __future__ import annotations
 
+import functools
 import json
 import warnings
 from pathlib import Path
@@ -48,29 +49,27 @@ class PresetShadowsFile(UserWarning):
     """A key the params file changed from its default is set otherwise by the preset, which wins."""
 
 
+def _leaves(node: dict[str, Any], prefix: str = ""):
+    """(dotted key, value) of every non-mapping value in a nested params dict."""
+    for k, v in node.items():
+        if isinstance(v, dict):
+            yield from _leaves(v, f"{prefix}{k}.")
+        else:
+            yield f"{prefix}{k}", v
+
+
+@functools.lru_cache(maxsize=1)
+def _default_leaves() -> dict[str, Any]:
+    return dict(_leaves(Params().model_dump()))
+
+
 def _shadowed(raw: dict[str, Any], preset: dict[str, Any]) -> list[tuple[str, Any, Any]]:
     """(dotted key, file value, preset value) where the file moved a key off its code default and the
     preset sets it to something else: an edit the preset would silently undo. params.yaml keeps the code
-    defaults, so it never warns as shipped."""
-    defaults = Params().model_dump()
-    out = []
-
-    def walk(node: dict, path: tuple[str, ...]) -> None:
-        for k, v in node.items():
-            if path + (k,) == ("tune", "space"):
-                continue
-            if isinstance(v, dict):
-                walk(v, path + (k,))
-                continue
-            mine, default = raw, defaults
-            for part in path + (k,):
-                mine = mine.get(part, _MISSING) if isinstance(mine, dict) else _MISSING
-                default = default.get(part, _MISSING) if isinstance(default, dict) else _MISSING
-            if mine is not _MISSING and mine != v and mine != default:
-                out.append((".".join(path + (k,)), mine, v))
-
-    walk(preset, ())
-    return out
+    defaults, so it never warns as shipped. (A preset's tune.space replaces the file's whole: not compared.)"""
+    mine, defaults = dict(_leaves(raw)), _default_leaves()
+    return [(k, mine[k], v) for k, v in _leaves(preset) if not k.startswith("tune.space.")
+            and k in mine and mine[k] != v and mine[k] != defaults.get(k, _MISSING)]
 
 
 _MISSING = object()
