@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 from components.config import load_params  # noqa: E402
 from components.data.shards import load_split, read_manifest  # noqa: E402
 from components.diffusion import process  # noqa: E402
-from components.models import build_diffusion  # noqa: E402
+from components.families import build_diffusion  # noqa: E402
 from components.training.loop import Worker, train_model  # noqa: E402
 from diffusion_report import device_name, sync, write_report  # noqa: E402  (beside this file)
 

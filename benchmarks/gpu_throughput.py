@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from components.config import load_params  # noqa: E402
 from components.data.shards import load_split, read_manifest  # noqa: E402
-from components.models import build_diffusion, build_gan  # noqa: E402
+from components.families import build_diffusion, build_gan  # noqa: E402
 from components.training import fast  # noqa: E402
 from diffusion_report import device_name, sync  # noqa: E402  (beside this file)
 from diffusion_throughput import ours  # noqa: E402  (our loop's images/s, timed between its logging steps)

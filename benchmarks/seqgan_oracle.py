@@ -47,7 +47,7 @@ class Keep:
     def log(self, step, metrics):
         self.logs.append((step, dict(metrics)))
 
-    def samples(self, step, epoch, image):
+    def samples(self, step, epoch, image, suffix):
         pass
 
     def checkpoint(self, step, state, metrics):

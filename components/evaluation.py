@@ -1,9 +1,10 @@
 """Sampling and scoring shared by the evaluate stage, a sweep's in-training scorer and the tune stage's
 trial reports: the held-out split (`TestSplit`), what a candidate is scored on (its family's `generate`),
-the metrics under the evaluator (`score`, `score_points`, `QuickScorer`) and the evaluator's files.
+the metrics under the evaluator (`measure`, `QuickScorer`) and the evaluator's files.
 
-Metrics are computed under the evaluator the `evaluator` stage wrote (a feature network for images, the
-mixture's mode counter for points, the text scorer for tokens); its hash travels with every number."""
+Metrics are computed under the evaluator the `evaluator` stage wrote, chosen once from the prepared data and
+`evaluator.kind` (components/metrics/evaluators/); its hash travels with every number. Nothing here asks
+which evaluator it is."""
 from __future__ import annotations
 
 import json
@@ -14,10 +15,10 @@ import numpy as np
 import torch
 
 from components.data.kinds import kind_of
-from components.data.shards import load_split, read_manifest
-from components.metrics import feature_nets, modes, scores
+from components.data.shards import read_manifest, read_share
+from components.metrics import feature_nets
 from components.metrics.catalogue import SEED_STD
-from components.metrics.text_scorer import TextScorer
+from components.metrics.evaluators import Scorer, evaluator_of
 
 INPUT_DOMAIN = feature_nets.INPUT_DOMAIN
 
@@ -26,14 +27,12 @@ def evaluator_dir(params, repo_root: Path) -> Path:
     return (Path(repo_root) / params.evaluator.output_dir).resolve()
 
 
-def open_evaluator(params, repo_root: Path):
-    """The evaluator the `evaluator` stage wrote, as (FeatureExtractor, info). For a points dataset the
-    extractor is None and info is the mode counter's; for token data None and the text scorer's."""
-    path = evaluator_dir(params, repo_root) / feature_nets.INFO
-    info = json.loads(path.read_text()) if path.is_file() else {}
-    if info.get("kind") in ("modes", "text"):
-        return None, info
-    return feature_nets.load_evaluator(evaluator_dir(params, repo_root))
+def open_evaluator(params, repo_root: Path) -> Scorer:
+    """The evaluator the `evaluator` stage wrote, opened as the scorer of the prepared dataset (refused when it
+    was made for other data)."""
+    prepared = params.prepared_path(repo_root)
+    manifest = read_manifest(prepared)
+    return evaluator_of(params, manifest).open(evaluator_dir(params, repo_root), prepared, manifest)
 
 
 def open_input_evaluator(params, repo_root: Path):
@@ -59,42 +58,12 @@ class TestSplit:
     @classmethod
     def load(cls, prepared: Path) -> "TestSplit":
         kind = kind_of(read_manifest(prepared))
-        share = kind.read_share(prepared, "test")
+        share = read_share(prepared, "test")
         pairs = {}
         if share.inputs is not None:
             pairs = {"inputs": kind.to_model_space(share.inputs), "input_labels": torch.from_numpy(share.input_labels)}
         x = share.samples if share.samples.dtype != np.uint8 else kind.to_model_space(share.samples)
         return cls(x, torch.from_numpy(share.labels), **pairs)
-
-
-def _classifies_dataset(extractor) -> bool:
-    """Only the classifier evaluators' classes are the dataset's (Inception's are ImageNet's)."""
-    return extractor.kind in ("classifier", "per_channel")
-
-
-def _candidate_scores(extractor, test_features, fake: torch.Tensor, params, requested) -> dict:
-    ev = params.evaluate
-    fake_features = extractor.features_and_logits(fake)
-    out = scores.all_scores(test_features, fake_features, prdc_k=ev.prdc_k,
-                            kid_subset_size=min(ev.kid_subset_size, len(fake), len(test_features[0])),
-                            seed=ev.seed, requested=requested if _classifies_dataset(extractor) else None)
-    return {**out, **extractor.set_scores(fake_features[1])}
-
-
-def _floor(extractor, test_features, real_train: torch.Tensor, params, fid: float) -> dict:
-    """The real-vs-real floor: the train split scored as if it were a generator, the best any model can do."""
-    ev = params.evaluate
-    floor = scores.fid_kid(test_features[0], extractor.features(real_train), kid_subset_size=ev.kid_subset_size,
-                           seed=ev.seed)
-    return {"fid_floor": floor["fid"], "kid_floor": floor["kid_mean"], "fid_over_floor": fid / max(floor["fid"], 1e-12)}
-
-
-def score_points(info: dict, real_test: np.ndarray, fake: torch.Tensor) -> dict:
-    """Mode metrics of the candidate, and of the held-out real points as the floor."""
-    out = modes.mode_scores(fake.numpy(), info["centers"], info["sigma"], info["hq_sigmas"])
-    floor = modes.mode_scores(real_test, info["centers"], info["sigma"], info["hq_sigmas"])
-    out.update(floor_high_quality=floor["high_quality"], floor_reverse_kl=floor["reverse_kl"])
-    return out
 
 
 def has_error_bar(key: str, value) -> bool:
@@ -119,33 +88,25 @@ def _mean_and_spread(per_seed: list[dict]) -> dict:
     return out
 
 
-def measure(g, params, prepared: Path, test: TestSplit, extractor, info: dict,
-            classifier_a=None) -> tuple[dict, torch.Tensor]:
+def measure(g, params, test: TestSplit, scorer: Scorer, classifier_a=None) -> tuple[dict, torch.Tensor]:
     """What the evaluate stage reports for one generator: every metric averaged over `evaluate.error_seeds`
     sampling seeds (evaluate.seed, +1, …) with its spread as `<metric>_seed_std`, and the real-vs-real
-    floor once (from the train split in `prepared`). Promote re-scores a champion with the same function,
-    so both sides are measured alike.
+    floor once. Promote re-scores a champion with the same function, so both sides are measured alike.
     Returns (metrics, the first seed's samples)."""
     import time
 
     family, ev = params.family, params.evaluate
-    test_features = None if extractor is None else extractor.features_and_logits(test.x)
+    reference = scorer.reference(test)
     per_seed, first = [], None
-    text = TextScorer(prepared) if info.get("kind") == "text" else None  # token data: BLEU (and NLL_oracle)
     for k in range(ev.error_seeds):
         p = params.with_overrides({"evaluate.seed": ev.seed + k}, source="evaluate.error_seeds") if k else params
         started = time.perf_counter()
         fake, labels = family.generate(g, p, test, ev.num_samples)
         seconds = time.perf_counter() - started
-        if text is not None:
-            m = {**text(fake), **family.extra_metrics(g, p, test, fake, {}, classifier_a)}
-        elif extractor is None:  # a mode counter
-            m = score_points(info, test.x, fake)
-        else:
-            m = _candidate_scores(extractor, test_features, fake, p, labels)
-            m.update(family.extra_metrics(g, p, test, fake, m, classifier_a))
-            if extractor.set_metrics and ev.mode_samples != len(fake):  # e.g. modes on PacGAN's 26,000
-                m.update(extractor.set_scores(extractor.logits(family.generate(g, p, test, ev.mode_samples)[0])))
+        m = scorer.score(reference, fake, labels, p)
+        m.update(family.extra_metrics(g, p, test, fake, m, classifier_a))
+        if extra := scorer.extra_samples(p, len(fake)):  # e.g. modes on PacGAN's 26,000
+            m.update(scorer.set_scores(family.generate(g, p, test, extra)[0]))
         m["sampling_seconds"] = seconds
         per_seed.append(m)
         first = fake if first is None else first
@@ -154,11 +115,7 @@ def measure(g, params, prepared: Path, test: TestSplit, extractor, info: dict,
     # the cost of a sample beside its quality: network passes (NFE) and wall time per 1,000 on this machine
     metrics["nfe"] = family.network_passes(g, family.sampling_options(params))
     metrics["seconds_per_1k_samples"] = 1000 * metrics["sampling_seconds"] / (ev.error_seeds * len(first))
-    if extractor is not None:
-        real_train = kind_of(read_manifest(prepared)).to_model_space(load_split(prepared, "train")[0])
-        metrics.update(_floor(extractor, test_features, real_train, params, metrics["fid"]))
-    elif text is not None:
-        metrics.update(text.floor())
+    metrics.update(scorer.floor(reference, params, metrics))
     return metrics, first
 
 
@@ -170,15 +127,9 @@ class QuickScorer:
         self.params, self.num_samples = params, num_samples
         self.test = TestSplit.load(params.prepared_path(repo_root))
         self.classifier_a = input_classifier(params, repo_root)
-        self.extractor, self.info = open_evaluator(params, repo_root)
-        if self.info.get("kind") == "text":
-            self.text = TextScorer(params.prepared_path(repo_root))
-        if self.extractor is None:
-            self.real = self.test.x
-        else:
-            scores.check_sample_size(num_samples, self.extractor.feature_dim, "in-training samples",
-                                     knob="tune.eval_samples")
-            self.real = self.extractor.features_and_logits(self.test.x)
+        self.scorer = open_evaluator(params, repo_root)
+        self.scorer.check_sample_size(num_samples, "in-training samples", knob="tune.eval_samples")
+        self.reference = self.scorer.reference(self.test)
 
     @torch.no_grad()
     def __call__(self, g: torch.nn.Module, params=None) -> dict:
@@ -186,12 +137,8 @@ class QuickScorer:
         p = params or self.params
         family = p.family
         fake, labels = family.generate(g, p, self.test, self.num_samples)
-        if self.info.get("kind") == "text":
-            return {**self.text(fake), **family.extra_metrics(g, p, self.test, fake, {})}
-        if self.extractor is None:
-            return modes.mode_scores(fake.numpy(), self.info["centers"], self.info["sigma"], self.info["hq_sigmas"])
-        out = _candidate_scores(self.extractor, self.real, fake, p, labels)
-        out.pop("class_histogram")
+        out = self.scorer.score(self.reference, fake, labels, p)
+        out.pop("class_histogram", None)
         out.update(family.extra_metrics(g, p, self.test, fake, out, self.classifier_a))
         return out
 

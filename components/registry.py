@@ -45,7 +45,7 @@ class Registry(Generic[T]):
 
 # Where each registry lives (imported on first use, so validating a section loads only what it names).
 _HOMES = {
-    "source": ("components.data.sources", "SOURCES"),
+    "source": ("components.data", "SOURCES"),
     "pairing": ("components.data.pairings", "PAIRINGS"),
     "objective": ("components.objectives", "OBJECTIVES"),
     "model family": ("components.families", "FAMILIES"),

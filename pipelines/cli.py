@@ -15,7 +15,7 @@ STAGES = {
     "train": "train the configured GAN with Ray Train (or --no-ray), log to MLflow, export the generator",
     "evaluate": "score the trained generator: FID, KID, IS, precision/recall/density/coverage, class KL",
     "promote": "register the candidate in the MLflow Model Registry; move the champion alias if it is better",
-    "sample": "draw images from a logged/registered model into a PNG grid",
+    "sample": "draw samples from a logged/registered model: a PNG grid, or a text file of sentences",
     "modes": "the mode-collapse benchmark on a 2D mixture: objectives × label smoothing × D:G ratios × seeds",
 }
 
@@ -27,6 +27,11 @@ TUNED_STAGES = ("train", "evaluate", "promote")
 def stage_params(stage: str, path, overrides: list[str], repo_root: Path):
     """Params as the stage sees them: file → preset → (train/evaluate/promote: the tune stage's best
     configuration, when tune.enabled) → --set."""
+    return _resolve(stage, path, overrides, repo_root)[0]
+
+
+def _resolve(stage: str, path, overrides: list[str], repo_root: Path, quiet: bool = False):
+    """(params, the tuned configuration applied: {} when none) of stage_params."""
     from components.config import load_params
 
     params = load_params(path, overrides)
@@ -35,8 +40,10 @@ def stage_params(stage: str, path, overrides: list[str], repo_root: Path):
 
         if tuned := tuned_overrides(params, repo_root):
             params = load_params(path, [f"{k}={json.dumps(v)}" for k, v in tuned.items()] + list(overrides))
-            print(f"genpipe {stage}: with the tuned configuration {tuned}", flush=True)
-    return params
+            if not quiet:
+                print(f"genpipe {stage}: with the tuned configuration {tuned}", flush=True)
+            return params, tuned
+    return params, {}
 
 
 class _ShowDefaults(argparse.ArgumentDefaultsHelpFormatter):
@@ -56,6 +63,9 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--params", default="params.yaml", help="params file")
         p.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                        help="override one param (repeatable), value parsed as YAML")
+        p.add_argument("--dry-run", action="store_true",
+                       help="print the resolved options and what the stage would read, write and reuse; "
+                            "write nothing")
         if name == "tune":
             how = p.add_mutually_exclusive_group()
             how.add_argument("--resume", dest="resume", action="store_const", const=True, default=None,
@@ -81,6 +91,62 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _layers(args, tuned: dict):
+    from components.options import Layers
+
+    return Layers(args.params, tuple(args.overrides), tuned)
+
+
+def record_options(stage: str, params, resolved: dict, repo_root: Path, result) -> None:
+    """After the stage: its resolved options beside its outputs (components/options.py says what each holds)
+    and, for evaluate and promote, on the candidate's MLflow run (train logs its own when the run starts)."""
+    from components import options
+
+    path = options.options_path(stage, params, repo_root)
+    if path is None:
+        return
+    if stage == "train":  # what the run trained with: a finished run rebuilt keeps the options it logged
+        options.write(path, options.logged_on_run(result["tracking_uri"], result["mlflow_run_id"]) or resolved)
+        return
+    options.write(path, resolved)
+    if stage in options.RUN_ARTIFACT:
+        from pipelines.links import read_train_summary
+
+        summary = read_train_summary(params, repo_root)
+        options.log_to_run(summary["tracking_uri"], summary["mlflow_run_id"], resolved, options.RUN_ARTIFACT[stage])
+
+
+def _stage_flags(args) -> dict:
+    """The stage's own command-line options, as its dry_run takes them."""
+    return {"train": lambda: {"use_ray": not args.no_ray}, "tune": lambda: {"resume": args.resume},
+            "evaluator": lambda: {"retrain": args.retrain, "pin": args.pin},
+            "sample": lambda: {"model_uri": args.model, "n": args.n, "seed": args.seed, "out": Path(args.out)},
+            "modes": lambda: {"dataset": args.dataset, "params_path": args.params, "overrides": args.overrides},
+            }.get(args.stage, dict)()
+
+
+def dry_run(args, repo_root: Path) -> str:
+    """`genpipe <stage> --dry-run`: the options the stage would resolve (and write), then what it would read,
+    write and reuse, from each stage module's `dry_run(params, repo_root, ...)`. Writes nothing."""
+    import importlib
+
+    from components import options
+    from components.config import load_params
+    from pipelines.links import MissingStageOutput
+
+    notes = []
+    try:
+        params, tuned = _resolve(args.stage, args.params, args.overrides, repo_root, quiet=True)
+    except MissingStageOutput as e:  # the stage would stop there: shown without the sweep's configuration
+        params, tuned = load_params(args.params, args.overrides), {}
+        notes.append(f"the stage would stop: {e}")
+    resolved = options.resolve(args.stage, params, _layers(args, tuned))
+    plan = importlib.import_module(f"pipelines.{args.stage}").dry_run(params, repo_root, **_stage_flags(args))
+    plan["notes"] = notes + list(plan.get("notes", []))
+    return options.render(resolved) + options.render_plan(args.stage, plan, options.options_path(
+        args.stage, params, repo_root), repo_root)
+
+
 # MLflow draws a progress bar for every artifact download (a model is fetched several times per stage),
 # which floods a CI log; the stages show their own progress.
 QUIET_ENV = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
@@ -94,7 +160,14 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         repo_root = Path.cwd()
-        params = stage_params(args.stage, args.params, args.overrides, repo_root)
+        if args.dry_run:
+            print(dry_run(args, repo_root), end="", flush=True)
+            return 0
+        params, tuned = _resolve(args.stage, args.params, args.overrides, repo_root)
+        from components import options
+
+        resolved = options.resolve(args.stage, params, _layers(args, tuned))
+        result = None
         if args.stage == "tune":
             from pipelines import tune
 
@@ -102,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.stage == "train":
             from pipelines import train
 
-            train.run(params, repo_root, use_ray=not args.no_ray)
+            result = train.run(params, repo_root, use_ray=not args.no_ray, options=resolved)
         elif args.stage == "sample":
             from pipelines import sample
 
@@ -119,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
             import importlib
 
             importlib.import_module(f"pipelines.{args.stage}").run(params, repo_root)
+        record_options(args.stage, params, resolved, repo_root, result)
     except ConfigError as e:
         print(f"genpipe {args.stage}: {e}", file=sys.stderr)
         return 2

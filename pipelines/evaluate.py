@@ -16,7 +16,6 @@ from components.config import Params
 from components.data.kinds import kind_of
 from components.data.shards import read_manifest
 from components.evaluation import TestSplit, input_classifier, measure, open_evaluator
-from components.metrics import scores
 from components.metrics.catalogue import SEED_STD
 from components.training.checkpoint import load_generator
 from components.tracking.mlflow_store import require_reachable
@@ -42,13 +41,6 @@ def load_candidate(params: Params, repo_root: Path) -> tuple[torch.nn.Module, di
         raise EvaluateError(f"the weights in {model_dir} do not match model {configured}: {e}") from None
 
 
-# what the stage prints (every metric is in the report)
-_PRINTED = ("fid", "fid_floor", "fid_over_floor", "kid_mean", "is_mean", "precision", "recall", "density", "coverage",
-            "class_kl", "cond_accuracy", "psnr", "bicubic_psnr", "ssim", "bicubic_ssim", "label_preservation_ab",
-            "label_preservation_ba", "cycle_l1", "nelbo", "modes", "high_quality", "reverse_kl", "floor_high_quality",
-            "nfe", "seconds_per_1k_samples", "eval_seconds")
-
-
 def headline(report: dict, names: list[str]) -> dict:
     """What `dvc metrics show` compares: the family's metrics on this data, each with its error bar."""
     out = {}
@@ -60,9 +52,17 @@ def headline(report: dict, names: list[str]) -> dict:
     return out
 
 
-def _printed(key: str, report: dict) -> str:
-    spread = report.get(key + SEED_STD)
-    return f"{key}={report[key]:.4g}" + (f"±{spread:.2g}" if spread is not None else "")
+def printed(report: dict, names: list[str]) -> str:
+    """The console line: each name present ± its error bar, in order."""
+    def one(key: str) -> str:
+        spread = report.get(key + SEED_STD)
+        return f"{key}={report[key]:.4g}" + (f"±{spread:.2g}" if spread is not None else "")
+
+    return ", ".join(one(k) for k in names if isinstance(report.get(k), (int, float)))
+
+
+# a sample's cost, printed after the metrics
+COSTS = ("nfe", "seconds_per_1k_samples", "eval_seconds")
 
 
 def run(params: Params, repo_root: Path) -> dict:
@@ -72,22 +72,22 @@ def run(params: Params, repo_root: Path) -> dict:
     summary = read_train_summary(params, repo_root)
     require_reachable(summary["tracking_uri"])  # it writes there: a dead server is said at once
     g, spec = load_candidate(params, repo_root)
-    extractor, info = open_evaluator(params, repo_root)
     prepared = params.prepared_path(repo_root)
     manifest = read_manifest(prepared)
     if spec["data_hash"] != manifest["content_hash"]:
         raise EvaluateError(f"the candidate was trained on data {spec['data_hash'][:12]} but {prepared} holds "
                             f"{manifest['content_hash'][:12]}; rerun the pipeline")
-    if extractor is not None:  # features need more samples than dimensions: checked before sampling
-        n, what, knob = family.scored_count(params, manifest)
-        scores.check_sample_size(n, extractor.feature_dim, what, knob=knob)
+    scorer = open_evaluator(params, repo_root)
+    scorer.check_sample_size(*family.scored_count(params, manifest))  # before sampling
+    info = scorer.info
     test = TestSplit.load(prepared)
     sampling = family.sampling_options(params)
-    metrics, fake = measure(g, params, prepared, test, extractor, info, input_classifier(params, repo_root))
+    metrics, fake = measure(g, params, test, scorer, input_classifier(params, repo_root))
+    names = family.metric_names(params, kind_of(manifest).name)
     report = {**metrics, "evaluator_hash": info["hash"], "evaluator_kind": info["kind"],
               "num_samples": len(fake), "seed": params.evaluate.seed,
               "error_seeds": params.evaluate.error_seeds,
-              **({"mode_samples": params.evaluate.mode_samples} if info["kind"] == "per_channel" else {}),
+              **scorer.evaluator.report_fields(params),
               "model_uri": summary["model_uri"], "mlflow_run_id": summary["mlflow_run_id"],
               **({"sampling": sampling} if sampling else {}),
               "eval_seconds": time.perf_counter() - started}
@@ -97,7 +97,7 @@ def run(params: Params, repo_root: Path) -> dict:
     atomic_write(grid_path, family.report_grid(g, fake, test))
     atomic_write(report_path, json.dumps(report, indent=2, sort_keys=True) + "\n")
     atomic_write((repo_root / params.evaluate.headline).resolve(),
-                 json.dumps(headline(report, family.metric_names(params, kind_of(manifest).name)), indent=2) + "\n")
+                 json.dumps(headline(report, names), indent=2) + "\n")
 
     from mlflow.entities import Metric, RunTag
     from mlflow.tracking import MlflowClient
@@ -110,6 +110,28 @@ def run(params: Params, repo_root: Path) -> dict:
                      tags=[RunTag(EVALUATOR_HASH_TAG, info["hash"])])
     client.log_artifact(run_id, str(report_path), "evaluation")
     client.log_artifact(run_id, str(grid_path), "evaluation")
-    print("evaluate: " + ", ".join(_printed(k, report) for k in _PRINTED if k in report)
-          + f" (mean ± std over {params.evaluate.error_seeds} sampling seeds)")
+    shown = [*names, *scorer.evaluator.floor_metrics, *family.printed_extra, *COSTS]
+    print("evaluate: " + printed(report, shown) + f" (mean ± std over {params.evaluate.error_seeds} sampling seeds)")
     return report
+
+
+def dry_run(params: Params, repo_root: Path) -> dict:
+    """What `run` would read and write (`genpipe evaluate --dry-run`); writes nothing."""
+    from components.data.shards import MANIFEST
+    from components.metrics.evaluators import INFO
+    from components.options import OPTIONS_FILE, RUN_ARTIFACT, record_line, written
+    from pipelines.links import SUMMARY_FILE
+
+    root, e = Path(repo_root), params.evaluate
+    summary = root / params.train.output_dir / SUMMARY_FILE
+    return {"reads": [record_line(summary, root, ("run_name", "mlflow_run_id", "model_uri", "steps"), "train"),
+                      record_line(root / params.evaluator.output_dir / INFO, root, ("kind", "hash"), "evaluator"),
+                      record_line(params.prepared_path(root) / MANIFEST, root, ("dataset", "content_hash"), "prepare")],
+            "writes": [written(root / e.report, root, "every metric"), written(root / e.headline, root, "the headline"),
+                       written(root / e.grid, root, "samples"),
+                       f"MLflow: eval/* metrics, the evaluator hash tag, {RUN_ARTIFACT['evaluate']} and the report "
+                       f"and grid on the candidate's run" + (
+                           f" {json.loads(summary.read_text())['mlflow_run_id']}" if summary.is_file() else "")],
+            "reuses": [],
+            "notes": [f"{e.error_seeds} sampling seed(s) from seed {e.seed}; options beside the report as evaluate_"
+                      f"{OPTIONS_FILE}"]}

@@ -5,11 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-SUMMARY_FILE = "train_summary.json"  # in train.output_dir: the candidate's MLflow run and logged model
+# The summary file and the MLflow tags live with the components that write and read them as well.
+from components.tracking.names import EVALUATOR_HASH_TAG, MODEL_URI_TAG, SUMMARY_FILE, WEIGHTS_TAG  # noqa: F401
+
 BEST_FILE = "best.json"  # in tune.output_dir: the sweep's best configuration, applied by train/evaluate/promote
-EVALUATOR_HASH_TAG = "genpipe.evaluator_hash"  # on an evaluated run and its registered version
-MODEL_URI_TAG = "genpipe.model_uri"  # on a registered version: the logged model it was registered from
-WEIGHTS_TAG = "genpipe.weights_sha256"  # on a registered version: its weights' hash (one version per set of weights)
 
 
 class MissingStageOutput(ValueError):

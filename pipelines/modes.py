@@ -1,12 +1,4 @@
-"""`genpipe modes --dataset ring8|grid25`: the mode-collapse benchmark.
-
-Trains the dataset's preset (components/presets/<dataset>.yaml) with every objective, with and
-without one-sided label smoothing (where the objective has targets), at each D:G ratio of
-`modes.d_steps`, over `modes.seeds` seeds, plus the preset itself over `modes.preset_seeds` seeds.
-Every table run gets the same number of D updates (`modes.d_updates`), so a k:1 run makes 1/k as
-many G steps and costs about as much as a 1:1 run: the table compares settings at equal compute.
-Each run is the plain training core (no Ray, no MLflow: hundreds of short runs) on the dataset
-prepared as Parquet like any source; runs go `modes.workers` at a time, one thread each.
+"""`genpipe modes --dataset ring8|grid25`: the mode-collapse benchmark (components/benchmarks/modes.py).
 
 Writes `<report_dir>/<dataset>.json` (every run: modes, % high quality, reverse KL, wall seconds,
 the .npy of its samples; and mean ± std per configuration), `<report_dir>/<dataset>.md` (the table
@@ -14,177 +6,50 @@ the README shows) and `<report_dir>/<dataset>/*.npy`, all atomically."""
 from __future__ import annotations
 
 import json
-import multiprocessing
 import shutil
 import tempfile
-import time
-from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from components.atomic import atomic_dir, atomic_write
+from components.benchmarks.modes import MIXTURES, ModesError, benchmark, markdown, preset_description
 from components.config import Params, load_params
-
-_MIXTURES = ("ring8", "grid25")
-
-
-class ModesError(ValueError):
-    pass
-
-
-@dataclass(frozen=True)
-class Configuration:
-    key: str  # file-safe id
-    objective: str
-    label_smoothing: float
-    d_steps: int
-    overrides: tuple[str, ...]  # on top of the preset
-
-
-def configurations(params: Params, preset: Params) -> list[Configuration]:
-    """The preset first, then objective × label smoothing × D:G ratio."""
-    from components.objectives import OBJECTIVES
-
-    m, base = params.modes, preset.train
-    out = [Configuration("preset", base.objective, base.label_smoothing, base.d_steps_per_g_step, ())]
-    if base.max_steps is None:
-        raise ModesError(f"preset {preset.preset!r} must set train.max_steps: the table's budget is counted in steps")
-    d_updates = m.d_updates or base.max_steps * base.d_steps_per_g_step
-    for name in m.objectives or OBJECTIVES.names():
-        obj = OBJECTIVES.get(name)
-        # A critic needs a Lipschitz constraint: wasserstein runs as WGAN-GP (R1 off, the penalty replaces it).
-        extra = (f"train.gradient_penalty={m.critic_gradient_penalty}", "train.r1=0") if obj.critic else ()
-        for k in m.d_steps:
-            for eps in ((0.0, m.label_smoothing) if obj.has_targets else (0.0,)):
-                key = f"{name}{'-gp' if obj.critic else ''}{f'-ls{eps:g}' if eps else ''}-d{k}"
-                out.append(Configuration(key, name, eps, k, (
-                    f"train.objective={name}", f"train.label_smoothing={eps}", f"train.d_steps_per_g_step={k}",
-                    f"train.max_steps={max(1, d_updates // k)}", *extra)))
-    return out
-
-
-def _run_one(params_path: str | None, base_overrides: list[str], cfg: Configuration, seed: int, prepared: str,
-             samples_dir: str) -> dict:
-    """One training run in a pool process: train, sample with EMA weights when on, count modes."""
-    import torch
-
-    from components.data.shards import read_manifest
-    from components.metrics.modes import mode_scores
-    from components.training.checkpoint import generator_from_state
-    from components.training.loop import NonFiniteLossError, Worker, train_model
-
-    params = load_params(params_path, [*base_overrides, *cfg.overrides, f"seed={seed}", "train.num_threads=1"])
-    row = {"config": cfg.key, "objective": cfg.objective, "label_smoothing": cfg.label_smoothing,
-           "d_steps_per_g_step": cfg.d_steps, "seed": seed}
-    final: dict = {}
-
-    class Keep:  # nothing logged or saved: the final state is all a benchmark run needs
-        def log(self, step, metrics): pass
-        def samples(self, step, epoch, image): pass
-        def checkpoint(self, step, state, metrics): final["state"] = state
-
-    started = time.perf_counter()
-    try:
-        summary = train_model(params, Path(prepared), Worker(), Keep())
-    except NonFiniteLossError as e:
-        return {**row, "status": "diverged", "error": str(e), "steps": e.step,
-                "wall_seconds": time.perf_counter() - started}
-    g = generator_from_state(final["state"])
-    torch.set_num_threads(1)
-    fake = params.family.draw(g, params.modes.num_samples, params.evaluate.seed, None, {}, params.model.latent_dim).numpy()
-    wall = time.perf_counter() - started
-    name = f"{cfg.key}-s{seed}.npy"
-    np.save(Path(samples_dir) / name, fake.astype(np.float32))
-    mixture = read_manifest(Path(prepared))["mixture"]
-    return {**row, "status": "ok", "steps": summary["step"], "wall_seconds": wall, "samples": name,
-            **mode_scores(fake, mixture["centers"], mixture["sigma"])}
-
-
-def _mean_std(values: list[float]) -> tuple[float | None, float | None]:
-    return (float(np.mean(values)), float(np.std(values))) if values else (None, None)
-
-
-def summarise(runs: list[dict], configs: list[Configuration]) -> list[dict]:
-    out = []
-    for cfg in configs:
-        mine = [r for r in runs if r["config"] == cfg.key]
-        ok = [r for r in mine if r["status"] == "ok"]
-        row = {"config": cfg.key, "objective": cfg.objective, "label_smoothing": cfg.label_smoothing,
-               "d_steps_per_g_step": cfg.d_steps, "runs": len(mine), "ok": len(ok),
-               "diverged": sum(r["status"] == "diverged" for r in mine)}
-        for metric in ("modes", "high_quality", "reverse_kl", "wall_seconds"):
-            row[f"{metric}_mean"], row[f"{metric}_std"] = _mean_std([r[metric] for r in ok])
-        out.append(row)
-    return out
-
-
-def markdown(dataset: str, summary: list[dict], num_modes: int, preset_desc: str) -> str:
-    def pm(row, metric, scale=1.0, digits=2):
-        m, s = row[f"{metric}_mean"], row[f"{metric}_std"]
-        return "—" if m is None else f"{m * scale:.{digits}f} ± {s * scale:.{digits}f}"
-
-    lines = [f"**{dataset}** ({preset_desc}; mean ± std over seeds; a diverged run stopped on a non-finite loss)", "",
-             "| configuration | objective | label smoothing | D:G | seeds | modes (of %d) | high quality %% | reverse KL | s / run |"
-             % num_modes, "|---|---|---|---|---|---|---|---|---|"]
-    for r in summary:
-        seeds = f"{r['ok']}/{r['runs']}" + (f" ({r['diverged']} diverged)" if r["diverged"] else "")
-        lines.append(f"| {r['config']} | {r['objective']} | {r['label_smoothing']:g} | {r['d_steps_per_g_step']}:1 | "
-                     f"{seeds} | {pm(r, 'modes')} | {pm(r, 'high_quality', 100, 1)} | {pm(r, 'reverse_kl', 1, 3)} | "
-                     f"{pm(r, 'wall_seconds', 1, 0)} |")
-    return "\n".join(lines) + "\n"
 
 
 def run(params: Params, repo_root: Path, dataset: str, params_path: str | None, overrides: list[str]) -> dict:
-    from components.data.shards import write_prepared
-    from components.data.sources import SOURCES
-
-    if dataset not in _MIXTURES:
-        raise ModesError(f"--dataset {dataset!r}: the mode benchmark runs on {', '.join(_MIXTURES)}")
+    if dataset not in MIXTURES:
+        raise ModesError(f"--dataset {dataset!r}: the mode benchmark runs on {', '.join(MIXTURES)}")
     base_overrides = [f"preset={dataset}", *overrides]
     preset = load_params(params_path, base_overrides)  # validates the preset with the user's overrides
-    configs = configurations(params, preset)
-    m = params.modes
-    jobs = [(c, s) for c in configs for s in range(m.preset_seeds if c.key == "preset" else m.seeds)]
-    jobs.sort(key=lambda j: -j[0].d_steps)  # longest first: better packing of the pool
-    report_dir = (Path(repo_root) / m.report_dir).resolve()
-    started = time.perf_counter()
+    report_dir = (Path(repo_root) / params.modes.report_dir).resolve()
+    root = Path(repo_root).resolve()
+    rel = report_dir.relative_to(root) if report_dir.is_relative_to(root) else report_dir
     with tempfile.TemporaryDirectory(prefix=f"genpipe-modes-{dataset}-") as tmp:
-        prepared = Path(tmp) / "prepared"
-        manifest = write_prepared(SOURCES.get(dataset)(preset.data), preset.data, preset.seed, prepared)
         samples_dir = Path(tmp) / "samples"
-        samples_dir.mkdir()
-        print(f"modes {dataset}: {len(configs)} configurations, {len(jobs)} runs, {m.workers} at a time", flush=True)
-        runs = []
-        ctx = multiprocessing.get_context("spawn")  # fresh interpreters: no inherited torch/thread state
-        with ProcessPoolExecutor(max_workers=m.workers, mp_context=ctx) as pool:
-            futures = [pool.submit(_run_one, params_path, base_overrides, c, s, str(prepared), str(samples_dir))
-                       for c, s in jobs]
-            for i, fut in enumerate(as_completed(futures), 1):
-                r = fut.result()
-                runs.append(r)
-                shown = (f"modes {r['modes']}, HQ {100 * r['high_quality']:.1f}%, rKL {r['reverse_kl']:.3f}"
-                         if r["status"] == "ok" else r["status"])
-                print(f"[{i}/{len(jobs)}] {r['config']} seed {r['seed']}: {shown} ({r['wall_seconds']:.0f} s)", flush=True)
-        runs.sort(key=lambda r: ([c.key for c in configs].index(r["config"]), r["seed"]))
-        root = Path(repo_root).resolve()
-        rel = report_dir.relative_to(root) if report_dir.is_relative_to(root) else report_dir
-        for r in runs:
-            if "samples" in r:
-                r["samples"] = str(rel / dataset / r["samples"])
-        summary = summarise(runs, configs)
-        preset_desc = f"preset `{dataset}`: {preset.train.objective}, pack {preset.train.pack}, " \
-                      f"EMA {preset.train.ema_decay:g}, R1 {preset.train.r1:g}, {preset.train.max_steps} steps"
-        report = {"dataset": dataset, "num_modes": len(manifest["mixture"]["centers"]),
-                  "protocol": {"num_samples": m.num_samples, "high_quality_within_sigmas": 3.0,
-                               "sigma": manifest["mixture"]["sigma"]},
-                  "preset": preset.model_dump(mode="json", include={"model", "train"}),
-                  "summary": summary, "runs": runs, "wall_seconds_total": time.perf_counter() - started}
+        report = benchmark(params, preset, dataset, params_path, base_overrides, Path(tmp) / "prepared", samples_dir,
+                           rel / dataset)
+        table = markdown(dataset, report["summary"], report["num_modes"], preset_description(dataset, preset))
         with atomic_dir(report_dir / dataset) as out:
             for f in samples_dir.iterdir():
                 shutil.move(str(f), out / f.name)
-        atomic_write(report_dir / f"{dataset}.md", markdown(dataset, summary, report["num_modes"], preset_desc))
+        atomic_write(report_dir / f"{dataset}.md", table)
         atomic_write(report_dir / f"{dataset}.json", json.dumps(report, indent=2) + "\n")
-    print(markdown(dataset, summary, report["num_modes"], preset_desc))
+    print(table)
     return report
+
+
+def dry_run(params: Params, repo_root: Path, dataset: str, params_path: str | None, overrides: list[str]) -> dict:
+    """What `run` would read and write (`genpipe modes --dry-run`); trains nothing, writes nothing."""
+    from components.benchmarks.modes import configurations
+    from components.options import written
+
+    m, report_dir = params.modes, (Path(repo_root) / params.modes.report_dir).resolve()
+    preset = load_params(params_path, [f"preset={dataset}", *overrides])
+    configs = configurations(params, preset)
+    runs = sum(m.preset_seeds if c.key == "preset" else m.seeds for c in configs)
+    return {"reads": [f"preset {dataset} (components/presets/{dataset}.yaml) and source {dataset}, prepared in a "
+                      "temporary folder"],
+            "writes": [written(report_dir / f"{dataset}.json", repo_root, "every run and the summary"),
+                       written(report_dir / f"{dataset}.md", repo_root, "the table"),
+                       written(report_dir / dataset, repo_root, "each run's samples (.npy)")],
+            "reuses": [],
+            "notes": [f"{len(configs)} configurations, {runs} runs, {m.workers} at a time; no Ray, no MLflow"]}

@@ -7,7 +7,6 @@ from components.config import Params
 from components.data.kinds import kind_of
 from components.data.shards import SPLITS, write_prepared
 from components.data.sources import SOURCES
-from components.data.tokens import Sentences, encode_split
 
 
 def summary(manifest: dict, out_dir: Path) -> str:
@@ -22,9 +21,7 @@ def summary(manifest: dict, out_dir: Path) -> str:
 def run(params: Params, repo_root: Path | str = ".") -> Path:
     cfg = params.data
     out_dir = params.prepared_path(Path(repo_root))
-    data = SOURCES.get(cfg.source)(cfg)
-    if isinstance(data, Sentences):  # text: the vocabulary comes from the train split
-        data = encode_split(data, cfg, params.seed)
+    data = SOURCES.get(cfg.source)(cfg).encoded(cfg, params.seed)  # text: the vocabulary of the train split
     if cfg.pairs is not None:
         from components.data.pairings import PAIRINGS
 
@@ -32,3 +29,20 @@ def run(params: Params, repo_root: Path | str = ".") -> Path:
     manifest = write_prepared(data, cfg, params.seed, out_dir)
     print(summary(manifest, out_dir))
     return out_dir
+
+
+def dry_run(params: Params, repo_root: Path | str = ".") -> dict:
+    """What `run` would read and write (`genpipe prepare --dry-run`); writes nothing."""
+    from components.data.shards import MANIFEST
+    from components.options import OPTIONS_FILE, record_line, written
+
+    cfg, out_dir = params.data, params.prepared_path(Path(repo_root))
+    source = f"source {cfg.source}" + (f" from {cfg.path}" if cfg.path else "")
+    if cfg.pairs is not None:
+        source += f", paired by {cfg.pairs}" + (f" with source {cfg.domain_b}" if cfg.pairs == "unpaired" else "")
+    return {"reads": [source],
+            "writes": [written(out_dir, repo_root, f"Parquet shards {', '.join(SPLITS)}, {MANIFEST}, {OPTIONS_FILE}")],
+            "reuses": [],
+            "notes": [f"split: test_fraction {cfg.test_fraction}, seed {params.seed}"]
+            + ([f"there now: {record_line(out_dir / MANIFEST, repo_root, ('content_hash', 'count'), 'prepare')}"]
+               if (out_dir / MANIFEST).is_file() else [])}

@@ -78,14 +78,9 @@ class Callbacks:
         else:
             print(f"step {step}: {format_metrics(metrics)}", flush=True)
 
-    def samples(self, step, epoch, image):
-        if not self.logger:
-            return
-        name = f"samples/epoch_{epoch:04d}_step_{step:08d}"
-        if isinstance(image, str):  # a text model's sentences
-            self.logger.log_text(image, name + ".txt")
-        else:
-            self.logger.log_image(image, name + ".png")
+    def samples(self, step, epoch, image, suffix):
+        if self.logger:
+            self.logger.log_preview(image, f"samples/epoch_{epoch:04d}_step_{step:08d}{suffix}")
 
     def checkpoint(self, step, state, metrics):
         if self.logger and state is not None:  # points the store has not taken yet survive a crash with it

@@ -35,14 +35,13 @@ def run(params: Params, repo_root: Path, model_uri: str, n: int, seed: int, out:
         outputs = torch.from_numpy(model.predict({"images": inputs}))
         png = preview_png(side_by_side(to_model_space(torch.from_numpy(inputs)), outputs), cols=2)
     else:
-        samples = model.predict({"num_samples": n, "seed": seed})
-        if hasattr(samples, "columns"):  # a text model: token ids and sentences
-            out = Path(out).with_suffix(".txt")
-            atomic_write(out, "\n".join(samples["sentence"]) + "\n")
-            print("\n".join(samples["sentence"]))
-            print(f"sample: {n} sentences from {model_uri} (seed {seed}) → {out}")
-            return out
-        png = preview_png(torch.from_numpy(samples))
+        drawn = family_of_spec(spec).sample_file(model.predict({"num_samples": n, "seed": seed}))
+        out = Path(out).with_suffix(drawn.suffix) if drawn.suffix else out
+        atomic_write(out, drawn.content)
+        if drawn.shown:
+            print(drawn.shown)
+        print(f"sample: {n} {drawn.what} from {model_uri} (seed {seed}) → {out}")
+        return out
     atomic_write(out, png)
     print(f"sample: {n} images from {model_uri} (seed {seed}) → {out}")
     return out
@@ -82,3 +81,14 @@ def _what_exists(model_uri: str) -> str:
         return f"; {name} has versions {', '.join(map(str, versions)) or 'none'}, aliases {aliases}"
     except Exception:  # the store itself is the problem: the first message says so
         return ""
+
+
+def dry_run(params: Params, repo_root: Path, model_uri: str, n: int, seed: int, out: Path) -> dict:
+    """What `run` would read and write (`genpipe sample --dry-run`); writes nothing, loads no model."""
+    from components.options import shown, tracking_uri, written
+
+    return {"reads": [f"{model_uri} from {tracking_uri(params, Path(repo_root))}"],
+            "writes": [written(Path(out).resolve(), repo_root, f"{n} samples, seed {seed}; a text model: "
+                                                               f"{shown(Path(out).with_suffix('.txt'), repo_root)}")],
+            "reuses": [], "notes": ["a translating model reads the first test inputs of its dataset under "
+                                    f"{params.data.prepared_dir}"]}

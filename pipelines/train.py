@@ -4,34 +4,25 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
 import mlflow
 import torch
-from mlflow.entities import LoggedModelStatus
 from mlflow.tracking import MlflowClient
 
 from components.config import Params
 from components.data.shards import read_manifest
 from components.tracking import mlflow_store
 from components.tracking.curves import write_train_curve
-from components.tracking.logged_model import download_generator, log_generator
+from components.tracking.train_run import TrainError, export_run, interrupted, rebuild_finished
 from components.training import checkpoint as ckpt
 from components.training.loop import NonFiniteLossError, Worker, plan, train_model
 from components.failures import unwrap_failure
+from components.options import OPTIONS_FILE, render as render_options
 from pipelines.launch import LaunchError, check_resources, init_ray, ray_scaling
 from pipelines.leftovers import prune_train_run
-from pipelines.links import SUMMARY_FILE
 from pipelines.ray_worker import RESUMED_METRIC, Callbacks, ray_worker, training_progress
-
-class TrainError(RuntimeError):
-    pass
-
-
-FINAL_STEP_TAG = "genpipe.final_step"  # on a finished run: the step its logged model was exported at
 
 
 def run_name_for(params: Params, manifest: dict) -> str:
@@ -142,82 +133,7 @@ def _check_launcher(params: Params, use_ray: bool) -> None:
         raise TrainError(f"training cannot start: {e}") from e
 
 
-def _newest_whole_checkpoint(run_dir: Path) -> Path | None:
-    for path in sorted(run_dir.glob("checkpoint_*"), reverse=True):  # by step (no Ray) or by time (Ray)
-        try:
-            ckpt.verify(path)
-        except (ckpt.CheckpointIntegrityError, FileNotFoundError):
-            continue
-        return path
-    return None
-
-
-def _interrupted(run_name: str, run_id: str, run_dir: Path, every: int) -> str:
-    """What Ctrl-C leaves behind and how to go on from it."""
-    newest = _newest_whole_checkpoint(run_dir) if run_dir.is_dir() else None
-    if newest is None:
-        return (f"train: interrupted before the first checkpoint (every {every} steps); nothing to resume: the same "
-                f"command starts run {run_name} again from step 0")
-    step = ckpt.load(newest)["step"]
-    return (f"train: interrupted; saved: step {step} ({newest}). The same command (genpipe train with these params, "
-            f"or dvc repro) resumes MLflow run {run_id} ({run_name}) from step {step}")
-
-
-def _logged_model_uri(client: MlflowClient, run) -> str | None:
-    """The model a finished run logged (the newest, for runs that older reruns logged again)."""
-    found = client.search_logged_models([run.info.experiment_id],
-                                        filter_string=f"source_run_id = '{run.info.run_id}'", max_results=100)
-    ready = [m for m in found if m.status == LoggedModelStatus.READY] or list(found)
-    return f"models:/{max(ready, key=lambda m: m.creation_timestamp).model_id}" if ready else None
-
-
-def _rebuild_finished(params: Params, repo_root: Path, client: MlflowClient, run, run_name: str, run_dir: Path,
-                      total_steps: int, uri: str, launcher: str) -> dict:
-    """A finished run has nothing to resume: the run stays as it is (status, end time, logged model) and
-    train.output_dir is written again from its final checkpoint, pointing at the model it logged."""
-    run_id = run.info.run_id
-    final = int(run.data.tags.get(FINAL_STEP_TAG, total_steps))  # runs finished before the tag: the plan's
-    new_name = "set train.run_name to a new name to train a new run"
-    if final != total_steps:
-        raise TrainError(f"MLflow run {run_id} (run name {run_name}) is FINISHED at step {final}; these params train "
-                         f"to step {total_steps}. A finished run is not reopened: {new_name}")
-    model_uri = _logged_model_uri(client, run)
-    if model_uri is None:
-        raise TrainError(f"MLflow run {run_id} (run name {run_name}) is FINISHED but logged no model, so genpipe did "
-                         f"not finish it; {new_name}")
-    newest = _newest_whole_checkpoint(run_dir)
-    state = ckpt.load(newest) if newest is not None else None
-    out_dir = (repo_root / params.train.output_dir).resolve()
-    summary = {"run_name": run_name, "mlflow_run_id": run_id, "experiment": params.experiment_name,
-               "tracking_uri": uri, "model_uri": model_uri, "launcher": launcher}
-    if state is not None and int(state["step"]) == final:
-        source = newest.name
-        with ckpt.atomic_dir(out_dir) as tmp:
-            ckpt.write_generator(state, tmp)
-            summary.update(steps=state["step"], epochs=state["epoch"])
-            (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True))
-    else:  # the checkpoints stayed where the run trained (a `dvc exp run --temp` copy has none): its export is logged
-        found = "no whole checkpoint" if state is None else f"the newest whole one is at step {state['step']}"
-        source = f"its logged model ({found} in {run_dir})"
-        with tempfile.TemporaryDirectory() as download, ckpt.atomic_dir(out_dir) as tmp:
-            try:
-                folder = download_generator(uri, model_uri, Path(download))
-                spec = ckpt.verify_generator(folder)
-            except Exception as e:
-                raise TrainError(f"MLflow run {run_id} (run name {run_name}) is FINISHED, but its final checkpoint "
-                                 f"(step {final}) is not in {run_dir} ({found}) and its logged model {model_uri} cannot "
-                                 f"be read ({e}), so {params.train.output_dir} cannot be rebuilt. Restore that folder "
-                                 f"from where the run trained (scaling.storage_path), or {new_name}") from None
-            for file in folder.iterdir():
-                shutil.copy2(file, tmp / file.name)
-            summary.update(steps=spec["step"], epochs=spec["epoch"])
-            (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True))
-    print(f"run {run_name}: MLflow run {run_id} is already FINISHED at step {final}: nothing to resume, run left "
-          f"untouched; {out_dir} rebuilt from {source}, logged model {model_uri}", flush=True)
-    return summary
-
-
-def run(params: Params, repo_root: Path, use_ray: bool = True) -> dict:
+def run(params: Params, repo_root: Path, use_ray: bool = True, options: dict | None = None) -> dict:
     prepared_dir = params.prepared_path(repo_root)
     manifest = read_manifest(prepared_dir)
     total_steps = plan(params, prepared_dir, params.scaling.num_workers if use_ray else 1).total_steps
@@ -232,8 +148,8 @@ def run(params: Params, repo_root: Path, use_ray: bool = True) -> dict:
     previous = mlflow_store.find_run(client, exp_id, run_name)
     launcher = "ray" if use_ray else "process"
     if previous is not None and previous.info.status == "FINISHED":  # it may be the champion's run: never reopened
-        summary = _rebuild_finished(params, repo_root, client, previous, run_name, storage / run_name, total_steps,
-                                    uri, launcher)
+        summary = rebuild_finished(params, repo_root, client, previous, run_name, storage / run_name, total_steps,
+                                   uri, launcher)
         write_train_curve(uri, summary["mlflow_run_id"], repo_root / params.train.curves_dir)
         return summary
     if previous is not None:  # interrupted (RUNNING, FAILED, KILLED): resume it
@@ -244,6 +160,8 @@ def run(params: Params, repo_root: Path, use_ray: bool = True) -> dict:
                                                                   "genpipe.launcher": launcher})
         run_id = run.info.run_id
         client.log_batch(run_id, params=[mlflow.entities.Param(k, str(v)) for k, v in params.flat().items()])
+    if options is not None:  # the resolved options of this (re)start, layers and code version included
+        client.log_text(run_id, render_options(options), OPTIONS_FILE)
     print(f"run {run_name}: MLflow run {run_id} in experiment {params.experiment_name!r} at {uri}", flush=True)
 
     fit = _fit_with_ray if use_ray else _fit_in_process
@@ -251,7 +169,7 @@ def run(params: Params, repo_root: Path, use_ray: bool = True) -> dict:
         state = fit(params, prepared_dir, storage, run_name, uri, run_id)
     except BaseException as exc:  # includes KeyboardInterrupt: the run must not stay RUNNING
         if isinstance(exc, KeyboardInterrupt):
-            print(_interrupted(run_name, run_id, storage / run_name, params.train.checkpoint_every), flush=True)
+            print(interrupted(run_name, run_id, storage / run_name, params.train.checkpoint_every), flush=True)
         unreachable = isinstance(exc, mlflow_store.TrackingUnavailableError) or "TrackingUnavailableError" in str(exc)
         try:  # not when the store is what failed: that would wait on it again (the run stays RUNNING; a rerun ends it)
             if not unreachable:
@@ -262,17 +180,47 @@ def run(params: Params, repo_root: Path, use_ray: bool = True) -> dict:
             raise TrainError(f"training failed: {unwrap_failure(exc)}") from exc
         raise
 
-    out_dir = (repo_root / params.train.output_dir).resolve()
-    with ckpt.atomic_dir(out_dir) as tmp:  # generator + summary appear together or not at all
-        ckpt.write_generator(state, tmp)
-        mlflow.set_tracking_uri(uri)
-        with mlflow.start_run(run_id=run_id):  # ends the run FINISHED once the model is logged
-            info = log_generator(tmp, params.serving.max_samples)
-            mlflow.set_tag(FINAL_STEP_TAG, str(state["step"]))  # a rerun then knows the run is complete
-        summary = {"run_name": run_name, "mlflow_run_id": run_id, "experiment": params.experiment_name,
-                   "tracking_uri": uri, "model_uri": info.model_uri, "steps": state["step"], "epochs": state["epoch"],
-                   "launcher": launcher}
-        (tmp / SUMMARY_FILE).write_text(json.dumps(summary, indent=2, sort_keys=True))
+    summary = export_run(params, repo_root, state, run_name, run_id, uri, launcher)
     write_train_curve(uri, run_id, repo_root / params.train.curves_dir)
-    print(f"trained {state['step']} steps; generator in {out_dir}; logged model {info.model_uri}", flush=True)
+    out_dir = (repo_root / params.train.output_dir).resolve()
+    print(f"trained {state['step']} steps; generator in {out_dir}; logged model {summary['model_uri']}", flush=True)
     return summary
+
+
+def dry_run(params: Params, repo_root: Path, use_ray: bool = True) -> dict:
+    """What `run` would read, write and reuse (`genpipe train --dry-run`): the run it starts, resumes or finds
+    finished, from the files alone (MLflow is not opened); writes nothing."""
+    from components.data.shards import MANIFEST
+    from components.options import OPTIONS_FILE, record_line, shown, tracking_uri, written
+    from components.tracking.names import SUMMARY_FILE
+
+    root, prepared_dir = Path(repo_root), params.prepared_path(repo_root)
+    out_dir = (root / params.train.output_dir).resolve()
+    workers = params.scaling.num_workers if use_ray else 1
+    plan_ = {"reads": [record_line(prepared_dir / MANIFEST, root, ("dataset", "content_hash", "count"), "prepare")],
+             "writes": [written(out_dir, root,
+                                f"generator.safetensors, generator.json, {SUMMARY_FILE}, {OPTIONS_FILE}"),
+                        written(root / params.train.curves_dir, root, "training curves, one CSV per loss")],
+             "reuses": [], "notes": [f"runs {f'on Ray Train, {workers} worker(s)' if use_ray else 'in this process'}"]}
+    if not (prepared_dir / MANIFEST).is_file():
+        plan_["notes"].append("the run's name (and checkpoint folder) needs the prepared data's content hash")
+        return plan_
+    run_name = run_name_for(params, read_manifest(prepared_dir)) + ("" if use_ray else "-noray")
+    run_dir = Path(params.scaling.storage_path or root / "data" / "checkpoints").resolve() / run_name
+    plan_["writes"][:0] = [f"{shown(run_dir, root)} (checkpoints every {params.train.checkpoint_every} steps, the "
+                           f"newest {params.train.keep_checkpoints} kept)",
+                           f"MLflow run {run_name} in experiment {params.experiment_name!r} at "
+                           f"{tracking_uri(params, root)} (params, {OPTIONS_FILE}, metrics, samples, logged model)"]
+    total = plan(params, prepared_dir, workers).total_steps
+    summary = json.loads((out_dir / SUMMARY_FILE).read_text()) if (out_dir / SUMMARY_FILE).is_file() else {}
+    newest = next((p for p in sorted(run_dir.glob("checkpoint_*"), reverse=True) if ckpt.is_whole(p)), None)
+    if summary.get("run_name") == run_name and summary.get("steps") == total:
+        plan_["reuses"].append(f"run {run_name} finished at step {total} (MLflow run {summary['mlflow_run_id']}): "
+                               f"nothing is trained, {shown(out_dir, root)} is rebuilt from it")
+    elif newest is not None:
+        plan_["reuses"].append(f"{shown(newest, root)}: resumes run {run_name} at step {ckpt.load(newest)['step']} "
+                               f"of {total}")
+    else:
+        plan_["notes"].append(f"starts run {run_name} from step 0 of {total} (no whole checkpoint in "
+                              f"{shown(run_dir, root)})")
+    return plan_

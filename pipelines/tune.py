@@ -201,7 +201,7 @@ def run(params: Params, repo_root: Path, resume: bool | None = None) -> dict:
                           "train.lr_g: {loguniform: [1e-4, 1e-3]}")
     manifest = read_manifest(params.prepared_path(repo_root))
     metric, mode = metric_and_mode(params, kind_of(manifest).name)
-    _, ev_info = open_evaluator(params, repo_root)  # fails clearly before start-up if the evaluator is missing
+    evaluator = open_evaluator(params, repo_root)  # fails clearly before start-up if the evaluator is missing
     name = sweep_name(params, manifest)
     storage = Path(t.storage_path or repo_root / "data" / "tune_runs").resolve()
     exp_path = storage / name
@@ -232,7 +232,7 @@ def run(params: Params, repo_root: Path, resume: bool | None = None) -> dict:
         client.set_terminated(parent_id, "KILLED" if isinstance(exc, KeyboardInterrupt) else "FAILED")
         raise
     prune_sweep(grid)
-    report = _summarise(params, repo_root, ctx, grid, skipped, parent_id, ev_info["hash"], time.perf_counter() - started)
+    report = _summarise(params, repo_root, ctx, grid, skipped, parent_id, evaluator.hash, time.perf_counter() - started)
     marker = exp_path / SWEEP_FILE
     marker.write_text(json.dumps({**json.loads(marker.read_text()), "finished": True}))
     shutil.rmtree(storage / "train", ignore_errors=True)  # Train's copies of checkpoints Tune already holds
@@ -307,3 +307,45 @@ def _summarise(params: Params, repo_root: Path, ctx: dict, grid, skipped, parent
           f"{counts['failed']} failed, {sum(skipped.values())} skipped) in {wall:.0f}s; best {metric} = "
           f"{best['value']:.4g} by {best['trial_id']}: {best['config']}", flush=True)
     return report
+
+
+def dry_run(params: Params, repo_root: Path, resume: bool | None = None) -> dict:
+    """What `run` would read, write and reuse (`genpipe tune --dry-run`): no sweep, a new one, or the
+    interrupted one it continues; writes nothing (Ray is not started)."""
+    from components.data.shards import MANIFEST
+    from components.metrics.evaluators import INFO
+    from components.options import OPTIONS_FILE, record_line, shown, tracking_uri, written
+
+    root, t = Path(repo_root).resolve(), params.tune
+    prepared = params.prepared_path(root)
+    plan = {"reads": [], "reuses": [], "notes": [],
+            "writes": [written(root / t.output_dir, root, f"{BEST_FILE}, {OPTIONS_FILE}"),
+                       written(root / t.report, root, "the sweep's summary"),
+                       written(root / t.trials_csv, root, "one row per trial")]
+            + ([written(root / t.curves_csv, root, "learning curves")] if t.curves_csv else [])}
+    if not t.enabled:
+        plan["notes"].append(f"tune.enabled is false: no sweep; {BEST_FILE} says train uses params as they are")
+        return plan
+    plan["reads"] = [record_line(prepared / MANIFEST, root, ("dataset", "content_hash"), "prepare"),
+                     record_line(root / params.evaluator.output_dir / INFO, root, ("kind", "hash"),
+                                 "evaluator")]
+    if not (prepared / MANIFEST).is_file():
+        plan["notes"].append("the sweep's name (and whether one can be resumed) needs the prepared data")
+        return plan
+    name = sweep_name(params, read_manifest(prepared))
+    exp_path = Path(t.storage_path or root / "data" / "tune_runs").resolve() / name
+    plan["writes"] += [written(exp_path, root, "Tune's state and trial checkpoints"),
+                       f"MLflow: parent run {name} and a run per trial in experiment {params.experiment_name!r} at "
+                       f"{tracking_uri(params, root)}"
+                       + (f"; the best trial's generator registered as {sweep_model_name(params)}" if t.register_best
+                          else "")]
+    can_resume = _unfinished(exp_path)
+    if resume and not can_resume:
+        plan["notes"].append(f"the stage would stop: no interrupted sweep {name} to resume under "
+                             f"{shown(exp_path.parent, root)}")
+    elif can_resume and resume is not False:
+        plan["reuses"].append(f"{shown(exp_path, root)}: resumes the interrupted sweep {name}")
+    else:
+        plan["notes"].append(f"starts sweep {name}: {t.search} search over {', '.join(t.space) or 'nothing'}, "
+                             f"{t.scheduler} scheduler, {t.trial_steps} steps per trial")
+    return plan

@@ -58,7 +58,7 @@ class Recorder:
     def log(self, step, metrics):
         self.logs.append((step, metrics))
 
-    def samples(self, step, epoch, image):
+    def samples(self, step, epoch, image, suffix):
         self.grids.append((step, image))
 
     def checkpoint(self, step, state, metrics):

@@ -12,8 +12,8 @@ from diffusers import DDPMScheduler
 
 from components.config import ConfigError, load_params
 from components.diffusion import process
+from components.diffusion.settings import DiffusionConfig
 from components.families.ddgan import FAMILY, DdganConfig
-from components.families.ddpm import DiffusionConfig
 from conftest import REPO, tiny_params
 from pipelines import prepare
 

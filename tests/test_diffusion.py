@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from components.config import ConfigError, load_params
-from components.families.ddpm import DiffusionConfig
 from components.diffusion import process
 from components.diffusion.reverse import guided_prediction
+from components.diffusion.settings import DiffusionConfig
+from components.families import build_diffusion
 from components.metrics.scores import conditional_accuracy
-from components.models import build_diffusion
 from components.training import checkpoint as ckpt
 from conftest import REPO, tiny_params, train_in_process
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from components.config import ConfigError, ModelConfig, TrainConfig, load_params
-from components.models import build_gan
+from components.families import build_gan
 from components.objectives import OBJECTIVES
 from components.training import diffusion_d as dd
 from components.training.gan_step import GanGame

@@ -102,7 +102,7 @@ def test_evaluate_and_promote_refuse_a_dead_store_before_any_work(tmp_path, stag
     import importlib
 
     from components.tracking.mlflow_store import StoreUnreachable
-    from pipelines.links import SUMMARY_FILE
+    from components.tracking.names import SUMMARY_FILE
 
     params = tiny_params(tmp_path)
     uri = f"http://127.0.0.1:{_closed_port()}"

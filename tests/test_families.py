@@ -14,8 +14,8 @@ from torch import nn
 from components.config import ConfigError, load_params
 from components.data.pairings import sobel_edges
 from components.data.shards import load_rank_inputs, load_split, read_manifest
+from components.families import build_gan
 from components.metrics.translation import cycle_scores, image_quality, paired_scores
-from components.models import build_gan
 from components.models.vae import kl_to_standard_normal
 from components.training.loop import Worker
 from components.training.translation_step import FakePool, cycle_l1, paired_l1
@@ -388,7 +388,7 @@ def test_cyclegan_stages_report_label_preservation_both_ways_and_pyfunc_translat
     prepared = params.prepared_path(root)
     (a, a_labels), (b, b_labels) = load_rank_inputs(prepared, "test"), load_split(prepared, "test")
     a, b = (x.astype(np.float32) / 127.5 - 1 for x in (a, b))
-    classifier_b, classifier_a = open_evaluator(params, root)[0], open_input_evaluator(params, root)[0]
+    classifier_b, classifier_a = open_evaluator(params, root).extractor, open_input_evaluator(params, root)[0]
 
     def agreement(classifier, images, labels) -> float:
         return float((classifier.logits(torch.from_numpy(images)).argmax(1).numpy() == labels).mean())

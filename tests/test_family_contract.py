@@ -1,7 +1,8 @@
 """The family contract (components/families/): every family's run key holds exactly the settings that change
 its weights, its pyfunc refuses what it does not take, tune and promote rank by the same metric — and
-the structure that keeps it so: no import circles, stages that never import each other, a config that
-imports no torch, nothing outside the family modules that branches on a family's name."""
+the structure that keeps it so: no import circles (lazy ones included), stages that never import each other,
+no family module that imports another's, a config that imports no torch, nothing outside the family modules
+that branches on a family's name."""
 from __future__ import annotations
 
 import ast
@@ -103,7 +104,7 @@ def test_the_keys_the_old_run_name_forgot_now_rename_the_run():
 @pytest.mark.parametrize("name", FAMILIES.names())
 def test_tune_and_promote_rank_by_the_same_default_metric(name, tmp_path):
     from components.evaluation import metric_and_mode
-    from pipelines.promote import promotion_metric
+    from components.tracking.promotion import promotion_metric
 
     params = family_params(name).with_overrides({"data.prepared_dir": str(tmp_path), "tune.metric": None,
                                                   "promote.metric": None})
@@ -181,12 +182,20 @@ def _module_name(path: Path) -> str:
     return ".".join(rel.parts[:-1] if rel.name == "__init__" else rel.parts)
 
 
-def _imports(path: Path, top_level_only: bool) -> set[str]:
-    """Our modules `path` imports (`from a.b import c` counts a.b, and a.b.c when that is a module)."""
+def _imports(path: Path, type_checking: bool = True) -> set[str]:
+    """Our modules `path` imports anywhere, at module level or inside a function (`from a.b import c` counts
+    a.b, and a.b.c when that is a module); without `type_checking`, not those under `if TYPE_CHECKING:`,
+    which never run."""
     tree = ast.parse(path.read_text())
-    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    skipped: set[int] = set()
+    if not type_checking:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.If) and ast.unparse(node.test) in ("TYPE_CHECKING", "typing.TYPE_CHECKING"):
+                skipped |= {id(n) for statement in node.body for n in ast.walk(statement)}
     found = set()
-    for node in nodes:
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
         if isinstance(node, ast.Import):
             found |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
@@ -199,9 +208,23 @@ def _our_modules() -> dict[str, Path]:
     return {_module_name(p): p for d in ("components", "pipelines") for p in (REPO / d).rglob("*.py")}
 
 
+def _executed_imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """Our modules that importing module `name`, or calling into it, executes: every import in it, lazy ones
+    inside functions too (only those under TYPE_CHECKING never run), and for an import of `a.b.c` the package
+    `a.b` as well (its __init__ runs first), unless `name` is inside that package."""
+    out = set()
+    for imported in _imports(path, type_checking=False) & (modules.keys() - {name}):
+        parts = imported.split(".")
+        packages = {".".join(parts[:k]) for k in range(1, len(parts))}
+        out |= {imported} | {p for p in packages if p in modules and p != name and not name.startswith(p + ".")}
+    return out
+
+
 def test_no_import_circles():
+    """Lazy imports included: a circle broken only by importing inside a function still ties the two
+    modules together (neither can be understood, tested or moved without the other)."""
     modules = _our_modules()
-    graph = {m: {i for i in _imports(p, top_level_only=True) if i in modules and i != m} for m, p in modules.items()}
+    graph = {m: _executed_imports(m, p, modules) for m, p in modules.items()}
     state: dict[str, int] = {}
 
     def visit(m, path):
@@ -221,11 +244,22 @@ def test_no_import_circles():
 def test_stages_never_import_each_other_and_components_never_import_pipelines():
     stages = {f"pipelines.{s}" for s in cli.STAGES}
     for name, path in _our_modules().items():
-        imported = _imports(path, top_level_only=False)
+        imported = _imports(path)
         if name.startswith("components"):
             assert not {i for i in imported if i.startswith("pipelines")}, f"{name} imports {imported}"
         if name in stages:
             assert not (imported & stages) - {name}, f"stage {name} imports stage(s) {(imported & stages) - {name}}"
+
+
+def test_no_family_module_imports_another_familys_module():
+    """A family is one module: what two families share lives in a shared module (families/base.py,
+    families/translation.py, components/diffusion/settings.py…), never in one of the families."""
+    modules = _our_modules()
+    family_modules = {type(f).__module__ for f in FAMILIES.values()}
+    assert len(family_modules) == len(FAMILIES.names()) and all(m in modules for m in family_modules)
+    offenders = [f"{m} imports {', '.join(sorted(others))}" for m in sorted(family_modules)
+                 if (others := (_imports(modules[m]) & family_modules) - {m})]
+    assert not offenders, "\n".join(offenders)
 
 
 def test_nothing_outside_the_family_modules_names_a_family_or_guesses_a_model_type():
@@ -235,7 +269,7 @@ def test_nothing_outside_the_family_modules_names_a_family_or_guesses_a_model_ty
         if name.startswith(("components.families", "components.models.", "components.diffusion")):
             continue  # a network module may name its own family in its messages; "ddpm" is also a sampler
         for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.Constant) and node.value in families and name != "components.config.sections":
+            if isinstance(node, ast.Constant) and node.value in families and name != "components.model_config":
                 offenders.append(f"{name}:{node.lineno} names {node.value!r}")
             if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "hasattr" and \
                     isinstance(node.args[1], ast.Constant) and node.args[1].value in ("sample", "translate", "conditional"):
@@ -287,7 +321,7 @@ def test_a_new_family_is_one_module(affine_family, tmp_path):
 
     class Keep:
         def log(self, step, metrics): pass
-        def samples(self, step, epoch, image): pass
+        def samples(self, step, epoch, image, suffix): pass
         def checkpoint(self, step, state, metrics): final["state"] = state
 
     prepared = prepare.run(params, tmp_path)

@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from components.models import build_gan, pack_batch, packed_shape
+from components.families import build_gan
+from components.models import pack_batch, packed_shape
 from components.training import checkpoint as ckpt
 from components.training.loop import Worker, train_model
 from conftest import Recorder, tiny_params, train_in_process

@@ -12,6 +12,8 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from components.tracking.names import MODEL_URI_TAG, SUMMARY_FILE
+from components.tracking.promotion import PromoteError, promotion_metric
 from components.training import checkpoint as ckpt
 from components.training.loop import Worker, train_model
 from conftest import tiny_params
@@ -23,7 +25,7 @@ class _Keep:
         self.states = []
 
     def log(self, step, metrics): ...
-    def samples(self, step, epoch, image): ...
+    def samples(self, step, epoch, image, suffix): ...
 
     def checkpoint(self, step, state, metrics):
         self.states.append(state)
@@ -196,7 +198,7 @@ def _candidate(root, evaluator_root, tag: str, seed: int):
 def _registry(params) -> tuple[list, dict]:
     client = MlflowClient(params.tracking.uri)
     name = params.registered_model_name
-    versions = sorted((int(mv.version), mv.tags.get(promote.MODEL_URI_TAG)) for mv in
+    versions = sorted((int(mv.version), mv.tags.get(MODEL_URI_TAG)) for mv in
                       client.search_model_versions(f"name = '{name}'"))
     aliases = {}
     if versions:
@@ -217,7 +219,6 @@ def _worse_then_better(run_root, evaluator_root):
     pairs = [(p, json.loads(Path(p.evaluate.report).read_text())) for p in
              (_candidate(run_root, evaluator_root, "-a", 0), _candidate(run_root, evaluator_root, "-b", 1))]
     from components.metrics.catalogue import greater_is_better
-    from pipelines.promote import promotion_metric
 
     metric = promotion_metric(pairs[0][0], run_root)
     pairs.sort(key=lambda pe: pe[1][metric], reverse=not greater_is_better(metric))
@@ -226,7 +227,7 @@ def _worse_then_better(run_root, evaluator_root):
 
 
 def _model_uri(params) -> str:
-    return json.loads((Path(params.train.output_dir) / train.SUMMARY_FILE).read_text())["model_uri"]
+    return json.loads((Path(params.train.output_dir) / SUMMARY_FILE).read_text())["model_uri"]
 
 
 def test_promote_twice_moves_nothing_twice(run_root, evaluator_root):
@@ -265,7 +266,7 @@ def test_candidate_with_missing_or_corrupt_artifacts_is_never_registered(run_roo
 
     original = weights.read_bytes(), spec.read_bytes()
     _flip_byte(weights)
-    with pytest.raises(promote.PromoteError) as e:
+    with pytest.raises(PromoteError) as e:
         promote.run(params, run_root)
     assert model_uri in str(e.value) and str(weights) in str(e.value) and "corrupt" in str(e.value)
     assert _registry(params) == before
@@ -275,7 +276,7 @@ def test_candidate_with_missing_or_corrupt_artifacts_is_never_registered(run_roo
 
     weights.unlink()
     spec.unlink()
-    with pytest.raises(promote.PromoteError) as e:
+    with pytest.raises(PromoteError) as e:
         promote.run(params, run_root)
     msg = str(e.value)
     assert model_uri in msg and f"{ckpt.GENERATOR_WEIGHTS} (missing)" in msg and f"{ckpt.GENERATOR_SPEC} (missing)" in msg

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 
+from components.benchmarks.modes import configurations
 from components.config import load_params
 from components.data.mixtures import grid_centers, ring_centers
 from components.data.shards import load_split, read_manifest
@@ -99,7 +100,7 @@ def test_sweep_configurations_cover_every_objective_at_equal_d_updates():
 
     names = OBJECTIVES.names()  # tests register their objectives for one test only (conftest.register_entry)
     params = load_params(None, ["modes.d_updates=1000", f"modes.objectives=[{','.join(names)}]"])
-    configs = modes.configurations(params, load_params(None, ["preset=ring8"]))
+    configs = configurations(params, load_params(None, ["preset=ring8"]))
     assert configs[0].key == "preset" and configs[0].overrides == ()
     assert {c.objective for c in configs[1:]} == set(names)
     # objectives with targets get a label-smoothing twin; every objective runs at 1:1 and 5:1

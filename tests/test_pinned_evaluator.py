@@ -19,7 +19,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _definition(params, root) -> dict:
-    return pins.definition(read_manifest(params.prepared_path(root)), params.evaluator)
+    from components.metrics.evaluators import EVALUATORS
+
+    return EVALUATORS.get(params.evaluator.kind).definition(params, read_manifest(params.prepared_path(root)))
 
 
 def _files(folder: Path) -> dict[str, bytes]:

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from mlflow.tracking import MlflowClient
 
-from components.tracking import local_server
+from components.tracking import local_server, promotion
+from components.tracking.names import EVALUATOR_HASH_TAG, MODEL_URI_TAG, SUMMARY_FILE
 from conftest import free_port, tiny_params
 from pipelines import evaluate, evaluator, promote, train
 
@@ -70,9 +71,9 @@ def test_better_candidate_takes_the_alias_and_worse_one_is_refused(history, root
     for ev, pr, _ in history:
         mv = client.get_model_version(name, str(pr["version"]))
         run_fid = client.get_run(ev["mlflow_run_id"]).data.metrics["eval/fid"]
-        assert mv.tags[promote.MODEL_URI_TAG] == ev["model_uri"]  # the version is that evaluation's candidate
+        assert mv.tags[MODEL_URI_TAG] == ev["model_uri"]  # the version is that evaluation's candidate
         assert float(mv.tags["metric.fid"]) == pytest.approx(run_fid, rel=1e-9)
-        assert mv.tags[evaluate.EVALUATOR_HASH_TAG] == ev["evaluator_hash"]
+        assert mv.tags[EVALUATOR_HASH_TAG] == ev["evaluator_hash"]
         recorded[pr["version"]] = run_fid
     assert sorted(recorded) == [1, 2, 3]  # one new version per promote, in order
 
@@ -104,7 +105,7 @@ def test_unevaluated_or_foreign_evaluated_candidate_is_never_promoted(history, r
     name = params.registered_model_name
     before = len(client.search_model_versions(f"name = '{name}'"))
     train.run(params, root, use_ray=False)
-    with pytest.raises(promote.PromoteError, match="run `genpipe evaluate` again"):
+    with pytest.raises(promotion.PromoteError, match="run `genpipe evaluate` again"):
         promote.run(params, root)
     assert len(client.search_model_versions(f"name = '{name}'")) == before  # nothing registered
 
@@ -112,7 +113,7 @@ def test_unevaluated_or_foreign_evaluated_candidate_is_never_promoted(history, r
     path = root / "reports/metrics-0.json"
     # measured under an evaluator this workspace does not hold: the champion cannot be re-scored under it
     path.write_text(json.dumps({**report, "evaluator_hash": "another-evaluator", "fid": 0.0}))
-    with pytest.raises(promote.PromoteError, match="evaluated under evaluator another-eval.* run `genpipe evaluate` again"):
+    with pytest.raises(promotion.PromoteError, match="evaluated under evaluator another-eval.* run `genpipe evaluate` again"):
         promote.run(params, root)
     assert len(client.search_model_versions(f"name = '{name}'")) == before
     assert int(client.get_model_version_by_alias(name, "champion").version) == 2
@@ -122,7 +123,7 @@ def test_evaluation_is_logged_to_the_candidate_run(history, root):
     ev, _, _ = history[1]
     run = MlflowClient(_params(root).tracking.uri).get_run(ev["mlflow_run_id"])
     assert run.data.metrics["eval/fid"] == pytest.approx(ev["fid"])
-    assert run.data.tags[evaluate.EVALUATOR_HASH_TAG] == ev["evaluator_hash"]
+    assert run.data.tags[EVALUATOR_HASH_TAG] == ev["evaluator_hash"]
 
 
 def _env(root) -> dict:
@@ -193,12 +194,12 @@ def test_genpipe_sample_writes_a_grid_from_the_champion(history, root, monkeypat
 
 def test_decide_moves_the_alias_only_beyond_the_noise():
     # lower FID is better; std of the difference = hypot(1, 1) = 1.41
-    assert promote.decide("fid", (50.0, 1.0), (51.0, 1.0), margin=1.0)[0] is False
-    assert promote.decide("fid", (48.0, 1.0), (51.0, 1.0), margin=1.0)[0] is True
-    assert promote.decide("fid", (50.0, 1.0), (51.0, 1.0), margin=0.0)[0] is True
-    assert promote.decide("fid", (52.0, None), (51.0, None), margin=0.0)[0] is False
-    assert promote.decide("precision", (0.8, 0.01), (0.7, 0.01), margin=1.0)[0] is True  # higher is better
-    ok, why = promote.decide("fid", (50.0, 1.0), (51.0, 1.0), margin=1.0)
+    assert promotion.decide("fid", (50.0, 1.0), (51.0, 1.0), margin=1.0)[0] is False
+    assert promotion.decide("fid", (48.0, 1.0), (51.0, 1.0), margin=1.0)[0] is True
+    assert promotion.decide("fid", (50.0, 1.0), (51.0, 1.0), margin=0.0)[0] is True
+    assert promotion.decide("fid", (52.0, None), (51.0, None), margin=0.0)[0] is False
+    assert promotion.decide("precision", (0.8, 0.01), (0.7, 0.01), margin=1.0)[0] is True  # higher is better
+    ok, why = promotion.decide("fid", (50.0, 1.0), (51.0, 1.0), margin=1.0)
     assert "within the noise" in why and "margin 1" in why
 
 
@@ -263,7 +264,7 @@ def test_a_champion_measured_under_another_evaluator_is_rescored_not_orphaned(hi
     assert "re-scored" in result["reason"]
     tags = client.get_model_version(name, str(first["version"])).tags
     assert {k: tags[k] for k in old_tags} == old_tags  # the champion's earlier tags are kept
-    assert json.loads(tags[promote.RESCORE_TAG + new_info["hash"]])["fid"] == rescore["fid"]
+    assert json.loads(tags[promotion.RESCORE_TAG + new_info["hash"]])["fid"] == rescore["fid"]
 
 
 def test_the_same_weights_logged_again_are_one_version(history, root):
@@ -273,7 +274,6 @@ def test_the_same_weights_logged_again_are_one_version(history, root):
     import mlflow
 
     from components.tracking.logged_model import log_generator
-    from pipelines.links import SUMMARY_FILE
 
     _, (better, ev) = _candidates(root)
     name = "dedupe-test"

@@ -12,9 +12,10 @@ import pytest
 import torch
 
 from components.config import ConfigError, load_params
+from components.data.oracle import ORACLE_ARRAYS, Oracle, load_oracle, random_oracle
 from components.data.shards import load_split, read_manifest
 from components.data.source_data import DataError
-from components.models.seqgan import ORACLE_ARRAYS, Discriminator, Generator, Oracle, random_oracle
+from components.models.seqgan import Discriminator, Generator
 from components.training.loop import Worker
 from conftest import REPO, Recorder, free_port, tiny_params
 from pipelines import prepare
@@ -78,8 +79,6 @@ def _hand_nll(a: dict, tokens: np.ndarray) -> float:
 
 
 def test_an_oracle_from_a_file_scores_a_sequence_as_its_equations_do(tmp_path):
-    from components.data.tokens import load_oracle
-
     arrays = {k: v.astype(np.float64) for k, v in random_oracle(V, E, H, seed=3).items()}
     np.savez(tmp_path / "oracle.npz", **arrays)
     oracle = Oracle(load_oracle(tmp_path / "oracle.npz"))
@@ -102,8 +101,6 @@ def test_nll_oracle_of_its_own_samples_is_its_entropy_rate_and_of_uniform_tokens
 
 
 def test_a_misshapen_or_incomplete_oracle_file_is_refused_by_name(tmp_path):
-    from components.data.tokens import load_oracle
-
     arrays = random_oracle(V, E, H, seed=0)
     np.savez(tmp_path / "bad.npz", **{**arrays, "Uc": np.zeros((H, H + 1), np.float32)})
     with pytest.raises(DataError, match=r"bad.npz: oracle array Uc has shape \(5, 6\), expected \(5, 5\)"):

@@ -68,7 +68,7 @@ def test_the_evaluator_stage_trains_a_digit_reader_on_held_out_digits_and_evalua
     modes found are the triples present, and what the stage refuses."""
     from components.config import ConfigError
     from components.data.shards import load_split, read_manifest
-    from components.evaluation import TestSplit, _candidate_scores, open_evaluator
+    from components.evaluation import TestSplit, open_evaluator
     from pipelines import evaluator, prepare
 
     params = load_params(REPO / "params.yaml", [*STACKED, f"data.prepared_dir={tmp_path / 'prepared'}",
@@ -79,10 +79,9 @@ def test_the_evaluator_stage_trains_a_digit_reader_on_held_out_digits_and_evalua
     report = info["report"]
     assert report["digit_images"] > 4000 and report["held_out_digits"] == report["digit_images"] // 10
     assert report["test_accuracy"] > 0.9  # read on digits the reader never trained on
-    extractor, _ = open_evaluator(params, tmp_path)
+    scorer = open_evaluator(params, tmp_path)
     test = TestSplit.load(params.prepared_path(tmp_path))
-    real = extractor.features_and_logits(test.x)
-    m = _candidate_scores(extractor, real, test.x, params, None)
+    m = scorer.score(scorer.reference(test), test.x, None, params)
     present = len(np.unique(load_split(params.prepared_path(tmp_path), "test")[1]))
     assert abs(m["modes"] - present) <= 0.05 * present and m["fid"] < 1e-3
     assert m["class_kl"] == pytest.approx(m["reverse_kl"])  # the class histogram is the triples' histogram

@@ -15,10 +15,10 @@ from mlflow.tracking import MlflowClient
 from components.config import load_params
 from components.data.shards import read_manifest
 from components.tracking import mlflow_store
+from components.tracking.names import SUMMARY_FILE
 from components.training import checkpoint as ckpt
 from conftest import tiny_params
 from pipelines import evaluator, prepare, train, tune
-from pipelines.links import SUMMARY_FILE
 
 no_gpu = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a CUDA GPU")
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 from mlflow.tracking import MlflowClient
 
+from components.tracking.names import SUMMARY_FILE
 from components.training import checkpoint as ckpt
 from conftest import tiny_params
 from pipelines import train
@@ -59,7 +60,7 @@ def test_exported_generator_matches_the_final_checkpoint(trained, run_root):
     assert spec["step"] == state["step"] == summary["steps"] == 6
     for k, v in g.state_dict().items():
         assert torch.equal(v, state["generator"][k]), k
-    on_disk = json.loads((run_root / "train" / train.SUMMARY_FILE).read_text())
+    on_disk = json.loads((run_root / "train" / SUMMARY_FILE).read_text())
     assert on_disk["mlflow_run_id"] == summary["mlflow_run_id"]
 
 

@@ -21,9 +21,9 @@ from mlflow.tracking import MlflowClient
 
 from components.config import load_params
 from components.evaluation import QuickScorer
+from components.tracking.names import WEIGHTS_TAG
 from components.training import checkpoint as ckpt
 from pipelines import evaluator, prepare, train, tune
-from pipelines.links import WEIGHTS_TAG
 from pipelines.tune_trial import trial_params
 
 pytestmark = [pytest.mark.ray, pytest.mark.usefixtures("local_ray")]  # conftest's local Ray…

@@ -7,11 +7,14 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import Field, ValidationError, create_model, model_validator
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from components.config.sections import (DataConfig, EvaluateConfig, EvaluatorConfig, ModelConfig, ModesConfig,
-                                        PromoteConfig, ScalingConfig, ServingConfig, TrackingConfig, TrainConfig)
+from components.config.sections import (DataConfig, EvaluateConfig, EvaluatorConfig, ModesConfig, PromoteConfig,
+                                        ScalingConfig, ServingConfig, TrackingConfig, TrainConfig)
 from components.config.tuning import TuneConfig
 from components.families import FAMILIES, family_of
+from components.metrics import evaluators
+from components.model_config import ModelConfig
 from components.section import ConfigError, Section
 
 
@@ -26,16 +29,10 @@ class _Params(Section):
 
     @model_validator(mode="after")
     def _cross_checks(self) -> "_Params":
+        _metrics_known(self)
         if self.data.source == "imagefolder" and not self.data.path:
             raise ValueError("data.path is required when data.source is 'imagefolder'")
-        if self.evaluator.kind == "inception" and not self.evaluator.inception_weights:
-            raise ValueError("evaluator.inception_weights (a local weights file) is required when evaluator.kind is "
-                             "'inception'; weights are never downloaded")
-        stacked = self.data.source == "stacked_mnist" and self.data.pairs is None
-        if stacked != (self.evaluator.kind == "per_channel"):
-            raise ValueError("data.source = stacked_mnist is scored by reading one digit per channel: set evaluator.kind "
-                             "= per_channel" if stacked else f"evaluator.kind = per_channel reads one digit per channel "
-                             f"of Stacked MNIST; data.source = {self.data.source!r} needs classifier or inception")
+        evaluators.check_config(self)  # what the evaluator needs, and the data only one evaluator can score
         self.family.validate(self)  # the combinations the family refuses, each with its reason
         return self
 
@@ -102,6 +99,26 @@ Params = create_model(
         ("evaluate", EvaluateConfig), ("promote", PromoteConfig), ("serving", ServingConfig),
         ("modes", ModesConfig), ("tune", TuneConfig))},
 )
+
+
+def _metrics_known(params) -> None:
+    """tune.metric and promote.metric name metrics genpipe reports (components/metrics/catalogue.py), each
+    refused at its own key, as a section's field validator would."""
+    from components.metrics.catalogue import check_metric
+
+    errors = []
+    for section in ("promote", "tune"):  # in Params' field order
+        name = getattr(params, section).metric
+        if name is None:
+            continue
+        try:
+            check_metric(name)
+        except ValueError as e:
+            errors.append(InitErrorDetails(type=PydanticCustomError("value_error", "Value error, {error}",
+                                                                    {"error": str(e)}),
+                                           loc=(section, "metric"), input=name))
+    if errors:  # raised from the validator, a ValidationError keeps its keys
+        raise ValidationError.from_exception_data("Params", errors)
 
 
 def format_errors(err: ValidationError, source: str) -> str:

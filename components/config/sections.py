@@ -1,4 +1,5 @@
-"""The shared params sections: data, model, train, scaling, tracking, evaluator, evaluate, promote, modes.
+"""The shared params sections: data, train, scaling, tracking, evaluator, evaluate, promote, modes (and model,
+in components/model_config.py, which the families import without the config).
 A family's own section (diffusion, translation, vae…) lives in its family module (components/families/)."""
 from __future__ import annotations
 
@@ -28,7 +29,7 @@ class DataConfig(Section):
     domain_b_box: int | None = Field(None, ge=2, le=1024, description="unpaired: resize domain B into a centred "
                                      "box of this side, background around it (MNIST's digits sit in a 20×20 box "
                                      "of 28×28); null: to the full size")
-    # token sequences (components/data/text.py, the oracle in components/models/seqgan.py)
+    # token sequences (components/data/text.py, the oracle in components/data/oracle.py)
     seq_len: int = Field(20, ge=2, le=1024, description="tokens per sequence (oracle, textfile, python-docs); text "
                          "ends with <eos>, which also pads")
     num_sequences: int = Field(10_000, ge=2, le=10_000_000, description="oracle: sequences the oracle generates")
@@ -63,27 +64,6 @@ class DataConfig(Section):
         suffix = {None: "", "downsample": f"-downsample{self.pair_size}",
                   "unpaired": f"-{self.domain_b}{self.domain_b_box or ''}"}
         return self.source + suffix.get(self.pairs, f"-{self.pairs}")
-
-
-class ModelConfig(Section):
-    """The family and the sizes every family reads; a family's own knobs are in its own section."""
-    family: str = "dcgan"
-    latent_dim: int = Field(64, ge=1, le=4096)
-    g_channels: int = Field(32, ge=1, le=4096, description="generator width at its last hidden layer (mlp: every layer)")
-    d_channels: int = Field(32, ge=1, le=4096, description="discriminator width at its first layer (mlp: every layer)")
-    hidden_layers: int = Field(3, ge=1, le=64, description="mlp only: hidden layers of G and of D")
-    conditioning: Literal["none", "concat", "projection"] = Field(
-        "none", description="dcgan: class-conditional GAN. G gets (z, one-hot label); D gets the label as extra "
-        "input channels (concat) or through a projection head (Miyato & Koyama 2018)")
-
-    @field_validator("family")
-    @classmethod
-    def _family_known(cls, v: str) -> str:
-        return check_registered("model family", v)
-
-    @property
-    def conditional(self) -> bool:
-        return self.conditioning != "none"
 
 
 class TrainConfig(Section):
@@ -265,13 +245,6 @@ class PromoteConfig(Section):
                           "std of the difference (from both error bars); 0: any improvement")
     report: str = "reports/promotion.json"
 
-    @field_validator("metric")
-    @classmethod
-    def _metric_known(cls, v: str | None) -> str | None:
-        from components.metrics.catalogue import check_metric
-
-        return None if v is None else check_metric(v)
-
 
 class ServingConfig(Section):
     """How the logged model answers requests (`mlflow models serve`, the pyfunc); never changes weights."""
@@ -281,7 +254,7 @@ class ServingConfig(Section):
 
 
 class ModesConfig(Section):
-    """`genpipe modes`: the mode-collapse benchmark on the 2D mixtures (pipelines/modes.py)."""
+    """`genpipe modes`: the mode-collapse benchmark on the 2D mixtures (components/benchmarks/modes.py)."""
     seeds: int = Field(3, ge=1, le=100, description="seeds per configuration of the objective table")
     preset_seeds: int = Field(10, ge=1, le=100, description="seeds for the dataset's preset (best configuration)")
     objectives: list[str] | None = Field(None, description="objectives in the table; null = every registered one")

@@ -10,8 +10,9 @@ from components.section import Section, bookkeeping
 def tunable_sections() -> dict[str, type[Section]]:
     """Which sections a sweep may vary: what changes the trained model (model, train and every family's own
     section). Data and evaluator stay fixed so every trial is scored under the same evaluator."""
-    from components.config.sections import ModelConfig, TrainConfig
+    from components.config.sections import TrainConfig
     from components.families import FAMILIES
+    from components.model_config import ModelConfig
 
     own = {f.section: f.Section for f in FAMILIES.values() if f.section}
     return {"model": ModelConfig, "train": TrainConfig, **own}
@@ -117,13 +118,6 @@ class TuneConfig(Section):
                 raise ValueError(f"space key {key!r}: {section} has no key {field!r}; "
                                  f"allowed: {', '.join(fields)}")
         return v
-
-    @field_validator("metric")
-    @classmethod
-    def _metric_known(cls, v: str | None) -> str | None:
-        from components.metrics.catalogue import check_metric
-
-        return None if v is None else check_metric(v)
 
     @model_validator(mode="after")
     def _gpu_share_needs_one_worker(self) -> "TuneConfig":

@@ -1,17 +1,15 @@
 """Data kinds by name (a prepared manifest's `kind`): what one row of a dataset is. Each kind owns its
 shard schema and how a table is built from samples, what a rank reads of it, how samples are previewed,
-what scores them (a feature network or the mixture's mode counter) and the metrics that come of it.
-A family declares the kinds it trains on (components/families/). Adding a kind (token sequences…) is one
-class here."""
+and how a preview is logged. What scores them is an evaluator (components/metrics/evaluators/), which
+declares the kinds it scores, as a family declares the kinds it trains on (components/families/). Adding a
+kind (token sequences…) is one class here."""
 from __future__ import annotations
 
-from pathlib import Path
 from typing import ClassVar, NamedTuple
 
 import numpy as np
 import pyarrow as pa
 
-from components.metrics.catalogue import IMAGE_METRICS, ORACLE_METRICS, POINT_METRICS, TEXT_METRICS
 from components.registry import Registry
 
 
@@ -46,9 +44,8 @@ class DataKind:
     name: ClassVar[str]
     column: ClassVar[str]  # the samples column
     schema: ClassVar[pa.Schema]
-    metrics: ClassVar[dict[str, bool]]  # metric → greater is better: what evaluate reports for any family
-    default_metric: ClassVar[str]
-    scored_by: ClassVar[str]  # "feature network" (the evaluator stage trains/loads one), "mode counter" or "text"
+    paired: ClassVar[bool] = False  # rows also hold the input they are translated from (Share.inputs)
+    preview_suffix: ClassVar[str] = ".png"  # the file a preview is logged as (`preview` returns text for ".txt")
 
     def table(self, samples: np.ndarray, labels: np.ndarray, index: np.ndarray, inputs=None, input_labels=None) -> pa.Table:
         raise NotImplementedError
@@ -62,11 +59,6 @@ class DataKind:
         from components.training.images import grid
 
         return grid(samples, cols=cols)
-
-    def read_share(self, prepared_dir: Path, split: str, rank: int = 0, world_size: int = 1) -> Share:
-        from components.data.shards import load_rank_share
-
-        return Share(*load_rank_share(prepared_dir, split, rank, world_size))
 
     def to_model_space(self, samples: np.ndarray):
         """Stored samples → what a generator produces (a tensor): uint8 images to [-1, 1]."""
@@ -99,9 +91,6 @@ class Images(DataKind):
     name = "image"
     column = "image"
     schema = _IMAGE_SCHEMA
-    metrics = IMAGE_METRICS
-    default_metric = "fid"
-    scored_by = "feature network"
 
     def table(self, samples, labels, index, inputs=None, input_labels=None):
         return pa.Table.from_arrays([*_image_columns(samples), *_tail(labels, index)], schema=self.schema)
@@ -112,9 +101,6 @@ class Points(DataKind):
     name = "points"
     column = "point"
     schema = pa.schema([("point", _list_type(pa.float32())), ("label", pa.int32()), ("index", pa.int64())])
-    metrics = POINT_METRICS
-    default_metric = "reverse_kl"
-    scored_by = "mode counter"
 
     def table(self, samples, labels, index, inputs=None, input_labels=None):
         return pa.Table.from_arrays([list_column(samples, pa.float32()), *_tail(labels, index)], schema=self.schema)
@@ -136,6 +122,7 @@ class Points(DataKind):
 class Pairs(Images):
     """Translation pairs (components/data/pairings.py): the target image plus its input image and label."""
     name = "pairs"
+    paired = True
     schema = pa.schema([*_IMAGE_SCHEMA, ("input", _list_type(pa.uint8())), ("input_label", pa.int32())])
 
     def table(self, samples, labels, index, inputs=None, input_labels=None):
@@ -145,12 +132,6 @@ class Pairs(Images):
     def rows_called(self, manifest):
         return f"{manifest.get('pairing')} pairs"
 
-    def read_share(self, prepared_dir, split, rank=0, world_size=1):
-        from components.data.shards import load_rank_inputs, load_rank_share
-
-        return Share(*load_rank_share(prepared_dir, split, rank, world_size),
-                     *load_rank_inputs(prepared_dir, split, rank, world_size))
-
 
 class Tokens(DataKind):
     """Fixed-length int32 token-id sequences of a text (components/data/text.py: <eos> ends and pads, the
@@ -158,9 +139,7 @@ class Tokens(DataKind):
     name = "tokens"
     column = "tokens"
     schema = pa.schema([("tokens", _list_type(pa.int32())), ("label", pa.int32()), ("index", pa.int64())])
-    metrics = TEXT_METRICS
-    default_metric = "nll_test"  # the one text metric mode collapse cannot improve
-    scored_by = "text"
+    preview_suffix = ".txt"
 
     def table(self, samples, labels, index, inputs=None, input_labels=None):
         return pa.Table.from_arrays([list_column(samples, pa.int32()), *_tail(labels, index)], schema=self.schema)
@@ -181,8 +160,6 @@ class OracleTokens(Tokens):
     """Sequences drawn from a known oracle LSTM (SeqGAN's synthetic benchmark), kept beside the shards
     (oracle.npz): samples are also scored by the oracle's NLL of them."""
     name = "oracle_tokens"
-    metrics = {**TEXT_METRICS, **ORACLE_METRICS}
-    default_metric = "nll_oracle"
 
 
 for _kind in (Images(), Points(), Pairs(), Tokens(), OracleTokens()):

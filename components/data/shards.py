@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from components.atomic import atomic_dir
-from components.data.kinds import DATA_KINDS, kind_of
+from components.data.kinds import DATA_KINDS, Share, kind_of
 from components.data.source_data import DataError, SourceData
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
+ORACLE_FILE = "oracle.npz"  # beside the shards of an oracle dataset (components/data/oracle.py)
 SPLITS = ("train", "test")
 _HINT = "run `genpipe prepare` first"
 
@@ -137,8 +138,6 @@ def write_prepared(data: SourceData, cfg: DataConfig, seed: int, out_dir: Path) 
             if data.origin is not None:
                 manifest["origin"] = data.origin
         if data.oracle is not None:  # the language the sequences were drawn from: it scores NLL_oracle
-            from components.data.tokens import ORACLE_FILE
-
             np.savez(tmp / ORACLE_FILE, **data.oracle)
             for key in sorted(data.oracle):
                 digest.update(key.encode() + np.ascontiguousarray(data.oracle[key], dtype="<f4").tobytes())
@@ -251,6 +250,13 @@ def load_rank_inputs(prepared_dir: Path, split: str, rank: int = 0, world_size: 
     table = read_rank_table(prepared_dir, split, rank, world_size, columns=["input", "input_label"])
     inputs = _column_array(table, "input", manifest["input_shape"], f"{prepared_dir} {split}")
     return inputs, table.column("input_label").to_numpy().astype(np.int64)
+
+
+def read_share(prepared_dir: Path, split: str, rank: int = 0, world_size: int = 1) -> Share:
+    """What a rank reads of a split, as its data kind stores it (pairs: with the inputs, row for row)."""
+    paired = kind_of(read_manifest(prepared_dir)).paired
+    return Share(*load_rank_share(prepared_dir, split, rank, world_size),
+                 *(load_rank_inputs(prepared_dir, split, rank, world_size) if paired else ()))
 
 
 def load_split(prepared_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:

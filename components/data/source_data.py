@@ -34,10 +34,14 @@ class SourceData:
     input_labels: np.ndarray | None = None  # int64 (N,)
     pairing: str | None = None
     # token sequences only: samples are int32 (N, seq_len) ids into `vocabulary` (components/data/text.py);
-    # an oracle dataset also keeps the oracle's arrays (components/models/seqgan.py), which score NLL_oracle
+    # an oracle dataset also keeps the oracle's arrays (components/data/oracle.py), which score NLL_oracle
     vocabulary: list[str] | None = None
     oracle: dict | None = None
     origin: dict | None = None  # a shipped corpus: its name, origin and licence
+
+    def encoded(self, cfg, seed: int) -> "SourceData":
+        """What is written to shards: samples as they are (a text source encodes its sentences first)."""
+        return self
 
     @property
     def kind(self) -> str:

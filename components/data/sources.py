@@ -1,7 +1,8 @@
 """Named data sources: each turns a `DataConfig` into samples (uint8 NCHW images, float32 points for the
 2D mixtures in `mixtures.py`, int32 token ids or sentences in `tokens.py`), int64 labels and class names.
 
-Adding a source is one function decorated with `@SOURCES.register("name")`; config validation
+Adding a source is one function decorated with `@SOURCES.register("name")` (in a new module: one line in
+components/data/__init__.py, which imports every source module); config validation
 (`DataConfig.source`) and error messages read the same registry. Sources only read local files or
 data shipped inside installed packages: nothing is downloaded."""
 from __future__ import annotations
@@ -129,8 +130,3 @@ def imagefolder(cfg: DataConfig) -> SourceData:
         arrays.append(_to_chw(im))
     return SourceData(np.stack(arrays), np.asarray(labels, dtype=np.int64), class_names)
 
-
-# The sources defined elsewhere register themselves on import: after this module, SOURCES is complete.
-from components.data import mixtures as _mixtures  # noqa: E402,F401  (the 2D mixtures)
-from components.data import stacked as _stacked  # noqa: E402,F401  (Stacked MNIST)
-from components.data import tokens as _tokens  # noqa: E402,F401  (oracle, textfile, python-docs)

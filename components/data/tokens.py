@@ -1,8 +1,9 @@
 """Token-sequence sources (data kinds `tokens` and `oracle_tokens`):
 
-- `oracle`: SeqGAN's synthetic benchmark. A random LSTM (every weight N(0, 1), data.oracle_seed) or the one in
-  data.oracle_path (an .npz in the reference layout) generates data.num_sequences sequences of data.seq_len
-  tokens; the oracle is kept with the dataset (oracle.npz) so evaluate can score NLL_oracle.
+- `oracle`: SeqGAN's synthetic benchmark. A random LSTM (components/data/oracle.py; every weight N(0, 1),
+  data.oracle_seed) or the one in data.oracle_path (an .npz in the reference layout) generates
+  data.num_sequences sequences of data.seq_len tokens; the oracle is kept with the dataset (oracle.npz) so
+  evaluate can score NLL_oracle.
 - `textfile`: the user's file (data.path), one sentence per line, tokenised at word level.
 - `python-docs`: English prose of the Python documentation shipped inside CPython (pydoc_data.topics),
   the default real corpus: no download, PSF licence.
@@ -17,13 +18,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from components.data import text
 from components.data.source_data import SOURCES, DataError, SourceData
+from components.data.text import build_vocabulary, corpus_sentences, encode, read_lines
 
 if TYPE_CHECKING:
     from components.config import DataConfig
 
-ORACLE_FILE = "oracle.npz"  # beside the shards of an oracle dataset
 CLASS_NAMES = ["sentence"]  # token datasets have no classes: one label for the stratified split
 
 
@@ -33,21 +33,9 @@ class Sentences:
     lines: list[list[str]]
     origin: dict | None = None
 
-
-def load_oracle(path: str | Path) -> dict[str, np.ndarray]:
-    """The oracle's arrays from an .npz in the reference layout, checked (DataError naming file and key)."""
-    from components.models.seqgan import check_oracle
-
-    path = Path(path).expanduser()
-    if not path.is_file():
-        raise DataError(f"data.oracle_path: {path} does not exist or is not a file")
-    try:
-        with np.load(path, allow_pickle=False) as f:  # arrays only: nothing is unpickled
-            arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError) as e:
-        raise DataError(f"data.oracle_path: cannot read {path} as an .npz of arrays ({e})") from None
-    check_oracle(arrays, f"data.oracle_path {path}")
-    return arrays
+    def encoded(self, cfg: DataConfig, seed: int) -> SourceData:
+        """Token ids, with the vocabulary of the train split (`encode_split`)."""
+        return encode_split(self, cfg, seed)
 
 
 @SOURCES.register("oracle")
@@ -55,7 +43,7 @@ def oracle(cfg: DataConfig) -> SourceData:
     """data.num_sequences sequences of data.seq_len tokens sampled from the oracle LSTM."""
     import torch
 
-    from components.models.seqgan import Oracle, random_oracle
+    from components.data.oracle import Oracle, load_oracle, random_oracle
 
     arrays = (load_oracle(cfg.oracle_path) if cfg.oracle_path else
               random_oracle(cfg.vocab_size, cfg.oracle_embed, cfg.oracle_hidden, cfg.oracle_seed))
@@ -73,13 +61,13 @@ def oracle(cfg: DataConfig) -> SourceData:
 def textfile(cfg: DataConfig) -> Sentences:
     if not cfg.path:
         raise DataError("data.path is required for the textfile source (a UTF-8 file, one sentence per line)")
-    return Sentences(text.read_lines(Path(cfg.path).expanduser(), cfg.seq_len, cfg.long_lines),
+    return Sentences(read_lines(Path(cfg.path).expanduser(), cfg.seq_len, cfg.long_lines),
                      {"name": Path(cfg.path).name, "origin": f"the user's file {cfg.path}"})
 
 
 @SOURCES.register("python-docs")
 def python_docs(cfg: DataConfig) -> Sentences:
-    lines, info = text.corpus_sentences(cfg.seq_len)
+    lines, info = corpus_sentences(cfg.seq_len)
     return Sentences(lines, info)
 
 
@@ -93,6 +81,6 @@ def encode_split(data: Sentences, cfg: DataConfig, seed: int) -> SourceData:
         raise DataError(f"{where}: {len(data.lines)} sentence(s); a train and a test split need at least 2")
     labels = np.zeros(len(data.lines), np.int64)
     train, _ = split_indices(labels, cfg.test_fraction, seed)
-    vocabulary = text.build_vocabulary([data.lines[i] for i in train], cfg.min_count, cfg.max_vocab, where)
-    tokens = text.encode(data.lines, vocabulary, cfg.seq_len)
+    vocabulary = build_vocabulary([data.lines[i] for i in train], cfg.min_count, cfg.max_vocab, where)
+    tokens = encode(data.lines, vocabulary, cfg.seq_len)
     return SourceData(tokens, labels, CLASS_NAMES, vocabulary=vocabulary, origin=data.origin)

@@ -15,7 +15,7 @@ everything the rest of genpipe needs to know about it, so the loop, the stages, 
 Importing a family imports no torch: networks, tasks and metrics are imported when used."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, NamedTuple
 
 from components.section import Section as ParamsSection
 from components.section import weight_settings
@@ -49,7 +49,8 @@ class Family:
     packing: ClassVar[bool] = True  # PacGAN: D judges several unconditional samples at once
     conditioning: ClassVar[bool] = False  # accepts model.conditioning (a class-conditional GAN)
     own_metrics: ClassVar[dict[str, bool]] = {}  # metric → greater is better, beyond its data kind's
-    default_metric_name: ClassVar[str | None] = None  # None: its data kind's default
+    default_metric_name: ClassVar[str | None] = None  # None: its evaluator's default
+    printed_extra: ClassVar[tuple[str, ...]] = ()  # reported beside its own metrics (baselines, parts), printed after them
     input_evaluator: ClassVar[bool] = False  # scores with a classifier of its input domain too (unpaired data)
     presets: ClassVar[tuple[str, ...]] = ()
     pyfunc_inputs: ClassVar[dict[str, str]] = SAMPLE_INPUTS
@@ -126,22 +127,19 @@ class Family:
         return False
 
     def metric_names(self, params, data_kind: str) -> list[str]:
-        """The scalar metrics evaluate (and a sweep's scorer) reports for this family on `data_kind` data."""
-        from components.data.kinds import DATA_KINDS
+        """The scalar metrics evaluate (and a sweep's scorer) reports for this family on `data_kind` data: its
+        evaluator's (components/metrics/evaluators/) and its own."""
+        from components.metrics.evaluators import evaluator_for
 
-        names = list(DATA_KINDS.get(data_kind).metrics)
-        if data_kind != "points" and self.is_conditional(params):
-            names.append("cond_accuracy")
-        if params.evaluator.kind == "per_channel":  # Stacked MNIST's mode count (components/metrics/stacked.py)
-            names += ["modes", "reverse_kl"]
-        return names + list(self.own_metrics)
+        evaluator = evaluator_for(data_kind, params.evaluator.kind)
+        return evaluator.metric_names(self.is_conditional(params)) + list(self.own_metrics)
 
     def default_metric(self, data_kind: str) -> str:
         """What tune ranks trials by and promote ranks candidates by, unless tune.metric / promote.metric say."""
-        from components.data.kinds import DATA_KINDS
+        from components.metrics.evaluators import evaluator_for
 
-        kind = DATA_KINDS.get(data_kind)
-        return self.default_metric_name if self.default_metric_name and data_kind != "points" else kind.default_metric
+        evaluator = evaluator_for(data_kind)
+        return self.default_metric_name if self.default_metric_name and evaluator.family_ranks else evaluator.default_metric
 
     # -------------------------------------------------------------------------------- the exported model
     def spec(self, params) -> dict:
@@ -194,6 +192,14 @@ class Family:
     def extra_metrics(self, g, params, test, fake, scores: dict, classifier_a=None) -> dict:
         """What the family is for, beyond its data kind's metrics (translation quality, an ELBO…)."""
         return {}
+
+    def sample_file(self, samples) -> "SampleFile":
+        """What `genpipe sample` writes of its pyfunc's answer: a PNG grid of the samples."""
+        import torch
+
+        from components.training.images import preview_png
+
+        return SampleFile(preview_png(torch.from_numpy(samples)), None, "images")
 
     def report_grid(self, g, fake, test) -> bytes:
         """The evaluation's sample image: 64 samples, or every point of a scatter."""
@@ -255,7 +261,16 @@ class Family:
         return out
 
 
-# the pyfunc inputs of a diffusion model → the diffusion section's sampling keys (components/families/ddpm.py)
+class SampleFile(NamedTuple):
+    """`genpipe sample`'s output: its content, the suffix it needs (None: the one asked for), what its rows
+    are called, and what to show on the console (None: nothing)."""
+    content: bytes | str
+    suffix: str | None
+    what: str
+    shown: str | None = None
+
+
+# the pyfunc inputs of a diffusion model → the diffusion section's sampling keys (components/diffusion/settings.py)
 DIFFUSION_SAMPLING_INPUTS = {"steps": "sample_steps", "guidance": "guidance", "sampler": "sampler", "eta": "eta"}
 
 
@@ -270,7 +285,7 @@ class LatentGan(Family):
         raise NotImplementedError
 
     def build_generator(self, spec: dict):
-        from components.config import ModelConfig
+        from components.model_config import ModelConfig
 
         return self.networks(ModelConfig(**spec["model"]), tuple(spec["image_shape"]), tuple(spec["image_shape"]),
                              len(spec["class_names"]))[0]

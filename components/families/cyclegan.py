@@ -13,13 +13,16 @@ class Cyclegan(Translator):
     pairing = "unpaired"
     presets = ("cyclegan",)
     own_metrics = {"label_preservation": True, "cycle_l1": False}  # both directions averaged
+    printed_extra = ("label_preservation_ab", "label_preservation_ba")
     default_metric_name = "label_preservation"
     input_evaluator = True
     pyfunc_inputs = {**IMAGES_INPUT, "reverse": "true translates domain B → A (default A → B)"}
 
     def validate(self, params) -> None:
         super().validate(params)
-        if params.evaluator.kind != "classifier":
+        from components.metrics.evaluators import EVALUATORS
+
+        if not EVALUATORS.get(params.evaluator.kind).classifies_inputs:
             raise ValueError(f"evaluator.kind = {params.evaluator.kind!r}: CycleGAN's label preservation needs the "
                              "classifier evaluator (a classifier of each domain's own classes)")
 

@@ -12,43 +12,27 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field
 
+from components.diffusion.settings import DiffusionSettings
 from components.families.base import LABEL_INPUT, SAMPLE_INPUTS, Family
-from components.families.ddpm import schedule_coherent, unet_widths
 from components.families.translation import PairedTranslator
-from components.section import Section
 
 
-class DdganConfig(Section):
-    """model.family = ddgan: the noise process (T steps), the generator's UNet and lazy R1. The latent size
-    is model.latent_dim, D's width model.d_channels."""
+class DdganConfig(DiffusionSettings):
+    """model.family = ddgan: the noise process (T steps), the generator's UNet (its channels, layers_per_block
+    and attention are G's) and lazy R1. The latent size is model.latent_dim, D's width model.d_channels."""
     timesteps: int = Field(4, ge=1, le=64, description="T: denoising steps, i.e. generator passes per sample "
                            "(T = 1 is a plain GAN on x_0)")
     beta_schedule: Literal["vp", "linear", "cosine"] = Field(
         "vp", description="vp: the VP SDE's β(s) integrated over T steps (Xiao et al. 2022), ends near pure noise "
         "for any T; linear / cosine: ddpm's schedules (need a large T, or beta_end raised, to reach noise)")
-    beta_min: float = Field(0.1, gt=0.0, description="vp only: β(0)")
-    beta_max: float = Field(20.0, gt=0.0, description="vp only: β(1)")
-    beta_start: float = Field(1e-4, gt=0.0, lt=1.0, description="linear only")
-    beta_end: float = Field(0.02, gt=0.0, lt=1.0, description="linear only")
-    channels: list[int] = Field([16, 32, 64], min_length=1, max_length=6,
-                                description="G's UNet width per resolution; every level but the last halves the size")
-    layers_per_block: int = Field(1, ge=1, le=8)
     attention: bool = Field(False, description="self-attention at G's lowest resolution")
     class_conditional: bool = Field(False, description="condition G and D on the dataset's labels")
+    beta_min: float = Field(0.1, gt=0.0, description="vp only: β(0)")
+    beta_max: float = Field(20.0, gt=0.0, description="vp only: β(1)")
     r1_every: int = Field(1, ge=1, le=1000, description="lazy R1 (Karras et al. 2020): the penalty train.r1 "
                           "is applied every r1_every D steps, scaled by r1_every; 1 = every step")
-
-    @field_validator("channels")
-    @classmethod
-    def _widths_positive(cls, v: list[int]) -> list[int]:
-        return unet_widths(v)
-
-    @model_validator(mode="after")
-    def _schedule_coherent(self) -> "DdganConfig":
-        schedule_coherent(self)
-        return self
 
 
 class _DdganRules(Family):

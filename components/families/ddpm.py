@@ -1,71 +1,12 @@
 """Family `ddpm`: a denoising diffusion model (Ho et al. 2020) on images: diffusers' UNet2DModel,
 trained on ε or v, class-conditional with label dropout for classifier-free guidance, sampled by DDPM or
-DDIM. Its section is `diffusion`; the sampling keys may change after training (evaluate and the pyfunc
-sample as configured now). Network: components/models/ddpm.py; step: components/training/diffusion_step.py."""
+DDIM. Its section is `diffusion` (components/diffusion/settings.py, which the denoiser reads too); the
+sampling keys may change after training (evaluate and the pyfunc sample as configured now). Network:
+components/models/ddpm.py; step: components/training/diffusion_step.py."""
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import Field, field_validator, model_validator
-
+from components.diffusion.settings import SAMPLING_KEYS, DiffusionConfig
 from components.families.base import DIFFUSION_SAMPLING_INPUTS, LABEL_INPUT, SAMPLE_INPUTS, Family
-from components.section import SAMPLING, Section, keys_marked, sampling
-
-
-def unet_widths(v: list[int]) -> list[int]:
-    """A UNet's widths per level (ddpm's denoiser, ddgan's generator): GroupNorm of 8 groups needs multiples of 8."""
-    if any(c < 8 or c % 8 for c in v):
-        raise ValueError(f"every UNet width must be a positive multiple of 8 (GroupNorm of 8 groups), got {v}")
-    return v
-
-
-def schedule_coherent(cfg) -> None:
-    """The β schedule's bounds (ddpm, ddgan): linear rises from beta_start to beta_end, vp from beta_min to beta_max."""
-    if cfg.beta_schedule == "linear" and not cfg.beta_start < cfg.beta_end:
-        raise ValueError(f"beta_start = {cfg.beta_start} must be below beta_end = {cfg.beta_end}")
-    if cfg.beta_schedule == "vp" and not cfg.beta_min < cfg.beta_max:
-        raise ValueError(f"beta_min = {cfg.beta_min} must be below beta_max = {cfg.beta_max}")
-
-
-class DiffusionConfig(Section):
-    """model.family = ddpm: the noise process, the UNet (diffusers) and how samples are drawn.
-    The sampling keys (SAMPLING_KEYS) may change after training: evaluate and pyfunc use them as given."""
-    timesteps: int = Field(1000, ge=2, le=100_000, description="T of the forward process")
-    beta_schedule: Literal["linear", "cosine"] = Field("linear", description="linear (Ho et al. 2020) | cosine "
-                                                        "(Nichol & Dhariwal 2021)")
-    beta_start: float = Field(1e-4, gt=0.0, lt=1.0, description="linear schedule only")
-    beta_end: float = Field(0.02, gt=0.0, lt=1.0, description="linear schedule only")
-    prediction: Literal["epsilon", "v"] = Field("epsilon", description="what the UNet predicts: the noise ε or v")
-    channels: list[int] = Field([16, 32, 64], min_length=1, max_length=6,
-                                description="UNet width per resolution; every level but the last halves the size")
-    layers_per_block: int = Field(1, ge=1, le=8)
-    attention: bool = Field(True, description="self-attention at the lowest resolution")
-    class_conditional: bool = Field(True, description="condition on the dataset's labels (one model: conditional "
-                                    "and, through label dropout, unconditional)")
-    cond_drop_prob: float = Field(0.1, ge=0.0, le=1.0, description="training: fraction of labels replaced by the "
-                                  "null label (what classifier-free guidance needs)")
-    grad_clip: float | None = Field(1.0, gt=0.0, description="max gradient norm; null = off")
-    sampler: Literal["ddpm", "ddim"] = sampling("ddim", description="ddpm: ancestral, every step; ddim: sample_steps")
-    sample_steps: int = sampling(50, ge=1, description="ddim only: denoising steps (ddpm uses all timesteps)")
-    eta: float = sampling(1.0, ge=0.0, le=1.0, description="ddim only: 1 ≈ ddpm's noise; 0 deterministic (needs a "
-                       "well-trained model: short runs leave residual noise on the deterministic path)")
-    guidance: float = sampling(1.0, ge=0.0, le=50.0, description="classifier-free guidance w: ε_u + w(ε_c - ε_u); "
-                            "0 = unconditional, 1 = conditional only, > 1 sharper classes")
-
-    @field_validator("channels")
-    @classmethod
-    def _widths_positive(cls, v: list[int]) -> list[int]:
-        return unet_widths(v)
-
-    @model_validator(mode="after")
-    def _schedule_coherent(self) -> "DiffusionConfig":
-        schedule_coherent(self)
-        if self.sampler == "ddim" and self.sample_steps > self.timesteps:
-            raise ValueError(f"sample_steps = {self.sample_steps} exceeds timesteps = {self.timesteps}")
-        return self
-
-
-SAMPLING_KEYS = keys_marked(DiffusionConfig, SAMPLING)  # sampler, sample_steps, eta, guidance
 
 
 class Ddpm(Family):

@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from components.families.base import GAN_TRAIN_KEYS, SAMPLE_INPUTS, Family
+from components.families.base import GAN_TRAIN_KEYS, SAMPLE_INPUTS, Family, SampleFile
 from components.section import Section, sampling
 
 # train keys of the image GAN game a text GAN has no use for (its D sees discrete tokens)
@@ -112,11 +112,6 @@ class Seqgan(Family):
 
         return g.sample(n, torch.Generator().manual_seed(seed), options.get("temperature", 1.0)).cpu()
 
-    def default_metric(self, data_kind: str) -> str:
-        from components.data.kinds import DATA_KINDS
-
-        return DATA_KINDS.get(data_kind).default_metric
-
     # ---------------------------------------------------------------------------------- scoring
     def extra_metrics(self, g, params, test, fake, scores, classifier_a=None) -> dict:
         """NLL_test: G's mean per-token negative log-likelihood of the held-out sequences (nats)."""
@@ -126,6 +121,11 @@ class Seqgan(Family):
             tokens = torch.as_tensor(test.x).long()
             total = sum(-g(tokens[i : i + 1000]).double().sum().item() for i in range(0, len(tokens), 1000))
         return {"nll_test": total / tokens.numel()}
+
+    def sample_file(self, samples):
+        """The pyfunc's sentences as a text file, shown on the console too."""
+        text = "\n".join(samples["sentence"])
+        return SampleFile(text + "\n", ".txt", "sentences", text)
 
     def report_grid(self, g, fake, test) -> bytes:
         from components.training.images import text_png

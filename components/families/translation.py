@@ -36,7 +36,7 @@ class Translator(Family):
     packing = False
 
     def build_generator(self, spec: dict):
-        from components.config import ModelConfig
+        from components.model_config import ModelConfig
 
         return self.networks(TranslationConfig(**spec["translation"]), ModelConfig(**spec["model"]),
                              spec["input_shape"], spec["image_shape"])[0]
@@ -107,6 +107,7 @@ class PairedTranslator(Translator):
     by PSNR / SSIM / L1 and the bicubic baseline; its grid shows input | output | target."""
     pairing = "paired"
     own_metrics = {"psnr": True, "ssim": True, "l1": False}
+    printed_extra = ("bicubic_psnr", "bicubic_ssim")
     default_metric_name = "psnr"
     pyfunc_inputs = IMAGES_INPUT
 

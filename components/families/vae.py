@@ -29,7 +29,7 @@ class Vae(Family):
     own_metrics = {"nelbo": False}  # negative ELBO, nats per image, on the test split
 
     def build_generator(self, spec: dict):
-        from components.config import ModelConfig
+        from components.model_config import ModelConfig
 
         return self.network(ModelConfig(**spec["model"]), spec["image_shape"])
 

@@ -26,19 +26,17 @@ DEFINITION = "definition.json"
 RECIPE_VERSION = 1
 
 
-def definition(manifest: dict, cfg) -> dict:
-    """The classifier evaluator's definition on this prepared dataset (unpaired datasets: both domains):
-    the architecture `ClassifierNet` builds, the recipe in `cfg` (the `evaluator` config section) and the
-    data."""
+def definition(manifest: dict, cfg, network: tuple[list[int], int]) -> dict:
+    """A trained classifier evaluator's definition on this prepared dataset (unpaired datasets: both domains):
+    the architecture `ClassifierNet` builds for `network` = (image shape, classes), which its evaluator
+    (components/metrics/evaluators/) decides, the recipe in `cfg` (the `evaluator` config section) and the data."""
     from components.metrics.classifier import FEATURE_DIM, WIDTHS
 
-    shape, classes = list(manifest["image_shape"]), manifest["num_classes"]
-    if cfg.kind == "per_channel":  # one digit classifier, read on each channel
-        shape, classes = [1, *shape[1:]], 10
+    shape, classes = network
     return {
         "kind": cfg.kind,
         "recipe_version": RECIPE_VERSION,
-        "arch": {"image_shape": shape, "num_classes": classes, "feature_dim": FEATURE_DIM, "widths": list(WIDTHS)},
+        "arch": {"image_shape": list(shape), "num_classes": classes, "feature_dim": FEATURE_DIM, "widths": list(WIDTHS)},
         "recipe": {"epochs": cfg.epochs, "batch_size": cfg.batch_size, "lr": cfg.lr, "seed": cfg.seed},
         "data": {"dataset": manifest["dataset"], "content_hash": manifest["content_hash"],
                  "input_domain": manifest.get("pairing") == "unpaired"},

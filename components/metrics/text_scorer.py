@@ -47,8 +47,7 @@ class TextScorer:
         self.references = [text.strip_after_eos(row, self.eos) for row in self.test]
         self.oracle = None
         if self.manifest.get("oracle"):
-            from components.data.tokens import load_oracle
-            from components.models.seqgan import Oracle
+            from components.data.oracle import Oracle, load_oracle
 
             self.oracle = Oracle(load_oracle(Path(prepared) / self.manifest["oracle"]), "the dataset's oracle")
 

@@ -14,13 +14,12 @@ import hashlib
 from typing import Callable, Sequence
 
 import torch
-from diffusers import UNet2DModel
 from torch import nn
 
 from components.diffusion import process
 from components.models.dcgan import Discriminator, init_weights
-from components.models.ddpm import unet_blocks
 from components.models.translation import to_size
+from components.models.unet import build_unet
 from components.sampling import balanced_labels
 
 
@@ -46,18 +45,13 @@ class DdganGenerator(nn.Module):
         super().__init__()
         if len(image_shape) != 3:
             raise ValueError(f"ddgan needs images (C, H, W), got samples of shape {image_shape}; use mlp for points")
-        c, h, w = image_shape
-        down, up = unet_blocks(cfg, image_shape, "ddgan")
         self.cfg, self.latent_dim, self.image_shape, self.num_classes = cfg, latent_dim, tuple(image_shape), num_classes
         self.input_shape = None if input_shape is None else tuple(input_shape)
         c_cond = 0 if input_shape is None else input_shape[0]
         width = cfg.channels[0] * 4  # UNet2DModel's time-embedding width
         self.z_map = nn.Sequential(nn.Linear(latent_dim, width), nn.SiLU(), nn.Linear(width, width))
         self.label_embedding = nn.Embedding(num_classes, width) if num_classes else None
-        self.unet = UNet2DModel(sample_size=(h, w), in_channels=c + c_cond, out_channels=c,
-                                block_out_channels=tuple(cfg.channels), layers_per_block=cfg.layers_per_block,
-                                down_block_types=down, up_block_types=up, norm_num_groups=8,
-                                attention_head_dim=8, class_embed_type="identity")
+        self.unet = build_unet(cfg, image_shape, "ddgan", c_cond, class_embed_type="identity")
         self.schedule = process.noise_scheduler(cfg)  # only its β and ᾱ tensors are read
 
     @property

@@ -4,25 +4,11 @@ with the configured sampler; the exported model is this module (EMA weights when
 from __future__ import annotations
 
 import torch
-from diffusers import UNet2DModel
 from torch import nn
 
-from components.families.ddpm import SAMPLING_KEYS
+from components.diffusion.settings import SAMPLING_KEYS
+from components.models.unet import build_unet
 from components.sampling import balanced_labels
-
-
-def unet_blocks(cfg, image_shape: tuple[int, int, int], section: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
-    """UNet2DModel's down and up block types for cfg.channels levels (ddpm's denoiser, ddgan's generator);
-    every level but the last halves the image, so the sides must allow it."""
-    _, h, w = image_shape
-    levels = len(cfg.channels)
-    if h % 2 ** (levels - 1) or w % 2 ** (levels - 1):
-        raise ValueError(f"{section}.channels has {levels} levels, so the UNet halves {h}×{w} images "
-                         f"{levels - 1} times; the sides must be divisible by {2 ** (levels - 1)} (use fewer levels)")
-    down, up = ["DownBlock2D"] * levels, ["UpBlock2D"] * levels
-    if cfg.attention:  # attention where the feature map is smallest: cheapest, and global context there
-        down[-1], up[0] = "AttnDownBlock2D", "AttnUpBlock2D"
-    return tuple(down), tuple(up)
 
 
 class DiffusionModel(nn.Module):
@@ -30,14 +16,9 @@ class DiffusionModel(nn.Module):
         super().__init__()
         if len(image_shape) != 3:
             raise ValueError(f"ddpm needs images (C, H, W), got samples of shape {image_shape}; use mlp for points")
-        c, h, w = image_shape
-        down, up = unet_blocks(cfg, image_shape, "diffusion")
         self.cfg, self.image_shape, self.num_classes = cfg, tuple(image_shape), num_classes
         self.null_label = num_classes  # the extra embedding row label dropout trains
-        self.unet = UNet2DModel(sample_size=(h, w), in_channels=c, out_channels=c,
-                                block_out_channels=tuple(cfg.channels), layers_per_block=cfg.layers_per_block,
-                                down_block_types=down, up_block_types=up, norm_num_groups=8,
-                                attention_head_dim=8, num_class_embeds=num_classes + 1 if num_classes else None)
+        self.unet = build_unet(cfg, image_shape, "diffusion", num_class_embeds=num_classes + 1 if num_classes else None)
 
     @property
     def conditional(self) -> bool:

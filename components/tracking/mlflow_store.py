@@ -138,7 +138,7 @@ class RunLogger:
         self.client = MlflowClient(uri)
         self.uri, self.run_id = uri, run_id
         self.retry_initial_s, self.retry_max_s = retry_initial_s, retry_max_s
-        self._queue: collections.deque = collections.deque()  # ("metrics", [Metric]) | ("image", file, array) | ("text", file, str) | ("tags", [RunTag])
+        self._queue: collections.deque = collections.deque()  # ("metrics", [Metric]) | ("png", file, array) | ("txt", file, str) | ("tags", [RunTag])
         self._points = 0  # metric points in the queue (including the ones being sent)
         self._cond = threading.Condition()
         self._wake = threading.Event()  # cuts a backoff short (flush)
@@ -157,11 +157,15 @@ class RunLogger:
         self._put(("metrics", [Metric(k, float(v), ts, int(step)) for k, v in metrics.items()]))
 
     def log_image(self, image: np.ndarray, artifact_file: str) -> None:
-        self._put(("image", artifact_file, np.array(image, copy=True)))
+        self._put(("png", artifact_file, np.array(image, copy=True)))
+
+    def log_preview(self, preview, artifact_file: str) -> None:
+        """A training preview, as its file's suffix says: sentences (.txt) or a picture."""
+        (self.log_text if artifact_file.endswith(".txt") else self.log_image)(preview, artifact_file)
 
     def log_text(self, text: str, artifact_file: str) -> None:
         """A text artifact (a text model's sample sentences), queued and sent like the images."""
-        self._put(("text", artifact_file, str(text)))
+        self._put(("txt", artifact_file, str(text)))
 
     def set_tag(self, key: str, value: str) -> None:
         self._put(("tags", [RunTag(key, str(value))]))
@@ -180,7 +184,7 @@ class RunLogger:
 
     def pending_images(self) -> int:
         with self._cond:
-            return sum(1 for item in self._queue if item[0] in ("image", "text"))
+            return sum(1 for item in self._queue if item[0] in ("png", "txt"))
 
     def pending_state(self) -> dict:
         """Everything unsent as plain data and tensors (a checkpoint is loaded with weights_only=True):
@@ -192,8 +196,8 @@ class RunLogger:
         return {"pending_metrics": [[m.key, float(m.value), int(m.timestamp), int(m.step)]
                                     for item in items if item[0] == "metrics" for m in item[1]],
                 "pending_images": [[item[1], torch.from_numpy(np.ascontiguousarray(item[2]))]
-                                   for item in items if item[0] == "image"],
-                "pending_texts": [[item[1], item[2]] for item in items if item[0] == "text"]}
+                                   for item in items if item[0] == "png"],
+                "pending_texts": [[item[1], item[2]] for item in items if item[0] == "txt"]}
 
     def requeue(self, state: dict) -> int:
         """Enqueue what a checkpoint carried (`pending_state()`); returns the number of metric points.
@@ -202,9 +206,9 @@ class RunLogger:
         if rows:
             self._put(("metrics", [Metric(str(k), float(v), int(ts), int(s)) for k, v, ts, s in rows]))
         for artifact_file, image in state.get("pending_images") or []:
-            self._put(("image", str(artifact_file), np.asarray(image)))
+            self._put(("png", str(artifact_file), np.asarray(image)))
         for artifact_file, text in state.get("pending_texts") or []:
-            self._put(("text", str(artifact_file), str(text)))
+            self._put(("txt", str(artifact_file), str(text)))
         return len(rows)
 
     def flush(self, timeout_s: float) -> None:
@@ -220,7 +224,7 @@ class RunLogger:
                 self._cond.wait(min(left, 1.0))
             if not self._queue:
                 return
-            points, images, err = self._points, sum(1 for i in self._queue if i[0] in ("image", "text")), self._fatal or self._last_error
+            points, images, err = self._points, sum(1 for i in self._queue if i[0] in ("png", "txt")), self._fatal or self._last_error
             since = self._attempt_since
         if self._fatal is not None:
             why = f"the store refused them: {err}"
@@ -258,10 +262,10 @@ class RunLogger:
         return n, ("metrics", metrics)
 
     def _send(self, what: tuple) -> None:
-        if what[0] == "image":
+        if what[0] == "png":
             self.client.log_image(self.run_id, what[2], artifact_file=what[1])
             return
-        if what[0] == "text":
+        if what[0] == "txt":
             self.client.log_text(self.run_id, what[2], artifact_file=what[1])
             return
         if what[0] == "tags":

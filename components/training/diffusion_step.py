@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from components.config import Params
 from components.diffusion import process
-from components.models import build_diffusion
+from components.families import build_diffusion
 from components.training import checkpoint as ckpt
 from components.training.ema import EMA
 from components.training.fast import FastPath

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 from components.config import Params
-from components.models import build_gan
+from components.families import build_gan
 from components.objectives import OBJECTIVES
 from components.training import checkpoint as ckpt
 from components.training import diffusion_d

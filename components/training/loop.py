@@ -19,7 +19,7 @@ import torch.distributed as dist
 
 from components.config import Params
 from components.data.kinds import kind_of
-from components.data.shards import rank_row_counts, read_manifest
+from components.data.shards import rank_row_counts, read_manifest, read_share
 from components.training import checkpoint as ckpt
 from components.training import fast
 
@@ -62,7 +62,7 @@ class Callbacks(Protocol):
     An optional `ready(step)` is called once, just before the first step (a sweep times its start-up)."""
 
     def log(self, step: int, metrics: dict[str, float]) -> None: ...
-    def samples(self, step: int, epoch: int, image: np.ndarray) -> None: ...
+    def samples(self, step: int, epoch: int, image: np.ndarray | str, suffix: str) -> None: ...  # suffix: the file's (data kind's)
     def checkpoint(self, step: int, state: dict | None, metrics: dict[str, float]) -> None: ...
 
 
@@ -190,7 +190,7 @@ def train_model(params: Params, prepared_dir: Path, worker: Worker, callbacks: C
     distributed = worker.world_size > 1 and dist.is_available() and dist.is_initialized()
 
     kind = kind_of(manifest)
-    share = kind.read_share(prepared_dir, "train", worker.rank, worker.world_size)
+    share = read_share(prepared_dir, "train", worker.rank, worker.world_size)
     data = torch.from_numpy(share.samples)  # uint8 images stay uint8 in memory; scaled per batch
     targets = torch.from_numpy(share.labels)
     paired = None
@@ -267,7 +267,7 @@ def train_model(params: Params, prepared_dir: Path, worker: Worker, callbacks: C
             window_steps = 0
         end_of_epoch = k + 1 == steps.steps_per_epoch
         if worker.rank == 0 and ((end_of_epoch and (epoch + 1) % tc.sample_every == 0) or done == steps.total_steps):
-            callbacks.samples(done, epoch + 1, kind.preview(task.preview(), task.preview_cols))
+            callbacks.samples(done, epoch + 1, kind.preview(task.preview(), task.preview_cols), kind.preview_suffix)
         if done % tc.checkpoint_every == 0 or done == steps.total_steps:
             callbacks.checkpoint(done, state_at(done), last)
         if window_steps == 0:

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from components.config import Params
-from components.models import build_translation
+from components.families import build_translation
 from components.objectives import OBJECTIVES
 from components.training import checkpoint as ckpt
 from components.training import diffusion_d

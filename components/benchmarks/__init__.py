@@ -1,0 +1,1 @@
+"""Quality benchmarks built from the components, run by their own `genpipe` commands (`genpipe modes`)."""

@@ -1,0 +1,107 @@
+"""Evaluators that score images through a frozen feature network (components/metrics/base.py): FID, KID, IS,
+precision/recall/density/coverage and the class histogram, with the real-vs-real floor beside them."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import ClassVar
+
+from components.metrics.evaluators.base import Evaluator, Scorer
+
+# images, under a feature network (components/metrics/scores.py)
+IMAGE_METRICS = {"fid": False, "kid_mean": False, "is_mean": True, "precision": True, "recall": True,
+                 "density": True, "coverage": True, "class_kl": False}
+# class-conditional models and translators: the evaluator agrees with the requested (or input's) label
+CONDITIONAL_METRICS = {"cond_accuracy": True}
+
+# Held-out images the metrics need per class at the least: precision/recall/density/coverage use
+# k-nearest-neighbour balls (evaluate.prdc_k), and the evaluator's test accuracy is read per class.
+MIN_TEST_PER_CLASS = 2
+
+
+class FeatureScorer(Scorer):
+    def __init__(self, evaluator, info, prepared, manifest, extractor):
+        super().__init__(evaluator, info, prepared, manifest)
+        self.extractor = extractor
+
+    def check_sample_size(self, n, what, knob):
+        from components.metrics import scores
+
+        scores.check_sample_size(n, self.extractor.feature_dim, what, knob=knob)
+
+    def reference(self, test):
+        return self.extractor.features_and_logits(test.x)
+
+    def score(self, reference, fake, labels, params):
+        from components.metrics import scores
+
+        ev = params.evaluate
+        fake_features = self.extractor.features_and_logits(fake)
+        out = scores.all_scores(reference, fake_features, prdc_k=ev.prdc_k,
+                                kid_subset_size=min(ev.kid_subset_size, len(fake), len(reference[0])), seed=ev.seed,
+                                requested=labels if self.evaluator.classifies_dataset else None)
+        return {**out, **self.extractor.set_scores(fake_features[1])}
+
+    def floor(self, reference, params, metrics):
+        """The real-vs-real floor: the train split scored as if it were a generator, the best any model can do."""
+        from components.data.kinds import kind_of
+        from components.data.shards import load_split
+        from components.metrics import scores
+
+        ev = params.evaluate
+        real_train = kind_of(self.manifest).to_model_space(load_split(self.prepared, "train")[0])
+        floor = scores.fid_kid(reference[0], self.extractor.features(real_train), kid_subset_size=ev.kid_subset_size,
+                               seed=ev.seed)
+        return {"fid_floor": floor["fid"], "kid_floor": floor["kid_mean"],
+                "fid_over_floor": metrics["fid"] / max(floor["fid"], 1e-12)}
+
+
+class FeatureNetEvaluator(Evaluator):
+    data_kinds = ("image", "pairs")
+    metrics = IMAGE_METRICS
+    label_metrics = CONDITIONAL_METRICS
+    default_metric = "fid"
+    floor_metrics = ("fid_floor", "fid_over_floor")
+    deps = ("components/metrics/base.py", "components/metrics/feature_nets.py")
+    # True: its classes are the dataset's, so it scores requested labels (cond_accuracy)
+    classifies_dataset: ClassVar[bool] = True
+    classes_need_test_images: ClassVar[bool] = True
+    scorer_class: ClassVar[type[FeatureScorer]] = FeatureScorer
+
+    def feature_dim(self, manifest: dict) -> int:
+        raise NotImplementedError
+
+    def check_size(self, params, manifest: dict) -> None:
+        """Before any network is trained: the held-out split (the real side of FID/KID/PRDC) and the samples
+        evaluate will score must outnumber the feature dimension (else FID's covariance is singular), and
+        every class must keep held-out images. The message says how many images that takes."""
+        dim = self.feature_dim(manifest)
+        test, frac, total = manifest["splits"]["test"], manifest["test_fraction"], manifest["count"]
+        problems = []
+        if test["count"] <= dim:
+            need = math.ceil((dim + 1) / frac)  # images in all at this test_fraction
+            fix = (f"raise data.test_fraction to at least {math.ceil(100 * (dim + 1) / total) / 100:.2f} or bring "
+                   f"{need} images" if (dim + 1) / total <= 0.5 else f"bring at least {need} images at this "
+                   f"data.test_fraction (more than {dim} must be held out, and most of the data should train)")
+            problems.append(
+                f"the held-out split has {test['count']} images ({total} × data.test_fraction {frac}), and the "
+                f"{self.name} evaluator's features are {dim}-dimensional: FID needs more than {dim} real "
+                f"images, so {fix}")
+        thin = [name for name, n in zip(manifest["class_names"], test.get("class_counts", []))
+                if n < MIN_TEST_PER_CLASS and self.classes_need_test_images]
+        if thin:
+            problems.append(f"classes {', '.join(thin[:10])} keep fewer than {MIN_TEST_PER_CLASS} held-out images; "
+                            "add images of those classes or raise data.test_fraction")
+        n, what, knob = params.family.scored_count(params, manifest)
+        if n <= dim and knob != "data.test_fraction":
+            problems.append(f"evaluate scores {n} {what}, not more than the feature dimension {dim}; raise {knob} "
+                            f"above {dim}")
+        if problems:
+            raise ValueError(f"dataset {manifest['dataset']} is too small to be measured: " + "; ".join(problems)
+                             + ". See docs/data.md#how-much-data-the-metrics-need")
+
+    def scorer(self, evaluator_dir: Path, info: dict, prepared: Path, manifest: dict) -> FeatureScorer:
+        from components.metrics import feature_nets
+
+        extractor, info = feature_nets.load_evaluator(evaluator_dir)
+        return self.scorer_class(self, info, prepared, manifest, extractor)

@@ -1,0 +1,33 @@
+"""The `model` section (`ModelConfig`): the family and the sizes every family reads. Kept apart from the
+config package (components/config/), whose `Params` imports the families, so a family module that builds a
+network from an exported spec imports this and nothing that imports it back. Torch-free; re-exported as
+`components.config.ModelConfig`."""
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from components.registry import check_registered
+from components.section import Section
+
+
+class ModelConfig(Section):
+    """The family and the sizes every family reads; a family's own knobs are in its own section."""
+    family: str = "dcgan"
+    latent_dim: int = Field(64, ge=1, le=4096)
+    g_channels: int = Field(32, ge=1, le=4096, description="generator width at its last hidden layer (mlp: every layer)")
+    d_channels: int = Field(32, ge=1, le=4096, description="discriminator width at its first layer (mlp: every layer)")
+    hidden_layers: int = Field(3, ge=1, le=64, description="mlp only: hidden layers of G and of D")
+    conditioning: Literal["none", "concat", "projection"] = Field(
+        "none", description="dcgan: class-conditional GAN. G gets (z, one-hot label); D gets the label as extra "
+        "input channels (concat) or through a projection head (Miyato & Koyama 2018)")
+
+    @field_validator("family")
+    @classmethod
+    def _family_known(cls, v: str) -> str:
+        return check_registered("model family", v)
+
+    @property
+    def conditional(self) -> bool:
+        return self.conditioning != "none"
