@@ -263,7 +263,7 @@ def test_checkpoint_carries_pending_points_and_resume_relogs_them(tmp_path, empt
     for step in range(1, 11):
         callbacks.log(step, {"a": step / 10, "b": -float(step)})
     grid = np.arange(8 * 8 * 3, dtype=np.uint8).reshape(8, 8, 3)
-    callbacks.samples(10, 1, grid)
+    callbacks.samples(10, 1, grid, ".png")
     callbacks.checkpoint(10, {"step": 10, "weights": torch.zeros(2)}, {})
     with pytest.raises(TrackingUnavailableError, match=rf"20 metric points and 1 images not sent to MLflow run f{{32}} "
                                                         rf"at {down_uri}: the store was still unavailable"):
