@@ -26,24 +26,24 @@ def run(params: Params, repo_root: Path, model_uri: str, n: int, seed: int, out:
     python_model = model.unwrap_python_model()
     python_model.max_samples = max(python_model.max_samples, n)  # the per-request bound is the server's
     spec = python_model.spec
-    if "images" in family_of_spec(spec).pyfunc_inputs:  # it translates: real inputs
+    family = family_of_spec(spec)
+    if "images" in family.pyfunc_inputs:  # it translates: real inputs
         from components.data.shards import load_rank_inputs
+        from components.families.base import SampleFile
         from components.training.images import side_by_side
         from components.training.loop import to_model_space
 
         inputs = load_rank_inputs((Path(repo_root) / params.data.prepared_dir / spec["dataset"]).resolve(), "test")[0][:n]
         outputs = torch.from_numpy(model.predict({"images": inputs}))
-        png = preview_png(side_by_side(to_model_space(torch.from_numpy(inputs)), outputs), cols=2)
+        drawn = SampleFile(preview_png(side_by_side(to_model_space(torch.from_numpy(inputs)), outputs), cols=2), None,
+                           "images")
     else:
-        drawn = family_of_spec(spec).sample_file(model.predict({"num_samples": n, "seed": seed}))
-        out = Path(out).with_suffix(drawn.suffix) if drawn.suffix else out
-        atomic_write(out, drawn.content)
-        if drawn.shown:
-            print(drawn.shown)
-        print(f"sample: {n} {drawn.what} from {model_uri} (seed {seed}) → {out}")
-        return out
-    atomic_write(out, png)
-    print(f"sample: {n} images from {model_uri} (seed {seed}) → {out}")
+        drawn = family.sample_file(model.predict({"num_samples": n, "seed": seed}))
+    out = Path(out).with_suffix(drawn.suffix) if drawn.suffix else out
+    atomic_write(out, drawn.content)
+    if drawn.shown:
+        print(drawn.shown)
+    print(f"sample: {n} {drawn.what} from {model_uri} (seed {seed}) → {out}")
     return out
 
 
