@@ -342,6 +342,21 @@ def test_the_pyfunc_returns_the_sentences_it_sampled(staged):
         model.predict({"num_samples": 2, "labels": [1, 2]})
 
 
+def test_genpipe_sample_writes_and_prints_a_text_models_sentences(staged, root, capsys):
+    import mlflow
+
+    from pipelines import sample
+
+    params, summary, _, _ = staged["text"]
+    out = sample.run(params, root, summary["model_uri"], 4, 3, root / "text_samples.png")
+    mlflow.set_tracking_uri(params.tracking.uri)
+    sentences = list(mlflow.pyfunc.load_model(summary["model_uri"]).predict({"num_samples": 4, "seed": 3})["sentence"])
+    assert out == root / "text_samples.txt" and not (root / "text_samples.png").exists()
+    assert out.read_text() == "\n".join(sentences) + "\n"
+    printed = capsys.readouterr().out
+    assert "\n".join(sentences) in printed and f"sample: 4 sentences from {summary['model_uri']}" in printed
+
+
 def promoted_metric(staged_run) -> str:
     return staged_run[3]["metric"]
 

@@ -38,6 +38,8 @@ class SourceData:
     vocabulary: list[str] | None = None
     oracle: dict | None = None
     origin: dict | None = None  # a shipped corpus: its name, origin and licence
+    # a data kind the layout does not tell apart (components/data/kinds.py): set by its own source; None infers
+    declared_kind: str | None = None
 
     def encoded(self, cfg, seed: int) -> "SourceData":
         """What is written to shards: samples as they are (a text source encodes its sentences first)."""
@@ -45,6 +47,8 @@ class SourceData:
 
     @property
     def kind(self) -> str:
+        if self.declared_kind is not None:
+            return self.declared_kind
         if self.inputs is not None:
             return "pairs"
         if self.vocabulary is not None:
