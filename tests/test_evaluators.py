@@ -118,3 +118,82 @@ def test_an_evaluator_made_for_other_data_is_refused_naming_both(tmp_path):
     assert here != made_for
     with pytest.raises(EvaluatorError, match=f"made for data {made_for[:12]} .* holds data {here[:12]}"):
         open_evaluator(other, tmp_path)
+
+
+@pytest.fixture
+def series_kind(monkeypatch):
+    """docs/architecture.md's worked example, registered for one test: the data kind `series`, its source and
+    its `spectrum` evaluator; mlp trains on it. Nothing else is edited."""
+    import numpy as np
+
+    from components.data.kinds import Points
+    from components.data.source_data import SOURCES, SourceData
+    from components.metrics.evaluators import Evaluator, Scorer
+
+    class Series(Points):
+        name = "series"
+
+    def sines(cfg) -> SourceData:
+        rng = np.random.default_rng(0)
+        labels = rng.integers(4, size=1200)
+        t = np.arange(16) / 16
+        x = np.sin(2 * np.pi * (labels[:, None] + 1) * t + rng.uniform(0, 6.3, (1200, 1)))
+        return SourceData(x.astype(np.float32), labels, [f"{f} cycles" for f in range(1, 5)], declared_kind="series")
+
+    def spectrum(x):
+        return (np.abs(np.fft.rfft(np.asarray(x, dtype=np.float64), axis=1)) ** 2).mean(0)
+
+    class SpectrumScorer(Scorer):
+        def reference(self, test):
+            return spectrum(test.x)
+
+        def score(self, reference, fake, labels, params):
+            return {"spectral_l1": float(np.abs(spectrum(fake) - reference).sum())}
+
+        def floor(self, reference, params, metrics):
+            from components.data.shards import load_split
+
+            return {"floor_spectral_l1": float(np.abs(spectrum(load_split(self.prepared, "train")[0]) - reference).sum())}
+
+    class Spectrum(Evaluator):
+        name, data_kinds, metrics, default_metric = "spectrum", ("series",), {"spectral_l1": False}, "spectral_l1"
+        floor_metrics, family_ranks = ("floor_spectral_l1",), False
+
+        def plan(self, params, manifest, retrain=False):
+            return "records the spectrum scorer"
+
+        def build(self, params, manifest, prepared, out_dir, retrain=False, pin=False):
+            return self.write_info({**self.meta(params, manifest), "kind": "spectrum", "hash": "5" * 64}, out_dir)
+
+        def scorer(self, evaluator_dir, info, prepared, manifest):
+            return SpectrumScorer(self, info, prepared, manifest)
+
+    DATA_KINDS.register("series")(Series())
+    SOURCES.register("sines")(sines)
+    EVALUATORS.register("spectrum")(Spectrum())
+    monkeypatch.setattr(type(FAMILIES.get("mlp")), "data_kinds", ("points", "series"))
+    yield
+    for registry, name in ((DATA_KINDS, "series"), (SOURCES, "sines"), (EVALUATORS, "spectrum")):
+        registry.unregister(name)
+
+
+def test_a_new_data_kind_and_its_evaluator_need_no_other_edit(series_kind, tmp_path):
+    from components.evaluation import TestSplit, measure, metric_and_mode, open_evaluator
+    from components.metrics.catalogue import all_metrics
+    from components.training.checkpoint import generator_from_state
+    from conftest import tiny_params, train_in_process
+    from pipelines import evaluator, prepare
+    from pipelines.evaluate import printed
+
+    params = tiny_params(tmp_path, data={"source": "sines"}, model={"family": "mlp", "latent_dim": 4, "hidden_layers": 1},
+                         train={"max_steps": 20, "batch_size": 64, "checkpoint_every": 20},
+                         evaluator={"output_dir": str(tmp_path / "evaluator")}, evaluate={"num_samples": 200})
+    prepared = prepare.run(params, tmp_path)
+    assert evaluator.run(params, tmp_path)["kind"] == "spectrum"
+    assert params.family.metric_names(params, "series") == ["spectral_l1"] and all_metrics()["spectral_l1"] is False
+    assert metric_and_mode(params, "series") == ("spectral_l1", "min")
+    rec, _ = train_in_process(params, tmp_path)
+    g = generator_from_state(rec.states[-1])
+    metrics, fake = measure(g, params, TestSplit.load(prepared), open_evaluator(params, tmp_path))
+    assert fake.shape == (200, 16) and metrics["spectral_l1"] > metrics["floor_spectral_l1"] > 0
+    assert printed(metrics, ["spectral_l1", "floor_spectral_l1"]).startswith("spectral_l1=")
