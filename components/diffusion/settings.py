@@ -12,21 +12,6 @@ from pydantic import Field, field_validator, model_validator
 from components.section import SAMPLING, Section, keys_marked, sampling
 
 
-def unet_widths(v: list[int]) -> list[int]:
-    """A UNet's widths per level (ddpm's denoiser, ddgan's generator): GroupNorm of 8 groups needs multiples of 8."""
-    if any(c < 8 or c % 8 for c in v):
-        raise ValueError(f"every UNet width must be a positive multiple of 8 (GroupNorm of 8 groups), got {v}")
-    return v
-
-
-def schedule_coherent(cfg) -> None:
-    """The β schedule's bounds (ddpm, ddgan): linear rises from beta_start to beta_end, vp from beta_min to beta_max."""
-    if cfg.beta_schedule == "linear" and not cfg.beta_start < cfg.beta_end:
-        raise ValueError(f"beta_start = {cfg.beta_start} must be below beta_end = {cfg.beta_end}")
-    if cfg.beta_schedule == "vp" and not cfg.beta_min < cfg.beta_max:
-        raise ValueError(f"beta_min = {cfg.beta_min} must be below beta_max = {cfg.beta_max}")
-
-
 class DiffusionSettings(Section):
     """A diffusion section: a noise process of `timesteps` steps on a β schedule, and diffusers' UNet2DModel.
     Each family declares the range and default of T, the schedules it offers, and whether attention and
@@ -45,11 +30,17 @@ class DiffusionSettings(Section):
     @field_validator("channels")
     @classmethod
     def _widths_positive(cls, v: list[int]) -> list[int]:
-        return unet_widths(v)
+        if any(c < 8 or c % 8 for c in v):  # GroupNorm of 8 groups needs multiples of 8
+            raise ValueError(f"every UNet width must be a positive multiple of 8 (GroupNorm of 8 groups), got {v}")
+        return v
 
     @model_validator(mode="after")
     def _schedule_coherent(self) -> "DiffusionSettings":
-        schedule_coherent(self)
+        """linear rises from beta_start to beta_end, vp from beta_min to beta_max"""
+        if self.beta_schedule == "linear" and not self.beta_start < self.beta_end:
+            raise ValueError(f"beta_start = {self.beta_start} must be below beta_end = {self.beta_end}")
+        if self.beta_schedule == "vp" and not self.beta_min < self.beta_max:
+            raise ValueError(f"beta_min = {self.beta_min} must be below beta_max = {self.beta_max}")
         return self
 
 
