@@ -51,8 +51,7 @@ def check_config(params) -> None:
         why = evaluator.required_by(params)
         if why and params.evaluator.kind != evaluator.name:
             raise ValueError(f"{why}: set evaluator.kind = {evaluator.name}")
-    if params.evaluator.kind in EVALUATORS:
-        EVALUATORS.get(params.evaluator.kind).check_config(params)
+    EVALUATORS.get(params.evaluator.kind).check_config(params)
 
 
 __all__ = ["EVALUATORS", "INFO", "Evaluator", "EvaluatorError", "Scorer", "candidates",
