@@ -8,6 +8,7 @@ which evaluator it is."""
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,36 @@ INPUT_DOMAIN = feature_nets.INPUT_DOMAIN
 
 def evaluator_dir(params, repo_root: Path) -> Path:
     return (Path(repo_root) / params.evaluator.output_dir).resolve()
+
+
+def node_view(params, repo_root: Path, published: dict | None):
+    """(params, root) to score with on this node. Without `published`, the driver's checkout. With it (the
+    driver published {"prepared": URI, "evaluator": URI}: its files are not on this node), local copies of
+    both, made once per node in a cache named by the URIs (they name their content), under a root of its own."""
+    if not published:
+        return params, Path(repo_root)
+    import hashlib
+    import tempfile
+
+    from components.atomic import atomic_dir
+    from components.storage import location
+
+    key = hashlib.sha256(json.dumps(published, sort_keys=True).encode()).hexdigest()[:16]
+    root = Path(tempfile.gettempdir()) / "genpipe-node-cache" / key
+    view = params.with_overrides({"data.prepared_dir": "prepared", "evaluator.output_dir": "evaluator"},
+                                 source="copies of the published data and evaluator on this node")
+    if not root.is_dir():
+        root.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            with atomic_dir(root) as tmp:
+                for rel, uri in ((f"prepared/{params.data.dataset}", published["prepared"]),
+                                 ("evaluator", published["evaluator"])):
+                    with location(uri).local_copy() as copy:
+                        shutil.copytree(copy, tmp / rel)
+        except OSError:
+            if not root.is_dir():  # another trial on this node made it first: use theirs
+                raise
+    return view, root
 
 
 def open_evaluator(params, repo_root: Path) -> Scorer:

@@ -141,8 +141,10 @@ def logged_on_run(uri: str, run_id: str, artifact_file: str = OPTIONS_FILE) -> s
             return None
 
 
-def shown(path: Path | str, repo_root: Path) -> str:
-    """A path as a plan prints it: relative to the repository when inside it."""
+def shown(path, repo_root: Path) -> str:
+    """A path as a plan prints it: relative to the repository when inside it; a storage URI as it is."""
+    if getattr(path, "is_local", True) is False:  # a components.storage.Location on object storage
+        return path.uri
     path, root = Path(path), Path(repo_root).resolve()
     return str(path.relative_to(root)) if path.is_absolute() and path.is_relative_to(root) else str(path)
 
@@ -171,7 +173,8 @@ def record_line(path: Path, repo_root: Path, fields: tuple[str, ...], producer: 
 
 def written(path: Path, repo_root: Path, what: str) -> str:
     """`<path> (what)`, saying when something there would be replaced."""
-    return f"{shown(path, repo_root)} ({what})" + (", replacing what is there" if Path(path).exists() else "")
+    there = path.exists() if hasattr(path, "is_local") else Path(path).exists()  # a storage Location or a path
+    return f"{shown(path, repo_root)} ({what})" + (", replacing what is there" if there else "")
 
 
 def render_plan(stage: str, plan: dict[str, list[str]], where: Path | None, repo_root: Path) -> str:

@@ -33,12 +33,58 @@ def init_ray() -> None:
     # without the dashboard (slow to start on small machines). Ray's INFO chatter is hidden
     # so the stage log shows training progress; our prints reach the driver unpatched.
     address = os.environ.get("RAY_ADDRESS") or "local"
-    env = LOCAL_RAY_ENV if address == "local" else {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
+    env = LOCAL_RAY_ENV if address == "local" else {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0", **forwarded_env()}
     env = {**env, CONSOLE_ENV: "1" if sys.stderr.isatty() else "0"}
     runtime_env = {"env_vars": env, **({"worker_process_setup_hook": "pipelines.launch.pin_ray_address"}
                                        if address == "local" else {})}
     ray.init(address=address, **({"include_dashboard": False} if address == "local" else {}),
              logging_config=ray.LoggingConfig(log_level="ERROR"), runtime_env=runtime_env)
+
+
+# Standard variables a worker on another node needs to reach the object store and the tracking server as
+# the driver does; forwarded when they are set on the driver (a node's own, from its image or instance
+# role, are used where the driver has none). GENPIPE_FORWARD_ENV=0 forwards nothing.
+FORWARDED_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                 "AWS_SESSION_TOKEN", "AWS_DEFAULT_REGION", "AWS_REGION", "MLFLOW_TRACKING_USERNAME",
+                 "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "MLFLOW_S3_ENDPOINT_URL")
+
+
+def forwarded_env() -> dict[str, str]:
+    if os.environ.get("GENPIPE_FORWARD_ENV", "1") == "0":
+        return {}
+    return {k: os.environ[k] for k in FORWARDED_ENV if os.environ.get(k)}
+
+
+def ray_storage(storage) -> dict:
+    """RunConfig's storage_path and storage_filesystem for a `components.storage.Location`: with a filesystem
+    given, Ray takes the path inside it (no s3:// prefix)."""
+    if storage.is_local:
+        return {"storage_path": storage.path}
+    return {"storage_path": storage.path, "storage_filesystem": storage.fs}
+
+
+def remote_worker_nodes() -> list[str]:
+    """Addresses of the alive Ray nodes that can run a worker (they have CPUs) and are not this driver's machine."""
+    import ray
+
+    here = ray.util.get_node_ip_address()
+    return sorted({n["NodeManagerAddress"] for n in ray.nodes()
+                   if n["Alive"] and n["Resources"].get("CPU", 0) > 0 and n["NodeManagerAddress"] != here})
+
+
+def check_reachable_by_workers(where: dict[str, str]) -> None:
+    """Refuse a local path or store (`where`: what the user sets → the path or URI the workers will open) when
+    workers run on other nodes: there, no file of the driver's machine exists."""
+    from components.storage import is_uri
+
+    local = {key: value for key, value in where.items() if not is_uri(value) or value.startswith(("file:", "sqlite:"))}
+    if not local or not (others := remote_worker_nodes()):
+        return
+    key, value = next(iter(local.items()))
+    fix = ("an MLflow tracking server (http://…)" if key.startswith(("tracking", "MLFLOW")) else
+           "a URI every node reaches (s3://bucket/prefix)")
+    raise LaunchError(f"{key} is {value}, on this machine only, but Ray workers run on other nodes "
+                      f"({', '.join(others)}) that cannot see its files; set {key} to {fix} (docs/cluster.md)")
 
 
 def pin_ray_address() -> None:

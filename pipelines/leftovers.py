@@ -8,31 +8,31 @@ checkpoint is recorded."""
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
+from components.storage import Location, location
 from components.training import checkpoint as ckpt
 
 TRAIN_RECORD = "checkpoint_manager_snapshot.json"  # Ray Train V2's record of a run's checkpoints (plain JSON)
 
 
-def _checkpoint_dirs(run_dir) -> list[Path]:
-    """checkpoint_* folders (not Ray's checkpoint_manager_snapshot.json beside them), oldest first."""
-    return sorted(f for f in Path(run_dir).glob("checkpoint_*") if f.is_dir())
+def _checkpoint_dirs(run_dir) -> list[Location]:
+    """checkpoint_* folders (not Ray's checkpoint_manager_snapshot.json beside them), oldest first; the run
+    folder is a local path or a storage URI (object stores list "folders" by prefix)."""
+    return [f for f in location(run_dir).children("checkpoint_") if f.is_dir()]
 
 
-def _remove(folders: list[Path], what: str) -> list[Path]:
+def _remove(folders: list[Location], what: str) -> list[Location]:
     for folder in folders:
-        shutil.rmtree(folder, ignore_errors=True)
+        folder.delete_dir()
         print(f"{what}: removed {folder}, a checkpoint Ray never recorded (a failure right after its upload)",
               flush=True)
     return folders
 
 
-def prune_train_run(run_dir: Path) -> list[Path]:
+def prune_train_run(run_dir) -> list[Location]:
     """A Ray Train run's unrecorded checkpoint folders, bar a whole one newer than every recorded one.
     Ray names them by time, so names sort as they were written. No record yet: nothing is known, nothing goes."""
-    record = Path(run_dir) / TRAIN_RECORD
+    record = location(run_dir) / TRAIN_RECORD
     if not record.is_file():
         return []
     state = json.loads(record.read_text())
@@ -40,18 +40,26 @@ def prune_train_run(run_dir: Path) -> list[Path]:
     if state.get("latest_checkpoint_result"):
         recorded.add(state["latest_checkpoint_result"]["checkpoint_dir_name"])
     newest = max(recorded, default="")
-    orphans = [f for f in _checkpoint_dirs(run_dir) if f.name not in recorded and not (f.name > newest and ckpt.is_whole(f))]
+    orphans = [f for f in _checkpoint_dirs(run_dir) if f.name not in recorded and not (f.name > newest and ckpt.is_whole_at(f))]
     return _remove(orphans, "train")
 
 
-def prune_sweep(results) -> list[Path]:
-    """Each finished trial's checkpoint folders that Tune does not hold (`results`: Tune's ResultGrid)."""
+def _name(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[-1]
+
+
+def prune_sweep(results) -> list[Location]:
+    """Each finished trial's checkpoint folders that Tune does not hold (`results`: Tune's ResultGrid; a
+    result's path lies in its own filesystem, local or an object store)."""
     orphans = []
     for result in results:
-        if not result.path or not Path(result.path).is_dir():
+        if not result.path:
             continue
-        kept = {Path(c.path).name for c, _ in (result.best_checkpoints or [])}
+        trial = Location(result.filesystem, result.path, result.path) if result.filesystem else location(result.path)
+        if not trial.is_dir():
+            continue
+        kept = {_name(c.path) for c, _ in (result.best_checkpoints or [])}
         if result.checkpoint is not None:
-            kept.add(Path(result.checkpoint.path).name)
-        orphans += [f for f in _checkpoint_dirs(result.path) if f.name not in kept]
+            kept.add(_name(result.checkpoint.path))
+        orphans += [f for f in _checkpoint_dirs(trial) if f.name not in kept]
     return _remove(orphans, "tune")

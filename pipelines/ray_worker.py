@@ -107,12 +107,6 @@ def _worker_nodes(worker: Worker) -> list[str]:
     return every
 
 
-def _newest_persisted(run_dir: Path) -> Path | None:
-    """The run's newest checkpoint folder on storage whose state matches its hash record."""
-    # Ray names them by time; one cut short by the failure (or damaged) gives way to an older one
-    return next((path for path in sorted(run_dir.glob("checkpoint_*"), reverse=True) if ckpt.is_whole(path)), None)
-
-
 def _from_rank0(worker: Worker, value):
     """Rank 0's `value` on every rank (a collective)."""
     import torch.distributed as dist
@@ -124,25 +118,31 @@ def _from_rank0(worker: Worker, value):
     return box[0]
 
 
+def _same_folder(path: str, uri: str) -> bool:
+    """A Checkpoint's path (inside its filesystem: no scheme) names the folder of a URI or local path."""
+    from components.storage import location
+
+    return path.rstrip("/") == location(uri).path
+
+
 def _resume_state(worker: Worker, recorded, run_dir: str | None) -> dict | None:
     """What to start from: after a restart, the newest checkpoint persisted to the run's storage. Ray
     resumes from the last one its controller recorded, which can be one interval older when the failure
     came between a checkpoint's upload and that record; the hash record says a newer folder is whole.
     Rank 0 picks it for all (a straggler of the failed attempt may still be writing one).
     A sweep trial (no run_dir) starts from its Tune checkpoint."""
-    newest = _newest_persisted(Path(run_dir)) if run_dir and worker.rank == 0 else None
-    newest = _from_rank0(worker, str(newest) if newest else None) if run_dir else None
-    newest = Path(newest) if newest else None
-    if recorded is not None and (newest is None or Path(recorded.path) == newest):
+    newest = ckpt.newest_whole(run_dir) if run_dir and worker.rank == 0 else None  # local path or storage URI
+    newest = _from_rank0(worker, newest.uri if newest else None) if run_dir else None
+    if recorded is not None and (newest is None or _same_folder(recorded.path, newest)):
         return ckpt.load_checkpoint(recorded)
     if newest is None:
         return None
-    state = ckpt.load(newest)
+    state = ckpt.load_at(newest)
     if recorded is not None:
         try:
             state = max(state, ckpt.load_checkpoint(recorded), key=lambda s: int(s["step"]))
         except ckpt.CheckpointIntegrityError as e:  # damaged after its record: the newest whole one
-            print(f"checkpoint: skipping the one Ray recorded, resuming from {newest.name}: {e}", flush=True)
+            print(f"checkpoint: skipping the one Ray recorded, resuming from {newest}: {e}", flush=True)
     return state
 
 
@@ -214,7 +214,9 @@ def ray_worker(config: dict) -> None:
     if quick and worker.rank == 0:
         from components.evaluation import QuickScorer
 
-        scorer = QuickScorer(params, Path(quick["repo_root"]), quick["num_samples"])
+        from components.evaluation import node_view
+
+        scorer = QuickScorer(*node_view(params, Path(quick["repo_root"]), quick.get("published")), quick["num_samples"])
 
     def send(metrics, folder):
         if quick and (pg := ray.util.get_current_placement_group()) is not None:
@@ -234,11 +236,11 @@ def ray_worker(config: dict) -> None:
     progress = None
     if worker.rank == 0:
         desc = f"trial {config['origin']}" if quick else "train"
-        progress = training_progress(params, Path(config["prepared_dir"]), worker.world_size, resume, desc, in_ray=True)
+        progress = training_progress(params, config["prepared_dir"], worker.world_size, resume, desc, in_ray=True)
     try:
         callbacks = Callbacks(logger, checkpoint_reporter(send, scorer, config.get("origin")), progress,
                               config.get("trial_started"))
-        train_model(params, Path(config["prepared_dir"]), worker, callbacks, resume)
+        train_model(params, config["prepared_dir"], worker, callbacks, resume)  # a local path or a URI
         if logger is not None:  # the logger lives in this process: what it buffered goes out before it ends
             logger.flush(params.tracking.flush_timeout_s)
     finally:

@@ -12,15 +12,17 @@ import torch
 from mlflow.tracking import MlflowClient
 
 from components.config import Params
-from components.data.shards import read_manifest
+from components.data.shards import publish_prepared, read_manifest
 from components.tracking import mlflow_store
 from components.tracking.curves import write_train_curve
 from components.tracking.train_run import TrainError, export_run, interrupted, rebuild_finished
 from components.training import checkpoint as ckpt
 from components.training.loop import NonFiniteLossError, Worker, plan, train_model
 from components.failures import unwrap_failure
+from components.storage import Location, check_reachable, location
 from components.options import OPTIONS_FILE, render as render_options
-from pipelines.launch import LaunchError, check_resources, init_ray, ray_scaling
+from pipelines.launch import (LaunchError, check_reachable_by_workers, check_resources, init_ray, ray_scaling,
+                              ray_storage)
 from pipelines.leftovers import prune_train_run
 from pipelines.ray_worker import RESUMED_METRIC, Callbacks, ray_worker, training_progress
 
@@ -35,7 +37,7 @@ def run_name_for(params: Params, manifest: dict) -> str:
     return f"{params.model.family}-{manifest['dataset']}-{digest}"
 
 
-def _fit_with_ray(params: Params, prepared_dir: Path, storage: Path, run_name: str, uri: str, run_id: str) -> dict:
+def _fit_with_ray(params: Params, prepared: str, storage: Location, run_name: str, uri: str, run_id: str) -> dict:
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
     from ray.train.torch import TorchTrainer
 
@@ -44,13 +46,13 @@ def _fit_with_ray(params: Params, prepared_dir: Path, storage: Path, run_name: s
     prune_train_run(storage / run_name)  # what an earlier attempt of this run left unrecorded
     trainer = TorchTrainer(
         ray_worker,
-        train_loop_config={"params": params.model_dump(mode="json"), "prepared_dir": str(prepared_dir),
+        train_loop_config={"params": params.model_dump(mode="json"), "prepared_dir": prepared,
                            "tracking_uri": uri, "run_id": run_id,
-                           "checkpoint_dir": str(storage / run_name)},
+                           "checkpoint_dir": (storage / run_name).uri},
         scaling_config=ray_scaling(s),
         run_config=RunConfig(
-            name=run_name,
-            storage_path=str(storage),  # same name + storage → resume from its latest checkpoint
+            name=run_name,  # same name + storage → resume from its latest checkpoint
+            **ray_storage(storage),
             checkpoint_config=CheckpointConfig(num_to_keep=params.train.keep_checkpoints),
             failure_config=FailureConfig(max_failures=s.max_failures),
         ),
@@ -94,8 +96,11 @@ def _fit_interruptibly(trainer):
     return outcome["result"]
 
 
-def _fit_in_process(params: Params, prepared_dir: Path, storage: Path, run_name: str, uri: str, run_id: str) -> dict:
-    store = ckpt.LocalCheckpoints(storage / run_name, keep=params.train.keep_checkpoints)
+def _fit_in_process(params: Params, prepared_dir: Path, storage: Location, run_name: str, uri: str, run_id: str) -> dict:
+    if not storage.is_local:
+        raise TrainError(f"scaling.storage_path = {storage.uri}: training without Ray (--no-ray) keeps checkpoints "
+                         "on a local path; leave scaling.storage_path unset or train on Ray")
+    store = ckpt.LocalCheckpoints((storage / run_name).local_path(), keep=params.train.keep_checkpoints)
     latest = store.latest()
     resume = ckpt.load(latest) if latest else None
     if resume is not None:
@@ -120,12 +125,14 @@ def _fit_in_process(params: Params, prepared_dir: Path, storage: Path, run_name:
     return saved.get("state") or resume
 
 
-def _check_launcher(params: Params, use_ray: bool) -> None:
-    """What the launcher can never run, refused before anything is written to MLflow."""
+def _check_launcher(params: Params, use_ray: bool, where: dict) -> None:
+    """What the launcher can never run, refused before anything is written (`where`: params key → the
+    Location the workers will open)."""
     try:
         if use_ray:
             init_ray()
             check_resources(params)
+            check_reachable_by_workers(where)
         elif params.scaling.use_gpu and not torch.cuda.is_available():
             raise LaunchError("scaling.use_gpu is true but this machine has no CUDA GPU (torch.cuda.is_available() "
                               "is False); set scaling.use_gpu: false or run on a GPU machine")
@@ -133,16 +140,30 @@ def _check_launcher(params: Params, use_ray: bool) -> None:
         raise TrainError(f"training cannot start: {e}") from e
 
 
+def checkpoint_storage(params: Params, repo_root: Path) -> Location:
+    """scaling.storage_path (a local path or a URI), default data/checkpoints."""
+    return location(params.scaling.storage_path or Path(repo_root) / "data" / "checkpoints", base=repo_root)
+
+
 def run(params: Params, repo_root: Path, use_ray: bool = True, options: dict | None = None) -> dict:
     prepared_dir = params.prepared_path(repo_root)
     manifest = read_manifest(prepared_dir)
     total_steps = plan(params, prepared_dir, params.scaling.num_workers if use_ray else 1).total_steps
     run_name = run_name_for(params, manifest) + ("" if use_ray else "-noray")
-    storage = Path(params.scaling.storage_path or repo_root / "data" / "checkpoints").resolve()
-    storage.mkdir(parents=True, exist_ok=True)
-    _check_launcher(params, use_ray)  # every start-up check before the first write to MLflow
-
+    storage = checkpoint_storage(params, repo_root)
+    check_reachable(storage, "scaling.storage_path")
+    remote = location(params.data.remote, base=repo_root) if params.data.remote else None
+    if remote is not None:
+        check_reachable(remote, "data.remote")
+    # every start-up check before the first write (storage, data.remote, MLflow)
     uri = mlflow_store.resolve_uri(params.tracking.uri, repo_root)
+    _check_launcher(params, use_ray, {"scaling.storage_path": storage.uri,
+                                      "data.remote": remote.uri if remote else str(prepared_dir),
+                                      "tracking.uri (or MLFLOW_TRACKING_URI)": uri})
+    if storage.is_local:
+        storage.mkdir()
+    prepared = publish_prepared(prepared_dir, remote).uri if use_ray and remote is not None else str(prepared_dir)
+
     client = MlflowClient(uri)
     exp_id = mlflow_store.experiment_id(client, params.experiment_name, mlflow_store.artifact_root_for(uri))
     previous = mlflow_store.find_run(client, exp_id, run_name)
@@ -166,7 +187,7 @@ def run(params: Params, repo_root: Path, use_ray: bool = True, options: dict | N
 
     fit = _fit_with_ray if use_ray else _fit_in_process
     try:
-        state = fit(params, prepared_dir, storage, run_name, uri, run_id)
+        state = fit(params, prepared if use_ray else prepared_dir, storage, run_name, uri, run_id)
     except BaseException as exc:  # includes KeyboardInterrupt: the run must not stay RUNNING
         if isinstance(exc, KeyboardInterrupt):
             print(interrupted(run_name, run_id, storage / run_name, params.train.checkpoint_every), flush=True)
@@ -206,19 +227,19 @@ def dry_run(params: Params, repo_root: Path, use_ray: bool = True) -> dict:
         plan_["notes"].append("the run's name (and checkpoint folder) needs the prepared data's content hash")
         return plan_
     run_name = run_name_for(params, read_manifest(prepared_dir)) + ("" if use_ray else "-noray")
-    run_dir = Path(params.scaling.storage_path or root / "data" / "checkpoints").resolve() / run_name
+    run_dir = checkpoint_storage(params, root) / run_name
     plan_["writes"][:0] = [f"{shown(run_dir, root)} (checkpoints every {params.train.checkpoint_every} steps, the "
                            f"newest {params.train.keep_checkpoints} kept)",
                            f"MLflow run {run_name} in experiment {params.experiment_name!r} at "
                            f"{tracking_uri(params, root)} (params, {OPTIONS_FILE}, metrics, samples, logged model)"]
     total = plan(params, prepared_dir, workers).total_steps
     summary = json.loads((out_dir / SUMMARY_FILE).read_text()) if (out_dir / SUMMARY_FILE).is_file() else {}
-    newest = next((p for p in sorted(run_dir.glob("checkpoint_*"), reverse=True) if ckpt.is_whole(p)), None)
+    newest = ckpt.newest_whole(run_dir)
     if summary.get("run_name") == run_name and summary.get("steps") == total:
         plan_["reuses"].append(f"run {run_name} finished at step {total} (MLflow run {summary['mlflow_run_id']}): "
                                f"nothing is trained, {shown(out_dir, root)} is rebuilt from it")
     elif newest is not None:
-        plan_["reuses"].append(f"{shown(newest, root)}: resumes run {run_name} at step {ckpt.load(newest)['step']} "
+        plan_["reuses"].append(f"{shown(newest, root)}: resumes run {run_name} at step {ckpt.load_at(newest)['step']} "
                                f"of {total}")
     else:
         plan_["notes"].append(f"starts run {run_name} from step 0 of {total} (no whole checkpoint in "

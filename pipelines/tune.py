@@ -28,8 +28,10 @@ from mlflow.tracking import MlflowClient
 from components.atomic import atomic_dir, atomic_write
 from components.config import ConfigError, Params
 from components.data.kinds import kind_of
-from components.data.shards import read_manifest
-from components.evaluation import metric_and_mode, open_evaluator
+from components.data.shards import publish_prepared, read_manifest
+from components.evaluation import evaluator_dir, metric_and_mode, open_evaluator
+from components.metrics.evaluators.base import INFO as EVALUATOR_SPEC
+from components.storage import Location, check_reachable, location, publish
 from components.section import weight_settings
 from components.tracking import mlflow_store
 from components.tracking.logged_model import log_generator, logged_generator_problems
@@ -38,7 +40,7 @@ from components.training import checkpoint as ckpt
 from components.tuning import search
 from components.tuning.report import exploits_of, startup_summary, trial_rows, write_csv, write_curves
 from components.tuning.search import TuneError
-from pipelines.launch import init_ray
+from pipelines.launch import LaunchError, check_reachable_by_workers, init_ray, ray_storage
 from pipelines.leftovers import prune_sweep
 from pipelines.links import BEST_FILE, MODEL_URI_TAG, WEIGHTS_TAG
 from pipelines.tune_trial import in_process, run_trial, trial_params, trial_resources
@@ -104,10 +106,16 @@ def _register_best(params: Params, sweep: str, best: dict, metric: str, uri: str
     return {"name": name, "version": mv.version, "model_uri": info.model_uri}
 
 
+def sweep_storage(params: Params, repo_root: Path) -> Location:
+    """tune.storage_path (a local path or a URI), default data/tune_runs."""
+    return location(params.tune.storage_path or Path(repo_root) / "data" / "tune_runs", base=repo_root)
+
+
 def _disabled(params: Params, repo_root: Path) -> dict:
     t = params.tune
     report = {"enabled": False, "note": "tune.enabled is false: train uses params as they are"}
-    Path(t.storage_path or repo_root / "data" / "tune_runs").mkdir(parents=True, exist_ok=True)  # a DVC output
+    if (storage := sweep_storage(params, repo_root)).is_local:
+        storage.mkdir()  # a DVC output
     with atomic_dir((repo_root / t.output_dir).resolve()) as tmp:
         (tmp / BEST_FILE).write_text(json.dumps({"enabled": False, "overrides": {}}, indent=2) + "\n")
     atomic_write((repo_root / t.report).resolve(), json.dumps(report, indent=2) + "\n")
@@ -119,12 +127,12 @@ def _disabled(params: Params, repo_root: Path) -> dict:
 SWEEP_FILE = "genpipe_sweep.json"  # beside Tune's experiment state: skipped combinations, finished or not
 
 
-def _unfinished(exp_path: Path) -> bool:
+def _unfinished(exp_path: Location) -> bool:
     from ray import tune
 
     marker = exp_path / SWEEP_FILE
     return (marker.is_file() and not json.loads(marker.read_text()).get("finished")
-            and tune.Tuner.can_restore(str(exp_path)))
+            and tune.Tuner.can_restore(exp_path.path, storage_filesystem=exp_path.fs))
 
 
 def _start(params: Params, ctx: dict, trainable, skipped):
@@ -132,15 +140,14 @@ def _start(params: Params, ctx: dict, trainable, skipped):
     from ray import tune
 
     t, name, exp_path = params.tune, ctx["name"], ctx["exp_path"]
-    if exp_path.exists():
-        shutil.rmtree(exp_path)  # a finished sweep under the same params is replaced by a fresh one
+    exp_path.delete_dir()  # a finished sweep under the same params is replaced by a fresh one
     search_alg, num_trials, declared = search.search(params, ctx["metric"], ctx["mode"], skipped, ctx["concurrency"])
     client = MlflowClient(ctx["uri"])
     parent_id = client.create_run(ctx["exp_id"], run_name=name, tags={
         mlflow_store.RUN_NAME_TAG: name, SWEEP_TAG: name, "genpipe.stage": "tune"}).info.run_id
     client.log_batch(parent_id, params=[Param(k, str(v)[:6000]) for k, v in params.flat().items()
                                         if k.startswith(("tune.", "train.", "model.", "seed"))])
-    exp_path.mkdir(parents=True, exist_ok=True)
+    exp_path.mkdir()
     (exp_path / SWEEP_FILE).write_text(json.dumps({"skipped": dict(skipped), "parent_run_id": parent_id}))
     if skipped:
         print(f"tune: skipped {sum(skipped.values())} combination(s) the config refuses:", flush=True)
@@ -159,7 +166,7 @@ def _start(params: Params, ctx: dict, trainable, skipped):
                                     # less per trial (a stopped trial ends its own Train run)
                                     reuse_actors=True),
         run_config=tune.RunConfig(
-            name=name, storage_path=str(ctx["storage"]),
+            name=name, **ray_storage(ctx["storage"]),
             failure_config=tune.FailureConfig(max_failures=t.max_failures),
             # PBT restores a donor's checkpoint some time after choosing it; meanwhile the donor keeps
             # reporting, so a short window can delete the checkpoint before the exploit reads it
@@ -180,8 +187,8 @@ def _resume(ctx: dict, trainable, skipped):
     skipped.update(saved["skipped"])
     MlflowClient(ctx["uri"]).update_run(saved["parent_run_id"], status="RUNNING")
     print(f"tune: resuming the interrupted sweep {ctx['name']} from {ctx['exp_path']}", flush=True)
-    tuner = tune.Tuner.restore(str(ctx["exp_path"]), trainable=trainable, resume_unfinished=True,
-                               resume_errored=False, restart_errored=False)
+    tuner = tune.Tuner.restore(ctx["exp_path"].path, trainable=trainable, resume_unfinished=True,
+                               resume_errored=False, restart_errored=False, storage_filesystem=ctx["exp_path"].fs)
     return tuner, saved["parent_run_id"]
 
 
@@ -203,7 +210,11 @@ def run(params: Params, repo_root: Path, resume: bool | None = None) -> dict:
     metric, mode = metric_and_mode(params, kind_of(manifest).name)
     evaluator = open_evaluator(params, repo_root)  # fails clearly before start-up if the evaluator is missing
     name = sweep_name(params, manifest)
-    storage = Path(t.storage_path or repo_root / "data" / "tune_runs").resolve()
+    storage = sweep_storage(params, repo_root)
+    check_reachable(storage, "tune.storage_path")
+    remote = location(params.data.remote, base=repo_root) if params.data.remote else None
+    if remote is not None:
+        check_reachable(remote, "data.remote")
     exp_path = storage / name
     can_resume = _unfinished(exp_path)
     if resume and not can_resume:
@@ -216,10 +227,20 @@ def run(params: Params, repo_root: Path, resume: bool | None = None) -> dict:
     # Tune saves the sweep's state (which trials finished) this often; a killed sweep resumes from it.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
     init_ray()
+    prepared = params.prepared_path(repo_root)
+    try:
+        check_reachable_by_workers({"tune.storage_path": storage.uri, "data.remote": remote.uri if remote else str(prepared)})
+    except LaunchError as e:
+        raise TuneError(f"the sweep cannot start: {e}") from None
+    published = None
+    if remote is not None:  # what trials on other nodes read: the data and the evaluator, named by content
+        published = {"prepared": publish_prepared(prepared, remote).uri,
+                     "evaluator": publish(evaluator_dir(params, repo_root), remote / f"evaluator-{evaluator.hash[:16]}",
+                                          last=EVALUATOR_SPEC).uri}
     ctx = {"name": name, "exp_path": exp_path, "storage": storage, "uri": uri, "exp_id": exp_id, "metric": metric,
-           "mode": mode, "concurrency": _concurrency(params), "prepared": params.prepared_path(repo_root)}
+           "mode": mode, "concurrency": _concurrency(params), "prepared": prepared}
     trainable = tune.with_parameters(run_trial, base=params.model_dump(mode="json"), repo_root=str(repo_root),
-                                     storage=str(storage / "train"))
+                                     storage=(storage / "train").uri, published=published)
     trainable = tune.with_resources(trainable, trial_resources(params))
     skipped: Counter = Counter()
     if can_resume and resume is not False:
@@ -235,7 +256,7 @@ def run(params: Params, repo_root: Path, resume: bool | None = None) -> dict:
     report = _summarise(params, repo_root, ctx, grid, skipped, parent_id, evaluator.hash, time.perf_counter() - started)
     marker = exp_path / SWEEP_FILE
     marker.write_text(json.dumps({**json.loads(marker.read_text()), "finished": True}))
-    shutil.rmtree(storage / "train", ignore_errors=True)  # Train's copies of checkpoints Tune already holds
+    (storage / "train").delete_dir()  # Train's copies of checkpoints Tune already holds
     return report
 
 
@@ -333,7 +354,7 @@ def dry_run(params: Params, repo_root: Path, resume: bool | None = None) -> dict
         plan["notes"].append("the sweep's name (and whether one can be resumed) needs the prepared data")
         return plan
     name = sweep_name(params, read_manifest(prepared))
-    exp_path = Path(t.storage_path or root / "data" / "tune_runs").resolve() / name
+    exp_path = sweep_storage(params, root) / name
     plan["writes"] += [written(exp_path, root, "Tune's state and trial checkpoints"),
                        f"MLflow: parent run {name} and a run per trial in experiment {params.experiment_name!r} at "
                        f"{tracking_uri(params, root)}"

@@ -7,7 +7,6 @@ tune stage only, kept apart so the stage module is the driver alone."""
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import time
 import uuid
@@ -18,7 +17,8 @@ from components.config import Params
 from components.tuning.search import TuneError
 from components.tuning.space import flatten
 from components.failures import unwrap_failure
-from pipelines.launch import ray_scaling
+from components.storage import location
+from pipelines.launch import ray_scaling, ray_storage
 from pipelines.ray_worker import ORIGIN_FILE, Callbacks, checkpoint_reporter, ray_worker, training_progress
 
 # Each report also carries the trial's numeric config under this prefix: PBT's perturbations then show
@@ -44,7 +44,7 @@ def _relay_callback(results):
         """In the Train controller: hand each report, with its persisted checkpoint, to the trial."""
 
         def after_report(self, run_context, metrics, checkpoint):
-            results.put((metrics[0], checkpoint.path if checkpoint else None))
+            results.put((metrics[0], checkpoint))  # path and filesystem: local or object storage
 
     return RelayToTune()
 
@@ -85,7 +85,7 @@ def trial_resources(params: Params) -> dict:
     return {"cpu": s.cpus_per_worker, "gpu": t.gpus_per_trial if s.use_gpu else 0, **s.resources_per_worker}
 
 
-def run_trial(config: dict, *, base: dict, repo_root: str, storage: str) -> None:
+def run_trial(config: dict, *, base: dict, repo_root: str, storage: str, published: dict | None = None) -> None:
     from ray import tune
 
     started = time.time()
@@ -108,10 +108,11 @@ def run_trial(config: dict, *, base: dict, repo_root: str, storage: str) -> None
         return {**kept, **extra}
 
     how = _in_process if in_process(params) else _with_train
-    how(params, Path(repo_root), trial_id, start, to_tune, started, storage=storage)
+    how(params, Path(repo_root), trial_id, start, to_tune, started, storage=storage, published=published)
 
 
-def _in_process(params: Params, repo_root: Path, trial_id: str, start, to_tune, started: float, **_) -> None:
+def _in_process(params: Params, repo_root: Path, trial_id: str, start, to_tune, started: float, *,
+                published: dict | None, **_) -> None:
     """The training core in this actor, reporting straight to Tune (a stopped trial's tune.report exits)."""
     import ray
     import torch
@@ -121,7 +122,10 @@ def _in_process(params: Params, repo_root: Path, trial_id: str, start, to_tune, 
     from components.training import checkpoint as ckpt
     from components.training.loop import Worker, train_model
 
-    prepared = params.prepared_path(repo_root)
+    from components.evaluation import node_view
+
+    params, repo_root = node_view(params, repo_root, published)  # on a node that cannot see the driver's files
+    prepared = published["prepared"] if published else params.prepared_path(repo_root)  # read per rank from there
     node = ray.get_runtime_context().get_node_id()
 
     def send(metrics, folder):
@@ -140,12 +144,13 @@ def _in_process(params: Params, repo_root: Path, trial_id: str, start, to_tune, 
 
 
 def _with_train(params: Params, repo_root: Path, trial_id: str, start, to_tune, started: float, *,
-                storage: str) -> None:
+                storage: str, published: dict | None) -> None:
     from ray import tune
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
     from ray.train.torch import TorchTrainer
-    from ray.tune import Checkpoint
     from ray.util.queue import Queue
+
+    prepared = published["prepared"] if published else str(params.prepared_path(repo_root))
 
     results = Queue(actor_options={"num_cpus": 0})
     # A fresh Train run per start: its state comes from Tune's checkpoint (own or, after a PBT
@@ -154,11 +159,12 @@ def _with_train(params: Params, repo_root: Path, trial_id: str, start, to_tune, 
     train_run = f"{trial_id}-{uuid.uuid4().hex[:8]}"
     trainer = TorchTrainer(
         ray_worker,
-        train_loop_config={"params": params.model_dump(mode="json"), "prepared_dir": str(params.prepared_path(repo_root)),
-                           "quick_eval": {"repo_root": str(repo_root), "num_samples": params.tune.eval_samples},
+        train_loop_config={"params": params.model_dump(mode="json"), "prepared_dir": prepared,
+                           "quick_eval": {"repo_root": str(repo_root), "num_samples": params.tune.eval_samples,
+                                          "published": published},
                            "origin": trial_id, "start_from": start, "trial_started": started},
         scaling_config=ray_scaling(params.scaling),
-        run_config=RunConfig(name=train_run, storage_path=storage, checkpoint_config=CheckpointConfig(num_to_keep=None),
+        run_config=RunConfig(name=train_run, **ray_storage(location(storage)), checkpoint_config=CheckpointConfig(num_to_keep=None),
                              failure_config=FailureConfig(max_failures=0), callbacks=[_relay_callback(results)]),
     )
     outcome: dict = {}
@@ -178,13 +184,13 @@ def _with_train(params: Params, repo_root: Path, trial_id: str, start, to_tune, 
     pg_hex, finished = None, False
     try:
         while (item := results.get()) is not None:
-            metrics, path = item
+            metrics, checkpoint = item
             pg_hex = metrics.get("placement_group", pg_hex)
-            tune.report(to_tune(metrics), checkpoint=Checkpoint.from_directory(path) if path else None)
+            tune.report(to_tune(metrics), checkpoint=checkpoint)
         finished = True
     finally:
         if not finished:  # Tune stopped this trial (tune.report raised): end its Train run now
             _end_train_run(pg_hex)
-        shutil.rmtree(Path(storage) / train_run, ignore_errors=True)
+        (location(storage) / train_run).delete_dir()
     if "error" in outcome:
         raise TuneError(f"trial {trial_id} failed: {unwrap_failure(outcome['error'])}") from None

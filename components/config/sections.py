@@ -21,6 +21,16 @@ class DataConfig(Section):
     rows_per_shard: int = Field(1024, ge=1)
     row_group_rows: int = Field(256, ge=1, description="unit of per-worker data sharding")
     prepared_dir: str = "data/prepared"
+    stream: Literal["auto", "memory", "streamed"] = Field(
+        "auto", description="how a worker holds its share: memory (read whole), streamed (a window of row groups at "
+        "a time), auto (memory when it fits data.memory_budget_mb); docs/cluster.md#streamed-data")
+    memory_budget_mb: int | None = Field(None, ge=1, description="auto: the most a worker's share may take in memory; "
+                                         "default a quarter of the node's physical memory")
+    stream_window_rows: int = Field(4096, ge=1, description="streamed: rows read and shuffled together (memory ~ two "
+                                    "windows)")
+    remote: str | None = Field(None, description="a URI every Ray node reaches (s3://bucket/prefix) where train and tune "
+                               "publish the prepared dataset for their workers to read; needed when the workers run "
+                               "on other nodes (docs/cluster.md)")
     # translation datasets (components/data/pairings.py): each row an (input, target) pair
     pairs: str | None = Field(None, description="derive (input, target) pairs by a named pairing: downsample | "
                               "edges (paired, pix2pix) | unpaired (two domains, CycleGAN); null: plain samples")
@@ -181,7 +191,8 @@ class ScalingConfig(Section):
     num_workers: int = Field(2, ge=1)
     use_gpu: bool = False
     cpus_per_worker: int = Field(1, ge=1)
-    storage_path: str | None = Field(None, description="Ray Train storage (shared FS/S3 on a cluster); default data/checkpoints")
+    storage_path: str | None = Field(None, description="Ray Train checkpoints: a local path, or a URI every node "
+                                     "reaches on a cluster (s3://bucket/prefix); default data/checkpoints")
     max_failures: int = Field(0, ge=-1, description="worker-group restarts from the latest checkpoint; -1 = unlimited")
     placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = Field(
         "PACK", description="how Ray places the workers' bundles on nodes (SPREAD: one per node where possible)")

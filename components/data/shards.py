@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from components.atomic import atomic_dir
 from components.data.kinds import DATA_KINDS, Share, kind_of
 from components.data.source_data import DataError, SourceData
+from components.storage import Location, location, publish
 
 if TYPE_CHECKING:
     from components.config import DataConfig
@@ -151,8 +152,9 @@ def write_prepared(data: SourceData, cfg: DataConfig, seed: int, out_dir: Path) 
 
 # ---------------------------------------------------------------------------------------------- read
 
-def read_manifest(prepared_dir: Path) -> dict:
-    path = Path(prepared_dir) / MANIFEST
+def read_manifest(prepared_dir: Path | str | Location) -> dict:
+    """The manifest of a prepared dataset: a local folder or one published at a URI (s3://…)."""
+    path = location(prepared_dir) / MANIFEST
     try:
         manifest = json.loads(path.read_text())
     except FileNotFoundError:
@@ -171,20 +173,31 @@ def read_manifest(prepared_dir: Path) -> dict:
     return manifest
 
 
-def _row_groups(prepared_dir: Path, split: str) -> list[tuple[Path, int, int]]:
+def _row_groups(prepared_dir, split: str) -> list[tuple[Location, int, int]]:
     """(file, row group, rows) for every row group of a split, from Parquet footers only."""
     splits = read_manifest(prepared_dir)["splits"]
     if split not in splits:
         raise DataError(f"unknown split {split!r} in {prepared_dir}; available: {', '.join(sorted(splits))}")
     out = []
     for rel in splits[split]["files"]:
-        path = Path(prepared_dir) / rel
+        path = location(prepared_dir) / rel
         try:
-            meta = pq.read_metadata(path)
+            with path.fs.open_input_file(path.path) as f:
+                meta = pq.read_metadata(f)
         except (OSError, pa.ArrowException) as e:
             raise DataError(f"cannot read shard {path} ({e}); {_HINT}") from None
         out += [(path, i, meta.row_group(i).num_rows) for i in range(meta.num_row_groups)]
     return out
+
+
+def publish_prepared(prepared_dir: Path, remote: Location) -> Location:
+    """The prepared dataset at `remote`/<dataset>-<content hash>, uploaded unless a whole copy is there (the
+    name changes with the content, so a copy is never overwritten with other data). Returns its location."""
+    manifest = read_manifest(prepared_dir)
+    target = remote / f"{manifest['dataset']}-{manifest['content_hash'][:16]}"
+    if (target / MANIFEST).is_file() and read_manifest(target)["content_hash"] == manifest["content_hash"]:
+        return target
+    return publish(Path(prepared_dir), target, last=MANIFEST)
 
 
 def _check_rank(rank: int, world_size: int) -> None:
@@ -192,10 +205,22 @@ def _check_rank(rank: int, world_size: int) -> None:
         raise ValueError(f"rank {rank} is not in [0, world_size={world_size})")
 
 
-def rank_row_groups(prepared_dir: Path, split: str, rank: int, world_size: int) -> list[tuple[Path, int]]:
+def rank_row_groups(prepared_dir, split: str, rank: int, world_size: int) -> list[tuple[Location, int]]:
     """The (file, row group index) pairs rank `rank` of `world_size` reads: round-robin over the split."""
     _check_rank(rank, world_size)
     return [(p, i) for j, (p, i, _) in enumerate(_row_groups(prepared_dir, split)) if j % world_size == rank]
+
+
+def rank_row_groups_with_rows(prepared_dir, split: str, rank: int, world_size: int) -> list[tuple[Location, int, int]]:
+    """rank_row_groups with each group's row count (from the footers): what a streamed reader plans with."""
+    _check_rank(rank, world_size)
+    return [g for j, g in enumerate(_row_groups(prepared_dir, split)) if j % world_size == rank]
+
+
+def read_group(path: Location, group: int, columns: list[str]) -> pa.Table:
+    """One row group of one shard (these columns only)."""
+    with path.fs.open_input_file(path.path) as source, pq.ParquetFile(source) as f:
+        return f.read_row_group(group, columns=columns)
 
 
 def rank_row_counts(prepared_dir: Path, split: str, world_size: int) -> list[int]:
@@ -212,7 +237,7 @@ def read_rank_table(prepared_dir: Path, split: str, rank: int = 0, world_size: i
     """The Arrow table of one rank's row groups (all columns, or `columns`), reading nothing else."""
     tables = []
     for path, group in itertools.groupby(rank_row_groups(prepared_dir, split, rank, world_size), key=lambda g: g[0]):
-        with pq.ParquetFile(path) as f:
+        with path.fs.open_input_file(path.path) as source, pq.ParquetFile(source) as f:  # reads only these groups
             tables.append(f.read_row_groups([i for _, i in group], columns=columns))
     if not tables:  # more ranks than row groups: this rank gets nothing
         empty = kind_of(read_manifest(prepared_dir)).schema.empty_table()

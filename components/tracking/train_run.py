@@ -22,23 +22,13 @@ class TrainError(RuntimeError):
     pass
 
 
-def _newest_whole_checkpoint(run_dir: Path) -> Path | None:
-    for path in sorted(run_dir.glob("checkpoint_*"), reverse=True):  # by step (no Ray) or by time (Ray)
-        try:
-            ckpt.verify(path)
-        except (ckpt.CheckpointIntegrityError, FileNotFoundError):
-            continue
-        return path
-    return None
-
-
-def interrupted(run_name: str, run_id: str, run_dir: Path, every: int) -> str:
-    """What Ctrl-C leaves behind and how to go on from it."""
-    newest = _newest_whole_checkpoint(run_dir) if run_dir.is_dir() else None
+def interrupted(run_name: str, run_id: str, run_dir, every: int) -> str:
+    """What Ctrl-C leaves behind and how to go on from it (run_dir: a local path or a storage Location)."""
+    newest = ckpt.newest_whole(run_dir)
     if newest is None:
         return (f"train: interrupted before the first checkpoint (every {every} steps); nothing to resume: the same "
                 f"command starts run {run_name} again from step 0")
-    step = ckpt.load(newest)["step"]
+    step = ckpt.load_at(newest)["step"]
     return (f"train: interrupted; saved: step {step} ({newest}). The same command (genpipe train with these params, "
             f"or dvc repro) resumes MLflow run {run_id} ({run_name}) from step {step}")
 
@@ -51,7 +41,7 @@ def _logged_model_uri(client: MlflowClient, run) -> str | None:
     return f"models:/{max(ready, key=lambda m: m.creation_timestamp).model_id}" if ready else None
 
 
-def rebuild_finished(params: Params, repo_root: Path, client: MlflowClient, run, run_name: str, run_dir: Path,
+def rebuild_finished(params: Params, repo_root: Path, client: MlflowClient, run, run_name: str, run_dir,
                      total_steps: int, uri: str, launcher: str) -> dict:
     """A finished run has nothing to resume: the run stays as it is (status, end time, logged model) and
     train.output_dir is written again from its final checkpoint, pointing at the model it logged."""
@@ -65,8 +55,8 @@ def rebuild_finished(params: Params, repo_root: Path, client: MlflowClient, run,
     if model_uri is None:
         raise TrainError(f"MLflow run {run_id} (run name {run_name}) is FINISHED but logged no model, so genpipe did "
                          f"not finish it; {new_name}")
-    newest = _newest_whole_checkpoint(run_dir)
-    state = ckpt.load(newest) if newest is not None else None
+    newest = ckpt.newest_whole(run_dir)
+    state = ckpt.load_at(newest) if newest is not None else None
     out_dir = (repo_root / params.train.output_dir).resolve()
     summary = {"run_name": run_name, "mlflow_run_id": run_id, "experiment": params.experiment_name,
                "tracking_uri": uri, "model_uri": model_uri, "launcher": launcher}

@@ -161,6 +161,31 @@ def load(directory: str | Path) -> dict:
                                        f"record to check, so it is likely truncated or damaged; {_remedy(directory)}") from None
 
 
+def is_whole_at(folder) -> bool:
+    """`is_whole` for a checkpoint folder anywhere (a local path or a storage URI: read from a local copy)."""
+    from components.storage import location
+
+    with location(folder).local_copy() as d:
+        return is_whole(d)
+
+
+def load_at(folder) -> dict:
+    """`load` for a checkpoint folder anywhere (a local path or a storage URI)."""
+    from components.storage import location
+
+    with location(folder).local_copy() as d:
+        return load(d)
+
+
+def newest_whole(run_dir):
+    """The newest `checkpoint_*` folder of a run (local path or storage URI) whose state matches its hash
+    record, as a `components.storage.Location`; None if there is none. Names sort as they were written
+    (by step without Ray, by time with it); one cut short or damaged gives way to an older one."""
+    from components.storage import location
+
+    return next((f for f in reversed(location(run_dir).children("checkpoint_")) if is_whole_at(f)), None)
+
+
 class LocalCheckpoints:
     """Checkpoints of a run without Ray: `<root>/checkpoint_<step>/state.pt`, newest `keep` kept."""
 

@@ -19,8 +19,8 @@ import torch.distributed as dist
 
 from components.config import Params
 from components.data.kinds import kind_of
-from components.data.shards import rank_row_counts, read_manifest, read_share
-from components.training import checkpoint as ckpt
+from components.data.shards import rank_row_counts, read_manifest
+from components.training import batches, checkpoint as ckpt
 from components.training import fast
 
 Tensor = torch.Tensor
@@ -190,18 +190,9 @@ def train_model(params: Params, prepared_dir: Path, worker: Worker, callbacks: C
     distributed = worker.world_size > 1 and dist.is_available() and dist.is_initialized()
 
     kind = kind_of(manifest)
-    share = read_share(prepared_dir, "train", worker.rank, worker.world_size)
-    data = torch.from_numpy(share.samples)  # uint8 images stay uint8 in memory; scaled per batch
-    targets = torch.from_numpy(share.labels)
-    paired = None
-    if share.inputs is not None:  # translation pairs: what each sample is translated from
-        paired = (torch.from_numpy(share.inputs), torch.from_numpy(share.input_labels))
-    share = [data, targets, *(paired or ())]
-    if fast.device_data(tc, dev, sum(t.nbytes for t in share)):  # batches are then gathered on the device
-        data, targets, *rest = [t.to(dev) for t in share]
-        paired = tuple(rest) or None
-    del share
-    on_device = (lambda t: t) if data.device == dev else path.to_device
+    rank_rows = rank_row_counts(prepared_dir, "train", worker.world_size)[worker.rank]
+    source = batches.pick(params, prepared_dir, manifest, worker, rank_rows,
+                          on_device=lambda nbytes: fast.device_data(tc, dev, nbytes), to_device=path.to_device)
     b, k_b = tc.batch_size, task.batches_per_step
 
     def state_at(step: int) -> dict | None:
@@ -214,7 +205,6 @@ def train_model(params: Params, prepared_dir: Path, worker: Worker, callbacks: C
     pending: list[Tensor] = []  # this window's per-step stats, still on the device (no host sync per step)
     window_start, window_steps = time.perf_counter(), 0
     last: dict[str, float] = {}
-    order = None
 
     def check(done: int) -> None:
         """The loop's one host sync: the pending stats to the host, averaged over ranks, checked finite."""
@@ -236,18 +226,14 @@ def train_model(params: Params, prepared_dir: Path, worker: Worker, callbacks: C
         ready(start)
     for step in range(start, steps.total_steps):
         epoch, k = divmod(step, steps.steps_per_epoch)
-        if order is None or k == 0:
-            order = torch.randperm(len(data), generator=torch.Generator().manual_seed(
-                stream_seed(params.seed, 1, worker.rank, epoch)))
-            order = order if data.device == order.device else path.to_device(order)
 
         def batch(i: int) -> RealBatch:
-            rows = order[(k * k_b + i) * b : (k * k_b + i + 1) * b]
-            real = RealBatch(path.images(to_model_space(on_device(data[rows]))), on_device(targets[rows]))
-            if paired is None:
+            n = k * k_b + i  # this epoch's n-th batch
+            x, labels, *pair = source.rows(epoch, n * b, (n + 1) * b, stream_seed)
+            real = RealBatch(path.images(to_model_space(x)), labels)
+            if not pair:
                 return real
-            return real._replace(inputs=path.images(to_model_space(on_device(paired[0][rows]))),
-                                 input_labels=on_device(paired[1][rows]))
+            return real._replace(inputs=path.images(to_model_space(pair[0])), input_labels=pair[1])
 
         pending.append(task.step(step, steps.total_steps, batch).detach())
         done = step + 1
