@@ -171,7 +171,10 @@ class Location:
 
 def publish(local_dir: Path, target: Location, last: str) -> Location:
     """Copy a local folder's files to `target`, the file named `last` after all the others: a reader that
-    finds `last` finds a whole folder, even if an upload before was cut short."""
+    finds `last` finds a whole folder, even if an upload before was cut short. A target that has `last`
+    is left as it is."""
+    if (target / last).is_file():  # published before (callers name targets by their content)
+        return target
     local_dir = Path(local_dir)
     files = sorted(p for p in local_dir.rglob("*") if p.is_file())
     for file in sorted(files, key=lambda p: p.name == last):

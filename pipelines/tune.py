@@ -114,8 +114,6 @@ def sweep_storage(params: Params, repo_root: Path) -> Location:
 def _disabled(params: Params, repo_root: Path) -> dict:
     t = params.tune
     report = {"enabled": False, "note": "tune.enabled is false: train uses params as they are"}
-    if (storage := sweep_storage(params, repo_root)).is_local:
-        storage.mkdir()  # a DVC output
     with atomic_dir((repo_root / t.output_dir).resolve()) as tmp:
         (tmp / BEST_FILE).write_text(json.dumps({"enabled": False, "overrides": {}}, indent=2) + "\n")
     atomic_write((repo_root / t.report).resolve(), json.dumps(report, indent=2) + "\n")

@@ -6,13 +6,11 @@ behind a real `mlflow server` that is killed and started again, 8 writer process
 Top-level imports stay light: the writer processes import this module to find `_writer`."""
 from __future__ import annotations
 
-import glob
 import multiprocessing
 import os
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -25,17 +23,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from services import PostgresServer, ServiceError, free_port, refused
+
 WRITERS, STEPS, NAMES = 8, 200, ("loss", "acc", "lr")  # 8 processes × 200 points of each metric
 SMALL_MODEL = {"latent_dim": 8, "g_channels": 8, "d_channels": 8}
 
 
 # ---------------------------------------------------------------- helpers
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _checkpoints(root: Path) -> list[Path]:
     return sorted(root.glob("checkpoints/*/checkpoint_*"))
 
@@ -257,7 +251,7 @@ def test_checkpoint_carries_pending_points_and_resume_relogs_them(tmp_path, empt
     for var, value in (("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0"), ("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "0"),
                        ("MLFLOW_HTTP_REQUEST_TIMEOUT", "2")):
         monkeypatch.setenv(var, value)
-    down_uri = f"http://127.0.0.1:{_free_port()}"  # nothing listens there
+    down_uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     down = RunLogger(down_uri, "f" * 32, retry_initial_s=0.05, retry_max_s=0.2)
     callbacks = Callbacks(down, lambda step, state, metrics: ckpt.save(state, tmp_path))
     for step in range(1, 11):
@@ -341,22 +335,11 @@ def test_concurrent_writers_sqlite_lose_nothing(tmp_path, empty_store):
 
 
 # ---------------------------------------------------------------- PostgreSQL + mlflow server
-def _pg_bin(name: str) -> str:
-    dirs = sorted(glob.glob("/usr/lib/postgresql/*/bin"), key=lambda d: [int(x) for x in re.findall(r"\d+", d)])
-    for d in reversed(dirs):
-        if os.access(f"{d}/{name}", os.X_OK):
-            return f"{d}/{name}"
-    if found := shutil.which(name):
-        return found
-    pytest.fail(f"PostgreSQL's `{name}` was not found in /usr/lib/postgresql/*/bin or on PATH: install Debian's "
-                "postgresql package (apt-get install postgresql) to run the tracking-server tests")
-
-
 class MlflowServer:
     """A real `mlflow server` on PostgreSQL; kill() takes its whole process group down (uvicorn and workers)."""
 
     def __init__(self, backend: str, root: Path):
-        self.backend, self.root, self.port = backend, root, _free_port()
+        self.backend, self.root, self.port = backend, root, free_port()
         self.uri = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
 
@@ -391,55 +374,30 @@ class MlflowServer:
             os.killpg(self.proc.pid, signal.SIGKILL)  # our own group: the server we started and its workers
             self.proc.wait(30)
         self.proc = None
-        _wait_for(lambda: _refused(self.port), 30, f"port {self.port} to close")
-
-
-def _refused(port: int) -> bool:
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) != 0
+        _wait_for(lambda: refused("127.0.0.1", self.port), 30, f"port {self.port} to close")
 
 
 @pytest.fixture(scope="module")
 def tracking_server():
-    """Debian's PostgreSQL (run as the postgres user when we are root: initdb refuses root) and an
-    `mlflow server` on it; both torn down at the end of the module."""
-    initdb, pg_ctl = _pg_bin("initdb"), _pg_bin("pg_ctl")
-    root = Path(tempfile.mkdtemp(prefix="genpipe-pg-"))
-    as_pg = []
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres", "postgres")
-        as_pg = ["runuser", "-u", "postgres", "--"]
-    data, port = root / "data", _free_port()
-
-    def pg(*cmd):
-        done = subprocess.run([*as_pg, *cmd], capture_output=True, text=True)
-        if done.returncode:
-            pytest.fail(f"{' '.join(cmd)} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
-
+    """PostgreSQL (tests/services.py: as the postgres user when we are root) and an `mlflow server` on it;
+    both torn down at the end of the module."""
+    pg = PostgresServer(Path(tempfile.mkdtemp(prefix="genpipe-pg-")))
     server = None
     try:
-        pg(initdb, "-D", str(data), "-A", "trust", "-U", "postgres", "-E", "UTF8", "--no-sync", "--no-instructions")
-        pg(pg_ctl, "-D", str(data), "-l", str(root / "postgres.log"), "-w", "-t", "60", "start", "-o",
-           f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
-           "-c full_page_writes=off -c max_connections=200")
-        import psycopg2
-
-        con = psycopg2.connect(host="127.0.0.1", port=port, user="postgres", dbname="postgres")
-        con.autocommit = True
-        con.cursor().execute("CREATE DATABASE mlflow")
-        con.close()
-        server_root = Path(tempfile.mkdtemp(prefix="genpipe-mlflow-server-"))
-        # SQLAlchemy 2.1 maps plain postgresql:// to psycopg 3; the test extra installs psycopg2
-        server = MlflowServer(f"postgresql+psycopg2://postgres@127.0.0.1:{port}/mlflow", server_root)
+        try:
+            pg.start()
+            backend = pg.create_database("mlflow")
+        except ServiceError as e:
+            pytest.fail(str(e))
+        server = MlflowServer(backend, Path(tempfile.mkdtemp(prefix="genpipe-mlflow-server-")))
         server.start()
         yield server
     finally:
         if server is not None:
             server.kill()
             shutil.rmtree(server.root, ignore_errors=True)
-        if (data / "PG_VERSION").exists():
-            subprocess.run([*as_pg, pg_ctl, "-D", str(data), "-m", "immediate", "-w", "stop"], capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+        pg.stop()
+        shutil.rmtree(pg.root, ignore_errors=True)
 
 
 def test_concurrent_writers_postgres_server_lose_nothing(tracking_server):

@@ -1,0 +1,195 @@
+"""The pipeline on a cluster whose nodes share only a network (tests/cluster_lab.py): the driver's machine
+(the head) keeps the checkout and its data/; two worker nodes see neither. Checkpoints and prepared data go
+through the lab's S3, metrics through the team MLflow server. One cluster for the module."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cluster_lab import PYTHON, lab  # noqa: F401 - the module-scoped fixture
+from cluster_runs import AtStep, ok, runs_of, stage, steps_of, write_params
+
+pytestmark = [pytest.mark.ray, pytest.mark.timeout(900)]
+CHECKPOINT_EVERY = 5
+
+
+@pytest.fixture(scope="module")
+def prepared_root(lab, tmp_path_factory):
+    """prepare + evaluator on the driver's machine (its own disk), once for the module."""
+    root = tmp_path_factory.mktemp("driver")
+    params = write_params(root, lab, "params.yaml")
+    for name in ("prepare", "evaluator"):
+        ok(stage(lab, root, name, params))
+    return root
+
+
+def test_workers_cannot_open_the_drivers_files(lab, prepared_root):
+    out = lab.run_on_worker(0, [str(PYTHON), "-c", f"open({str(prepared_root / 'prepared' / 'digits' / 'manifest.json')!r})"])
+    assert out.returncode != 0 and "No such file or directory" in out.stderr
+
+
+def test_a_local_storage_path_is_refused_before_anything_is_written(lab, prepared_root):
+    params = write_params(prepared_root, lab, "local.yaml", scaling={"storage_path": str(prepared_root / "ckpt")})
+    out = stage(lab, prepared_root, "train", params, timeout=300)
+    text = out.stdout + out.stderr
+    assert out.returncode != 0
+    assert "scaling.storage_path is " in text and "Ray workers run on other nodes" in text and lab.worker_ips[0] in text
+    assert not (prepared_root / "ckpt").exists()
+    assert runs_of(lab, f"lab-{prepared_root.name}") == []  # refused before MLflow was written to
+
+
+def test_ddp_across_two_nodes_through_s3_then_evaluate_and_promote(lab, prepared_root):
+    params = write_params(prepared_root, lab, "ddp.yaml", scaling={"placement_strategy": "STRICT_SPREAD"},
+                           train={"max_steps": 12, "checkpoint_every": CHECKPOINT_EVERY, "keep_checkpoints": 2})
+    text = ok(stage(lab, prepared_root, "train", params))
+    (run,) = [r for r in runs_of(lab, f"lab-{prepared_root.name}") if r.info.status == "FINISHED"]
+    nodes = run.data.tags["genpipe.worker_nodes"].split()
+    assert len(nodes) == 2 and len(set(nodes)) == 2  # one rank on each worker node
+    assert not (prepared_root / "data" / "checkpoints").exists()  # nothing on the driver's disk
+    with lab.driver_net():
+        s3 = lab.s3.client()
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=lab.bucket, Prefix=f"{prepared_root.name}/")["Contents"]]
+    assert any("/checkpoints/" in k and k.endswith("state.sha256.json") for k in keys), keys[:20]
+    assert any("/prepared/digits-" in k and k.endswith("manifest.json") for k in keys)
+    assert "trained 12 steps" in text
+    ok(stage(lab, prepared_root, "evaluate", params))
+    ok(stage(lab, prepared_root, "promote", params))
+    report = json.loads((prepared_root / "reports" / "promotion.json").read_text()) \
+        if (prepared_root / "reports" / "promotion.json").is_file() else {}
+    assert report.get("promoted", True) is not False
+    # the champion, from a node that has none of the training files
+    name_out = lab.run_on_worker(1, [str(PYTHON), "-c",
+        "import mlflow,sys; c=mlflow.MlflowClient(); ms=c.search_registered_models(); "
+        "print([ (m.name, dict(m.aliases)) for m in ms])"], timeout=120)
+    assert name_out.returncode == 0, name_out.stderr[-3000:]
+    assert "champion" in name_out.stdout
+
+
+def test_a_node_killed_mid_training_resumes_from_s3_on_the_surviving_node(lab, prepared_root):
+    experiment = f"lab-kill-{prepared_root.name}"
+    params = write_params(prepared_root, lab, "kill.yaml", experiment=experiment, scaling={"max_failures": 1},
+                           train={"max_steps": 60, "epochs": 100, "log_every": 1, "checkpoint_every": CHECKPOINT_EVERY,
+                                  "keep_checkpoints": 100, "sample_every": 1000})
+    watch = AtStep(lab, experiment, 2 * CHECKPOINT_EVERY + 2, lambda: lab.kill_worker(1))
+    watch.start()
+    try:
+        text = ok(stage(lab, prepared_root, "train", params, timeout=800))
+    finally:
+        watch.join(5)
+        lab.restart_worker(1)
+    assert watch.at_step is not None, watch.error
+    (run,) = runs_of(lab, experiment)
+    resumed = steps_of(lab, run.info.run_id, "resumed_at_step")
+    assert resumed, text[-3000:]
+    lost = watch.at_step - min(resumed)
+    assert 0 <= lost <= CHECKPOINT_EVERY + 2, (watch.at_step, resumed)  # at most one interval (+ the polling lag)
+    print(f"node_kill_steps_lost={lost} checkpoint_interval_steps={CHECKPOINT_EVERY}")
+
+
+def _whole_and_corrupt(lab, uri: str) -> tuple[int, int]:
+    """Checkpoint folders under a run's URI that match their hash records, and those that do not."""
+    import os
+
+    from components.storage import location
+    from components.training import checkpoint as ckpt
+
+    saved = {k: os.environ.get(k) for k in lab.s3_env()}
+    with lab.driver_net():
+        os.environ.update(lab.s3_env())
+        try:
+            folders = [c for run in location(uri).children() for c in run.children("checkpoint_") if c.is_dir()]
+            whole = sum(ckpt.is_whole_at(c) for c in folders)
+        finally:
+            for k, v in saved.items():
+                os.environ.pop(k, None) if v is None else os.environ.__setitem__(k, v)
+    return whole, len(folders) - whole
+
+
+def test_s3_unreachable_for_30_s_while_checkpointing_loses_and_corrupts_nothing(lab, prepared_root):
+    import time
+
+    experiment = f"lab-s3-{prepared_root.name}"
+    steps = 30
+    params = write_params(prepared_root, lab, "s3down.yaml", experiment=experiment,
+                          scaling={"storage_path": f"s3://{lab.bucket}/{prepared_root.name}/s3down"},
+                          train={"max_steps": steps, "epochs": 100, "log_every": 1, "checkpoint_every": CHECKPOINT_EVERY,
+                                 "keep_checkpoints": 100, "sample_every": 1000})
+    outage = {}
+
+    def down_30_s():
+        outage["from"] = time.monotonic()
+        lab.s3_down()
+        time.sleep(30)
+        lab.s3_up()
+        outage["s"] = time.monotonic() - outage["from"]
+
+    watch = AtStep(lab, experiment, CHECKPOINT_EVERY + 1, down_30_s, metric="d_loss")
+    watch.start()
+    try:
+        ok(stage(lab, prepared_root, "train", params, timeout=800))
+    finally:
+        watch.join(60)
+        lab.s3_up()
+    assert watch.at_step is not None and outage.get("s", 0) >= 30, watch.error
+    assert watch.at_step < steps  # the outage began mid-run, before the last checkpoints
+    (run,) = runs_of(lab, experiment)
+    assert steps_of(lab, run.info.run_id, "d_loss") == list(range(1, steps + 1))  # no point lost
+    whole, corrupt = _whole_and_corrupt(lab, f"s3://{lab.bucket}/{prepared_root.name}/s3down")
+    assert (whole, corrupt) == (steps // CHECKPOINT_EVERY, 0)
+    print(f"s3_outage_s={outage['s']:.0f} points_lost=0 corrupt_checkpoints={corrupt}")
+
+
+def test_mlflow_server_restart_mid_run_loses_no_metric_point(lab, prepared_root):
+    experiment = f"lab-mlflow-{prepared_root.name}"
+    steps = 40
+    params = write_params(prepared_root, lab, "restart.yaml", experiment=experiment,
+                          scaling={"storage_path": f"s3://{lab.bucket}/{prepared_root.name}/restart"},
+                          train={"max_steps": steps, "epochs": 100, "log_every": 1, "checkpoint_every": 10,
+                                 "sample_every": 1000})
+
+    def restart():
+        with lab.driver_net():
+            lab.tracking.restart()
+
+    watch = AtStep(lab, experiment, 5, restart, metric="d_loss")
+    watch.start()
+    try:
+        ok(stage(lab, prepared_root, "train", params, timeout=800))
+    finally:
+        watch.join(300)
+    assert watch.at_step is not None and watch.at_step < steps, watch.error
+    (run,) = runs_of(lab, experiment)
+    assert run.info.status == "FINISHED"
+    for key in ("d_loss", "g_loss"):
+        assert steps_of(lab, run.info.run_id, key) == list(range(1, steps + 1))
+
+
+def _sweep_params(root, lab, name: str, workers: int, concurrent: int):
+    s3 = f"s3://{lab.bucket}/{root.name}"
+    spread = "STRICT_SPREAD" if workers > 1 else "SPREAD"
+    return write_params(root, lab, name, experiment=f"lab-{name}-{root.name}", scaling={"placement_strategy": spread},
+                        tune={"enabled": True, "num_workers": workers, "search": "grid", "num_samples": 1, "scheduler": "fifo",
+                              "max_concurrent_trials": concurrent, "trial_steps": 20, "eval_every": 10,
+                              "eval_samples": 500, "register_best": False, "storage_path": f"{s3}/{name}",
+                              "output_dir": str(root / name), "report": str(root / name / "tune.json"),
+                              "trials_csv": str(root / name / "trials.csv"),
+                              "space": {"train.lr_g": {"grid": [1e-3, 2e-3]}}})
+
+
+def test_in_process_sweep_runs_trials_on_both_worker_nodes(lab, prepared_root):
+    params = _sweep_params(prepared_root, lab, "sweep", workers=1, concurrent=2)
+    ok(stage(lab, prepared_root, "tune", params, timeout=800))
+    report = json.loads((prepared_root / "sweep" / "tune.json").read_text())
+    assert (report["trials_total"], report["trials_completed"], report["trials_failed"]) == (2, 2, 0)
+    assert len({r["worker_nodes"].split()[0] for r in report["trials"]}) == 2, report["trials"]
+    assert not (prepared_root / "data" / "tune_runs").exists()
+
+
+def test_train_per_trial_sweep_runs_ddp_trials_across_nodes(lab, prepared_root):
+    params = _sweep_params(prepared_root, lab, "sweep-ddp", workers=2, concurrent=1)
+    ok(stage(lab, prepared_root, "tune", params, timeout=800))
+    report = json.loads((prepared_root / "sweep-ddp" / "tune.json").read_text())
+    assert (report["trials_total"], report["trials_completed"], report["trials_failed"]) == (2, 2, 0)
+    for row in report["trials"]:
+        assert len(set(row["worker_nodes"].split())) == 2, row  # each trial's 2 ranks on 2 nodes
