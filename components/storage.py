@@ -38,6 +38,16 @@ def is_uri(value: str | os.PathLike) -> bool:
     return "://" in str(value)
 
 
+class _S3(pafs.S3FileSystem):
+    """pyarrow's S3FileSystem, pickled as "build one from this process's AWS variables": pyarrow's own pickle
+    drops the retry strategy and timeouts, so Ray's workers and Train controller (which get the filesystem
+    pickled) would give up after 3 attempts. Rebuilt there, it retries as here and takes the node's
+    credentials (the driver forwards its own, pipelines/launch.py), none of which travel in the pickle."""
+
+    def __reduce__(self):
+        return s3_filesystem, ()
+
+
 def s3_filesystem() -> pafs.S3FileSystem:
     """An S3 filesystem configured from the standard AWS variables (endpoint included)."""
     endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
@@ -48,7 +58,7 @@ def s3_filesystem() -> pafs.S3FileSystem:
     region = os.environ.get("AWS_DEFAULT_REGION") or os.environ.get("AWS_REGION")
     if region:
         kwargs["region"] = region
-    return pafs.S3FileSystem(**kwargs, connect_timeout=S3_CONNECT_TIMEOUT_S, request_timeout=S3_REQUEST_TIMEOUT_S,
+    return _S3(**kwargs, connect_timeout=S3_CONNECT_TIMEOUT_S, request_timeout=S3_REQUEST_TIMEOUT_S,
                              retry_strategy=pafs.AwsStandardS3RetryStrategy(max_attempts=S3_RETRY_ATTEMPTS))
 
 

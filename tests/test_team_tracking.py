@@ -22,7 +22,7 @@ from services import S3Server, TeamTracking
 BUCKET, PREFIX = "genpipe-team", "mlflow"
 EXPERIMENT, MODEL = "team-mode", "team-generator"
 STEPS = 20
-POLICY_DOC = Path(__file__).resolve().parents[1] / "docs" / "_drafts" / "cluster_mlflow.md"  # holds the policy
+POLICY_DOC = Path(__file__).resolve().parents[1] / "docs" / "cluster.md"  # holds the policy
 CREDENTIAL_VARS = ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN")
 
 pytestmark = pytest.mark.timeout(600)
