@@ -209,7 +209,7 @@ def bystander_ray():
 # The longest modules first: under `pytest -n 2 --dist loadfile` (the README's test command) they start
 # at once on the two workers and the short modules fill in around them.
 LONGEST_FIRST = ("test_cluster_nodisk", "test_pipeline_e2e", "test_cluster", "test_dvc_remote", "test_tune_sweep",
-                 "test_tracking_resilience", "test_team_tracking", "test_cluster_lab")
+                 "test_tracking_resilience", "test_team_tracking")
 
 
 def pytest_collection_modifyitems(items):

@@ -89,6 +89,7 @@ def test_newest_whole_checkpoint_and_pruning_on_s3(s3, tmp_path):
     newest.write_bytes(newest.read_bytes()[:-10])  # cut short: the hash record says so
     assert ckpt.newest_whole(run).name.endswith("01.000000")
     (run / TRAIN_RECORD).write_text('{"checkpoint_results": [{"checkpoint_dir_name": "checkpoint_2026-01-01_00-00-01.000000"}]}')
+    assert ckpt.newest_whole(run).name.endswith("01.000000")  # Ray's record beside them is no checkpoint
     removed = prune_train_run(run.uri)  # unrecorded: the older one, and the damaged newer one
     assert sorted(f.name for f in removed) == ["checkpoint_2026-01-01_00-00-00.000000", "checkpoint_2026-01-01_00-00-02.000000"]
     assert [c.name for c in run.children("checkpoint_") if c.is_dir()] == ["checkpoint_2026-01-01_00-00-01.000000"]

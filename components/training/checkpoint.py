@@ -183,7 +183,8 @@ def newest_whole(run_dir):
     (by step without Ray, by time with it); one cut short or damaged gives way to an older one."""
     from components.storage import location
 
-    return next((f for f in reversed(location(run_dir).children("checkpoint_")) if is_whole_at(f)), None)
+    # Ray keeps checkpoint_manager_snapshot.json beside the folders: a file, not a checkpoint
+    return next((f for f in reversed(location(run_dir).children("checkpoint_")) if f.is_dir() and is_whole_at(f)), None)
 
 
 class LocalCheckpoints:
