@@ -1,4 +1,4 @@
-"""Streamed training in bounded memory (issue 32; docs/cluster.md#streamed-data): a generated image dataset at
+"""Streamed training in bounded memory (issue 32; docs/cluster.md#streamed-or-in-memory-the-rule): a generated image dataset at
 least 3× a worker's memory cap, published to a local S3 server (moto), trained by one worker that reads it
 from there a window at a time, inside a memory cgroup whose limit is the cap (a worker over it is killed by
 the kernel, so finishing is the proof; the peak is measured too).

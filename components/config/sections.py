@@ -23,7 +23,7 @@ class DataConfig(Section):
     prepared_dir: str = "data/prepared"
     stream: Literal["auto", "memory", "streamed"] = Field(
         "auto", description="how a worker holds its share: memory (read whole), streamed (a window of row groups at "
-        "a time), auto (memory when it fits data.memory_budget_mb); docs/cluster.md#streamed-data")
+        "a time), auto (memory when it fits data.memory_budget_mb); docs/cluster.md#streamed-or-in-memory-the-rule")
     memory_budget_mb: int | None = Field(None, ge=1, description="auto: the most a worker's share may take in memory; "
                                          "default a quarter of the node's physical memory")
     stream_window_rows: int = Field(4096, ge=1, description="streamed: rows read and shuffled together (memory ~ two "
