@@ -147,6 +147,11 @@ def main() -> None:
         shutil.rmtree(work, ignore_errors=True)
     figures["how"] = (f"sudo python benchmarks/cluster.py --steps {a.steps}: tests/cluster_lab.py (2 worker nodes of "
                       f"{lab.worker_cpus} CPUs on one 2-core machine), default params.yaml with the keys it sets")
+    merge_summary(figures)
+
+
+def merge_summary(figures: dict) -> None:
+    """These figures into reports/cluster/summary.json, keeping the keys the other cluster benchmarks wrote."""
     SUMMARY.parent.mkdir(parents=True, exist_ok=True)
     summary = json.loads(SUMMARY.read_text()) if SUMMARY.is_file() else {}
     SUMMARY.write_text(json.dumps({**summary, **figures}, indent=2, sort_keys=True) + "\n")

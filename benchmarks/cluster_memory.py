@@ -23,7 +23,6 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
-SUMMARY = REPO / "reports" / "cluster" / "summary.json"
 CGROUP = Path("/sys/fs/cgroup/memory")
 
 
@@ -120,10 +119,9 @@ def main() -> None:
                "streamed_steps": result["steps"], "streamed_images": result["images"], "streamed_wall_s": round(result["wall_s"], 1),
                "streamed_how": "python benchmarks/cluster_memory.py: one worker in a memory cgroup limited to the cap, "
                                "reading its share from S3 (moto) a window of 4096 rows at a time"}
-    SUMMARY.parent.mkdir(parents=True, exist_ok=True)
-    summary = json.loads(SUMMARY.read_text()) if SUMMARY.is_file() else {}
-    SUMMARY.write_text(json.dumps({**summary, **figures}, indent=2, sort_keys=True) + "\n")
-    print(json.dumps(figures, indent=2))
+    from cluster import merge_summary  # benchmarks/cluster.py
+
+    merge_summary(figures)
 
 
 if __name__ == "__main__":
