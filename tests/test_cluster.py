@@ -1,8 +1,9 @@
 """A multi-node Ray cluster on one machine (`ray.cluster_utils.Cluster`: a head that only coordinates
 and three 1-CPU nodes carrying a custom `trainer` resource), with faults injected for real: a Train
-worker process SIGKILLed, a whole node removed, a sweep trial's process SIGKILLed mid-run.
+worker process SIGKILLed, a sweep trial's process SIGKILLed mid-run.
 
-Each run checkpoints to one storage_path every node sees (a shared filesystem on a real cluster)."""
+Each run checkpoints to one storage_path every node sees (one disk). A whole node killed, on a cluster whose
+nodes share no disk, is tests/test_cluster_nodisk.py's."""
 from __future__ import annotations
 
 import csv
@@ -126,27 +127,6 @@ def test_spread_workers_on_two_nodes_survive_a_killed_worker_process(cluster, ru
     nodes_after = _assert_recovered(params, summary, fault)
     alive = {n["NodeID"] for n in ray.nodes() if n["Alive"] and n["Resources"].get("trainer")}
     assert len(set(fault.nodes_before)) == 2 and set(nodes_after) <= alive
-
-
-def test_a_removed_node_is_replaced_by_a_spare_one_and_the_run_finishes(cluster, run_root):
-    params = _spread(run_root)
-    by_id = {n.node_id: n for n in cluster.list_all_nodes()}
-    removed: list[str] = []
-
-    def remove_rank0_node(nodes):
-        removed.append(nodes[0])
-        cluster.remove_node(by_id[nodes[0]])  # its raylet and every process on it die
-
-    fault = Fault(params, run_root / "checkpoints", remove_rank0_node)
-    fault.start()
-    try:
-        summary = train.run(params, run_root, use_ray=True)
-        fault.join(1)
-        nodes_after = _assert_recovered(params, summary, fault)
-        # the restarted group runs on the two nodes left, the spare one included
-        assert removed[0] not in nodes_after and len(set(nodes_after)) == 2
-    finally:
-        cluster.add_node(num_cpus=1, resources={"trainer": 1})  # back to three nodes for the next test
 
 
 def test_sweep_trials_land_on_different_nodes_and_a_killed_trial_is_retried(cluster, tmp_path):
