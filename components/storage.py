@@ -77,9 +77,6 @@ class Location:
     def __str__(self) -> str:
         return self.uri
 
-    def __fspath__(self) -> str:  # only a local location is a filesystem path
-        return str(self.local_path())
-
     @property
     def name(self) -> str:
         return self.path.rstrip("/").rsplit("/", 1)[-1]
@@ -211,7 +208,7 @@ def location(value: str | os.PathLike | Location, base: Path | None = None) -> L
         return Location(s3_filesystem(), f"{parsed.netloc}{parsed.path}".rstrip("/"), text.rstrip("/"))
     try:
         fs, path = pafs.FileSystem.from_uri(text)
-    except (pafs.ArrowInvalid if hasattr(pafs, "ArrowInvalid") else ValueError, ValueError, OSError) as e:
+    except (ValueError, OSError) as e:  # pyarrow's ArrowInvalid is a ValueError
         raise StorageError(f"{text}: pyarrow cannot open this URI ({e})") from None
     return Location(fs, path, text.rstrip("/"))
 
@@ -227,9 +224,7 @@ def check_reachable(loc: Location, key: str) -> None:
         import botocore.exceptions as bx
         from botocore.config import Config
 
-        if not (os.environ.get("AWS_ACCESS_KEY_ID") or os.environ.get("AWS_PROFILE")
-                or os.environ.get("AWS_CONTAINER_CREDENTIALS_FULL_URI")
-                or os.environ.get("AWS_WEB_IDENTITY_TOKEN_FILE")) and boto3.Session().get_credentials() is None:
+        if boto3.Session().get_credentials() is None:  # the standard chain: variables, profile, role
             raise StorageError(f"{key} = {loc.uri}: no S3 credentials; set AWS_ACCESS_KEY_ID and "
                                "AWS_SECRET_ACCESS_KEY (or AWS_PROFILE / an instance role)")
         endpoint = os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")

@@ -2,16 +2,32 @@
 the in-process training recorder, temporary registry entries (removed after the test), a local Ray."""
 from __future__ import annotations
 
+import shutil
 import socket
 from pathlib import Path
 
 import pytest
+import yaml
 
 from components.config import Params, load_params
 from components.families import FAMILIES
 from pipelines import prepare
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+def copy_project(root: Path, tiny: dict) -> Path:
+    """The project's pipeline (code, dvc.yaml, .gitignore) in `root`, params.yaml with `tiny`'s sections
+    updated: what the dvc repro tests run."""
+    for name in ("components", "pipelines"):
+        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("dvc.yaml", ".gitignore"):
+        shutil.copy(REPO / name, root / name)
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    for section, values in tiny.items():
+        params[section].update(values)
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return root
 
 
 def tiny_params(root: Path, **sections) -> Params:

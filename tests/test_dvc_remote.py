@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO
+from conftest import REPO, copy_project
 from services import S3Server, free_port
 
 pytestmark = pytest.mark.e2e
@@ -66,14 +65,7 @@ def _dvc_repo(root: Path, env: dict) -> Path:
 def _project(root: Path, env: dict) -> Path:
     """The project's pipeline (code, dvc.yaml, .gitignore) with TINY params in a new git + DVC repo."""
     _dvc_repo(root, env)
-    for name in ("components", "pipelines"):
-        shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", ".gitignore"):
-        shutil.copy(REPO / name, root / name)
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    for section, values in TINY.items():
-        params[section].update(values)
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    copy_project(root, TINY)
     _git_commit(root, env, "project")
     return root
 

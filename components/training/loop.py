@@ -94,6 +94,7 @@ class Worker:
 class Plan:
     steps_per_epoch: int
     total_steps: int
+    rank_rows: tuple[int, ...] = ()  # each rank's train rows (footers read once: on S3 every read is a request)
 
 
 def plan(params: Params, prepared_dir: Path, world_size: int) -> Plan:
@@ -117,7 +118,7 @@ def plan(params: Params, prepared_dir: Path, world_size: int) -> Plan:
             f"{world_size} worker(s) holds (smallest share: {min(rows)} samples of {sum(rows)}); {fix}"
         )
     spe = min(rows) // per_step
-    return Plan(steps_per_epoch=spe, total_steps=params.family.total_steps(params, spe))
+    return Plan(steps_per_epoch=spe, total_steps=params.family.total_steps(params, spe), rank_rows=tuple(rows))
 
 
 def seed_all(seed: int) -> None:
@@ -190,8 +191,7 @@ def train_model(params: Params, prepared_dir: Path, worker: Worker, callbacks: C
     distributed = worker.world_size > 1 and dist.is_available() and dist.is_initialized()
 
     kind = kind_of(manifest)
-    rank_rows = rank_row_counts(prepared_dir, "train", worker.world_size)[worker.rank]
-    source = batches.pick(params, prepared_dir, manifest, worker, rank_rows,
+    source = batches.pick(params, prepared_dir, manifest, worker, steps.rank_rows[worker.rank],
                           on_device=lambda nbytes: fast.device_data(tc, dev, nbytes), to_device=path.to_device)
     b, k_b = tc.batch_size, task.batches_per_step
 
