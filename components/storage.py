@@ -77,6 +77,9 @@ class Location:
     def __str__(self) -> str:
         return self.uri
 
+    def __fspath__(self) -> str:  # a local location is a filesystem path (Path(loc), open(loc))
+        return str(self.local_path())
+
     @property
     def name(self) -> str:
         return self.path.rstrip("/").rsplit("/", 1)[-1]
