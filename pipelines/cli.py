@@ -88,7 +88,16 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--out", default="samples.png", help="PNG file to write")
         if name == "modes":
             p.add_argument("--dataset", required=True, choices=["ring8", "grid25"], help="2D mixture to benchmark")
+    init = sub.add_parser("init", help=INIT_HELP, description=INIT_HELP + ". Only the keys it sets change; every "
+                          "other key and comment stays.", formatter_class=_ShowDefaults)
+    what = init.add_mutually_exclusive_group(required=True)
+    what.add_argument("--images", metavar="DIR", help="a folder with one subfolder of PNG/JPEG images per class")
+    what.add_argument("--text", metavar="FILE", help="a UTF-8 text file, one sentence per line")
+    init.add_argument("--params", default="params.yaml", help="params file to write")
     return parser
+
+
+INIT_HELP = "point params.yaml at your own images or text, with settings sized for them; then `dvc repro`"
 
 
 def _layers(args, tuned: dict):
@@ -158,6 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from components.config import ConfigError
 
+    if args.stage == "init":
+        return _init(args)
+
     try:
         repo_root = Path.cwd()
         if args.dry_run:
@@ -202,6 +214,18 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, RuntimeError, FileNotFoundError) as e:
         print(f"genpipe {args.stage}: error: {e}", file=sys.stderr)
         return 1
+    return 0
+
+
+def _init(args) -> int:
+    from components.config import ConfigError
+    from pipelines import init
+
+    try:
+        init.run(Path.cwd(), args.params, images=args.images, text=args.text)
+    except (ConfigError, ValueError, FileNotFoundError) as e:  # DataError and EditError are ValueErrors
+        print(f"genpipe init: error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 

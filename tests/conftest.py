@@ -21,7 +21,8 @@ def copy_project(root: Path, tiny: dict) -> Path:
     updated: what the dvc repro tests run."""
     for name in ("components", "pipelines"):
         shutil.copytree(REPO / name, root / name, ignore=shutil.ignore_patterns("__pycache__"))
-    for name in ("dvc.yaml", ".gitignore"):
+    for name in ("dvc.yaml", ".gitignore", "data/own/README.md"):  # data/own: data.path's default, a DVC dep
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(REPO / name, root / name)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     for section, values in tiny.items():

@@ -82,13 +82,14 @@ def _read_image(path: Path) -> Image.Image:
         raise DataError(f"cannot read image {path}: {e}") from e
 
 
-def _list_images(root: Path) -> tuple[list[Path], list[int], list[str]]:
+def list_images(root: Path) -> tuple[list[Path], list[int], list[str]]:
     if not root.is_dir():
         raise DataError(f"image folder {root} does not exist or is not a folder")
     # Hidden folders (.ipynb_checkpoints, .DS_Store…) are tool litter, not classes.
     classes = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")), key=lambda p: p.name)
     if not classes:
-        raise DataError(f"image folder {root} has no class subfolders (expected one subfolder per class)")
+        raise DataError(f"image folder {root} has no class subfolders (expected one subfolder per class; "
+                        "`genpipe init --images DIR` points data.path at yours)")
     files: list[Path] = []
     labels: list[int] = []
     for label, folder in enumerate(classes):
@@ -107,7 +108,7 @@ def imagefolder(cfg: DataConfig) -> SourceData:
     """`cfg.path/<class>/<image>.png|jpg|jpeg`; classes are the sorted subfolder names."""
     if not cfg.path:
         raise DataError("data.path is required for the imagefolder source (a folder with one subfolder per class)")
-    files, labels, class_names = _list_images(Path(cfg.path).expanduser())
+    files, labels, class_names = list_images(Path(cfg.path).expanduser())
     first = files[0]
     arrays: list[np.ndarray] = []
     mode = size = None

@@ -1,0 +1,146 @@
+"""`genpipe init --images DIR | --text FILE`: point this checkout's params.yaml at the user's data, with settings
+sized for it, so that `dvc repro` then runs prepare → evaluator → train → evaluate → promote with no --set.
+
+Only the keys it sets change in params.yaml (components/config/edit.py): every other key and comment stays. It
+reads the data first (counts, sizes, line lengths) and refuses what the sources would refuse later. What it
+chooses, and why, is printed; the result is validated as the stages validate it before the file is replaced."""
+from __future__ import annotations
+
+import math
+import os
+import re
+from collections import Counter
+from pathlib import Path
+
+from components.atomic import atomic_write
+from components.config import load_params
+from components.config.edit import set_values
+from components.data.source_data import DataError
+
+# Image models: steps that give a usable DCGAN on a few hundred to a few thousand images on 2 CPU cores
+# (the mnist5k default trains ~5,000); the global batch is the default's 2 workers × 32.
+IMAGE_STEPS, GLOBAL_BATCH = 5000, 64
+# The classifier evaluator: as many updates as the mnist5k one gets (20 epochs of 4,500 images at batch 128).
+EVALUATOR_STEPS, EVALUATOR_BATCH = 700, 128
+LARGEST_SIDE = 64  # larger images are resized: a DCGAN at 128² is hours on 2 cores
+TEXT_LENGTH_QUANTILE = 0.95  # seq_len covers this share of lines whole; longer ones are cut (and counted)
+
+
+def _dataset_name(path: Path) -> str:
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "-", path.stem if path.is_file() else path.name).strip("-.")
+    return name or "own"
+
+
+def _where(path: Path, repo_root: Path) -> str:
+    """data.path as written: relative to the checkout when inside it (a clone finds it), else absolute."""
+    path = path.expanduser().resolve()
+    try:
+        return path.relative_to(repo_root.resolve()).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def _image_side(sizes: Counter) -> tuple[int | None, str]:
+    """(data.image_size, why): None keeps the native size when every image has one square size the DCGAN takes."""
+    from components.models.dcgan import stages_for
+
+    (w, h), _ = sizes.most_common(1)[0]
+    if len(sizes) == 1 and w == h and w <= LARGEST_SIDE and stages_for(w)[0] >= 1:
+        return None, f"native {w}×{h}"
+    side = min(LARGEST_SIDE, max(w, h))
+    side = next(s for s in (8, 16, 28, 32, 64) if s >= side) if side <= LARGEST_SIDE else LARGEST_SIDE
+    why = "sizes differ" if len(sizes) > 1 else f"{w}×{h} is not a square side the DCGAN halves"
+    return side, f"resized to {side}×{side} ({why}{'' if max(w, h) <= LARGEST_SIDE else f'; at most {LARGEST_SIDE}'})"
+
+
+def image_settings(folder: Path, repo_root: Path) -> tuple[dict, list[str]]:
+    from PIL import Image
+
+    from components.data.sources import list_images
+
+    files, labels, classes = list_images(folder)
+    sizes, modes = Counter(), Counter()
+    for f in files:
+        with Image.open(f) as im:  # the header only: sizes and modes without decoding
+            sizes[im.size] += 1
+            modes[im.mode] += 1
+    if len(modes) > 1:
+        raise DataError(f"{folder}: images of several modes ({dict(modes)}); convert them to one ('L' or 'RGB')")
+    image_size, size_why = _image_side(sizes)
+    n, k = len(files), len(classes)
+    settings = {"preset": "cgan" if k >= 2 else None, "data.source": "imagefolder",
+                "data.path": _where(folder, repo_root), "data.name": _dataset_name(folder),
+                "data.image_size": image_size}
+    train_rows = n * (1 - 0.1)  # the default test_fraction; prepare warns when a split is too small
+    settings["train.epochs"] = epochs = max(1, math.ceil(IMAGE_STEPS * GLOBAL_BATCH / train_rows))
+    settings["train.sample_every"] = max(1, epochs // 10)
+    settings["evaluator.epochs"] = max(20, math.ceil(EVALUATOR_STEPS * EVALUATOR_BATCH / train_rows))
+    why = [f"{n} images in {k} class folder(s), mode {next(iter(modes))}, {size_why}",
+           "preset cgan: a class-conditional DCGAN (projection D, diffusion-noised D), every class drawn equally"
+           if k >= 2 else "preset null: the label-free DCGAN (one class folder: no labels to condition on)",
+           f"train.epochs {epochs}: ~{IMAGE_STEPS} steps at the global batch of {GLOBAL_BATCH}",
+           f"evaluator.epochs {settings['evaluator.epochs']}: ~{EVALUATOR_STEPS} updates of the classifier evaluator"]
+    return settings, why
+
+
+def text_settings(file: Path, repo_root: Path) -> tuple[dict, list[str]]:
+    import yaml
+
+    from components.data.text import tokenize
+    from components.config.loading import PRESETS_DIR
+
+    if not file.is_file():
+        raise DataError(f"text file {file} does not exist or is not a file")
+    try:
+        lines = [tokenize(line) for line in file.read_text(encoding="utf-8").splitlines()]
+    except UnicodeDecodeError as e:
+        raise DataError(f"text file {file} is not UTF-8: {e}") from None
+    lengths = sorted(len(words) for words in lines if words)
+    if len(lengths) < 20:
+        raise DataError(f"text file {file} holds {len(lengths)} non-empty line(s); a text GAN needs at least 20")
+    covered = lengths[min(len(lengths) - 1, int(TEXT_LENGTH_QUANTILE * len(lengths)))]
+    seq_len = max(8, min(64, covered + 1))  # + <eos>
+    cut = sum(n > seq_len - 1 for n in lengths)
+    # The seqgan_text preset's model and phases, written out (its data keys name the shipped corpus, not yours).
+    preset = yaml.safe_load((PRESETS_DIR / "seqgan_text.yaml").read_text())
+    settings = {"preset": None, "data.source": "textfile", "data.path": _where(file, repo_root),
+                "data.name": _dataset_name(file), "data.seq_len": seq_len,
+                "data.long_lines": "truncate" if cut else "error",
+                "data.min_count": 2 if sum(lengths) >= 20_000 else 1}
+    for section, values in preset.items():
+        if section != "data":
+            settings.update({f"{section}.{k}": v for k, v in values.items()}
+                            if section not in ("tune", "model") else {})
+    settings.update({"model.family": "seqgan", "tune.metric": preset["tune"]["metric"],
+                     "tune.space": preset["tune"]["space"]})
+    why = [f"{len(lengths)} sentences, {min(lengths)}–{lengths[-1]} words (median {lengths[len(lengths) // 2]})",
+           f"data.seq_len {seq_len}: {int(TEXT_LENGTH_QUANTILE * 100)} % of lines whole with <eos>"
+           + (f"; {cut} longer line(s) cut (data.long_lines truncate; prepare prints the count)" if cut else ""),
+           f"data.min_count {settings['data.min_count']}: "
+           + ("rarer words become <unk>" if settings["data.min_count"] > 1 else "every word of the train split kept"),
+           "model: SeqGAN with the seqgan_text preset's sizes and phases, written into params.yaml"]
+    return settings, why
+
+
+def run(repo_root: Path, params_file: str, images: str | None = None, text: str | None = None) -> dict:
+    repo_root = Path(repo_root)
+    target = repo_root / params_file
+    if not target.is_file():
+        raise FileNotFoundError(f"{target} does not exist: run genpipe init in a genpipe checkout")
+    settings, why = (image_settings(Path(images).expanduser(), repo_root) if images is not None
+                     else text_settings(Path(text).expanduser(), repo_root))
+    new = set_values(target.read_text(), settings)
+    check = target.with_name(f".{target.name}.init-{os.getpid()}")
+    try:  # validated as every stage will validate it, before the file is replaced
+        check.write_text(new)
+        params = load_params(check)
+    finally:
+        check.unlink(missing_ok=True)
+    atomic_write(target, new)
+    print(f"genpipe init: wrote {params_file} for {settings['data.path']} (dataset {params.data.dataset}):")
+    for line in why:
+        print(f"  - {line}")
+    print("  set: " + ", ".join(f"{k}={v}" for k, v in settings.items() if not isinstance(v, dict)))
+    print("next: `dvc repro` (prepare → evaluator → train → evaluate → promote); any change to your files reruns "
+          "the stages that read them")
+    return settings

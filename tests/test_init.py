@@ -1,0 +1,133 @@
+"""`genpipe init`: params.yaml pointed at the user's data with only the keys it sets changed, and the user's files
+as a DVC dependency of prepare (a file deleted, added or edited reruns it)."""
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+
+from components.config import load_params
+from components.config.edit import EditError, set_values
+from conftest import REPO, copy_project
+from pipelines import cli
+
+SHIPPED = (REPO / "params.yaml").read_text()
+
+
+def _changed(before: str, after: str) -> list[str]:
+    return [line for line in difflib.unified_diff(before.splitlines(), after.splitlines(), lineterm="", n=0)
+            if line[:1] in "+-" and not line.startswith(("+++", "---"))]
+
+
+def _images(root: Path, classes: int = 2, per_class: int = 12, side: int = 8) -> Path:
+    rng = np.random.default_rng(0)
+    for c in range(classes):
+        (root / f"c{c}").mkdir(parents=True)
+        for i in range(per_class):
+            Image.fromarray(rng.integers(0, 256, (side, side), dtype=np.uint8)).save(root / f"c{c}" / f"{i:02d}.png")
+    return root
+
+
+def test_set_values_changes_only_the_keys_it_sets():
+    after = set_values(SHIPPED, {"train.epochs": 3, "data.path": "my data/x", "tune.space": {"train.lr_g": {
+        "loguniform": [0.001, 0.01]}}})
+    changed = _changed(SHIPPED, after)
+    assert sum(line.startswith("-") for line in changed) == 2 + 4  # epochs, path and the 4 lines of the space
+    epochs = next(line for line in after.splitlines() if line.startswith("  epochs:"))
+    old = next(line for line in SHIPPED.splitlines() if line.startswith("  epochs:"))
+    assert epochs.index("#") == old.index("#")  # the comment keeps its column
+    raw = yaml.safe_load(after)
+    assert raw["train"]["epochs"] == 3 and raw["data"]["path"] == "my data/x"
+    assert raw["tune"]["space"] == {"train.lr_g": {"loguniform": [0.001, 0.01]}}
+
+
+def test_set_values_refuses_a_key_the_file_lacks():
+    with pytest.raises(EditError, match="'train.epoch'"):
+        set_values(SHIPPED, {"train.epoch": 3})
+
+
+def test_init_images_writes_settings_for_the_folder(tmp_path, capsys, monkeypatch):
+    folder = _images(tmp_path / "my faces", side=9)  # an odd side does not halve: resized
+    (tmp_path / "params.yaml").write_text(SHIPPED)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["init", "--images", str(folder)]) == 0
+    after = (tmp_path / "params.yaml").read_text()
+    p = load_params(tmp_path / "params.yaml")
+    assert (p.data.source, p.data.path, p.data.name, p.data.image_size) == ("imagefolder", "my faces", "my-faces", 16)
+    assert p.preset == "cgan" and p.train.epochs == 14815  # ceil(5000 × 64 / 21.6 train images)
+    keys = {line[1:].split(":")[0].strip() for line in _changed(SHIPPED, after) if line.startswith("+")}
+    assert keys == {"source", "name", "path", "image_size", "epochs", "sample_every"}
+    assert "24 images in 2 class folder(s)" in capsys.readouterr().out
+
+
+def test_init_text_writes_the_model_out_of_the_preset(tmp_path, monkeypatch):
+    words = "the cat sat on a mat with some other words here".split()
+    lines = [" ".join(words[: 4 + i % 7]) for i in range(60)] + [" ".join(words * 3)]  # one long line
+    (tmp_path / "s.txt").write_text("\n".join(lines) + "\n")
+    (tmp_path / "params.yaml").write_text(SHIPPED)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["init", "--text", "s.txt"]) == 0
+    p = load_params(tmp_path / "params.yaml")
+    assert (p.preset, p.data.source, p.data.path, p.model.family) == (None, "textfile", "s.txt", "seqgan")
+    assert p.data.seq_len == 11 and p.data.long_lines == "truncate"  # 95 % of lines whole (10 words + <eos>)
+    preset = yaml.safe_load((REPO / "components/presets/seqgan_text.yaml").read_text())
+    assert p.seqgan.pretrain_steps == preset["seqgan"]["pretrain_steps"] and p.tune.metric == "nll_test"
+
+
+def test_init_refuses_a_missing_folder_and_leaves_params_alone(tmp_path, capsys, monkeypatch):
+    (tmp_path / "params.yaml").write_text(SHIPPED)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["init", "--images", "nowhere"]) == 2
+    assert "nowhere" in capsys.readouterr().err
+    assert (tmp_path / "params.yaml").read_text() == SHIPPED
+
+
+def _sh(cmd: list[str], cwd: Path) -> str:
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    out = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, f"{' '.join(cmd)} failed:\n{out.stdout[-2000:]}\n{out.stderr[-2000:]}"
+    return out.stdout
+
+
+def _prepare_stale(repo: Path) -> bool:
+    status = json.loads(_sh(["dvc", "status", "prepare", "--json"], repo) or "{}")
+    return any("changed deps" in entry for entry in status.get("prepare", []) if isinstance(entry, dict))
+
+
+@pytest.mark.e2e
+def test_a_file_deleted_added_or_edited_reruns_prepare(tmp_path, monkeypatch):
+    repo = copy_project(tmp_path / "repo", {"data": {"row_group_rows": 8}})
+    for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"]):
+        _sh(cmd, repo)
+    folder = _images(repo / "data" / "own" / "shapes")
+    monkeypatch.chdir(repo)
+    assert cli.main(["init", "--images", str(folder)]) == 0
+    assert load_params(repo / "params.yaml").data.path == "data/own/shapes"
+    _sh(["dvc", "repro", "prepare"], repo)
+    manifest = repo / "data" / "prepared" / "shapes" / "manifest.json"
+    assert json.loads(manifest.read_text())["count"] == 24 and not _prepare_stale(repo)
+
+    (folder / "c1" / "00.png").unlink()
+    assert _prepare_stale(repo)
+    _sh(["dvc", "repro", "prepare"], repo)
+    assert json.loads(manifest.read_text())["count"] == 23 and not _prepare_stale(repo)
+
+    Image.new("L", (8, 8), 255).save(folder / "c0" / "new.png")
+    assert _prepare_stale(repo)
+    _sh(["dvc", "repro", "prepare"], repo)
+    before = json.loads(manifest.read_text())
+    assert before["count"] == 24
+
+    Image.new("L", (8, 8), 0).save(folder / "c0" / "new.png")  # same name, other pixels
+    assert _prepare_stale(repo)
+    _sh(["dvc", "repro", "prepare"], repo)
+    after = json.loads(manifest.read_text())
+    assert after["count"] == 24 and after["content_hash"] != before["content_hash"]
