@@ -139,3 +139,38 @@ def test_a_file_key_the_preset_overrides_is_warned_about(tmp_path):
     with pytest.warns(PresetShadowsFile, match=r"sets model.conditioning = 'concat', but preset 'cgan' sets 'projection'") as w:
         params = load_params(_write(tmp_path, raw))
     assert len(w) == 1 and params.model.conditioning == "projection" and params.train.epochs == 5
+
+
+def _leaf_keys(node: dict, prefix: str = "") -> set[str]:
+    """Dotted keys of a params mapping; tune.space and mapping-valued knobs are one key each."""
+    out = set()
+    for k, v in node.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and key not in ("tune.space", "tune.asha", "tune.pbt", "scaling.resources_per_worker"):
+            out |= _leaf_keys(v, key + ".")
+        else:
+            out.add(key)
+    return out
+
+
+def _model_keys(model, prefix: str = "") -> set[str]:
+    out = set()
+    for name, field in model.model_fields.items():
+        sub = field.annotation
+        if isinstance(sub, type) and hasattr(sub, "model_fields") and f"{prefix}{name}" != "tune.asha" \
+                and f"{prefix}{name}" != "tune.pbt":
+            out |= _model_keys(sub, f"{prefix}{name}.")
+        else:
+            out.add(f"{prefix}{name}")
+    return out
+
+
+def test_params_yaml_shows_every_knob_and_every_preset_key():
+    """What a stage compares against is what the user sees: every config key and every key a preset sets is in
+    params.yaml (with its comment), so `genpipe init` and `dvc exp run -S` can set it there."""
+    from components.config.loading import PRESETS_DIR
+
+    shipped = _leaf_keys(yaml.safe_load((REPO / "params.yaml").read_text()))
+    assert _model_keys(Params) - shipped == set()
+    for preset in sorted(PRESETS_DIR.glob("*.yaml")):
+        assert _leaf_keys(yaml.safe_load(preset.read_text())) - shipped == set(), preset.name
