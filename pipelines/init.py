@@ -24,6 +24,7 @@ IMAGE_STEPS, GLOBAL_BATCH = 5000, 64
 EVALUATOR_STEPS, EVALUATOR_BATCH = 700, 128
 LARGEST_SIDE = 64  # larger images are resized: a DCGAN at 128² is hours on 2 cores
 TEXT_LENGTH_QUANTILE = 0.95  # seq_len covers this share of lines whole; longer ones are cut (and counted)
+TEXT_PRESET = "seqgan_text"  # the model, phases and sweep of real text
 
 
 def _dataset_name(path: Path) -> str:
@@ -102,23 +103,20 @@ def text_settings(file: Path, repo_root: Path) -> tuple[dict, list[str]]:
     seq_len = max(8, min(64, covered + 1))  # + <eos>
     cut = sum(n > seq_len - 1 for n in lengths)
     # The seqgan_text preset's model and phases, written out (its data keys name the shipped corpus, not yours).
-    preset = yaml.safe_load((PRESETS_DIR / "seqgan_text.yaml").read_text())
+    preset = yaml.safe_load((PRESETS_DIR / f"{TEXT_PRESET}.yaml").read_text())
     settings = {"preset": None, "data.source": "textfile", "data.path": _where(file, repo_root),
                 "data.name": _dataset_name(file), "data.seq_len": seq_len,
                 "data.long_lines": "truncate" if cut else "error",
                 "data.min_count": 2 if sum(lengths) >= 20_000 else 1}
     for section, values in preset.items():
-        if section != "data":
-            settings.update({f"{section}.{k}": v for k, v in values.items()}
-                            if section not in ("tune", "model") else {})
-    settings.update({"model.family": "seqgan", "tune.metric": preset["tune"]["metric"],
-                     "tune.space": preset["tune"]["space"]})
+        if section != "data":  # tune.space is set whole: the shipped space varies image knobs
+            settings.update({f"{section}.{k}": v for k, v in values.items()})
     why = [f"{len(lengths)} sentences, {min(lengths)}–{lengths[-1]} words (median {lengths[len(lengths) // 2]})",
            f"data.seq_len {seq_len}: {int(TEXT_LENGTH_QUANTILE * 100)} % of lines whole with <eos>"
            + (f"; {cut} longer line(s) cut (data.long_lines truncate; prepare prints the count)" if cut else ""),
            f"data.min_count {settings['data.min_count']}: "
            + ("rarer words become <unk>" if settings["data.min_count"] > 1 else "every word of the train split kept"),
-           "model: SeqGAN with the seqgan_text preset's sizes and phases, written into params.yaml"]
+           f"the {TEXT_PRESET} preset's model, phases and sweep, written into params.yaml"]
     return settings, why
 
 

@@ -1,9 +1,10 @@
 """Set values in params.yaml as text, so that every other line, comment and blank stays as the user sees it.
 
-A YAML round trip (ruamel, as `dvc exp run -S` does) re-renders the whole file: nulls turn blank and comments
-drift. Here only the lines of the keys being set change: a scalar keeps its end-of-line comment (at its column
-when the new value fits), and a key whose value is a block mapping (e.g. `tune.space`) has its indented children
-replaced. A key the file lacks is refused by name: params.yaml ships every key, so a missing one is a typo."""
+Only the lines of the keys being set change: a scalar keeps its end-of-line comment (at its column when the new
+value fits), a list is written as a block list under its key, and a key whose value is a block mapping (e.g.
+`tune.space`) has its indented children replaced. Values are written in the form `dvc exp run -S` writes (an
+empty value for null, block lists), so a later experiment's diff stays its own edited lines. A key the file
+lacks is refused by name: params.yaml ships every key, so a missing one is a typo."""
 from __future__ import annotations
 
 import json
@@ -99,6 +100,15 @@ def _block_end(lines: list[str], i: int) -> int:
     return end
 
 
+def _list_end(lines: list[str], i: int) -> int:
+    """The index after a block list written at the key's own indent (`key:` then `- item` lines)."""
+    indent = _KEY.match(lines[i])["indent"]
+    end = i + 1
+    while end < len(lines) and lines[end].startswith(indent + "- "):
+        end += 1
+    return end
+
+
 def set_values(text: str, values: dict[str, Any]) -> str:
     """`text` with each dotted key (section.key) set to its value, every other line as it was."""
     lines = text.splitlines()
@@ -114,9 +124,12 @@ def set_values(text: str, values: dict[str, Any]) -> str:
                 first += 1
             lines[first:_block_end(lines, i)] = [f"{' ' * child}{k}: {render(v)}" for k, v in value.items()]
             continue
-        new = f"{head} {render(value)}"
+        new = head if value is None or isinstance(value, list) and value else f"{head} {render(value)}"
         if _child_indent(lines, i) is not None and not old.strip():  # was a block: its children go
             del lines[i + 1:_block_end(lines, i)]
+        del lines[i + 1:_list_end(lines, i)]  # a block list's items sit at the key's own indent
+        if isinstance(value, list) and value:
+            lines[i + 1:i + 1] = [f"{m['indent']}- {render(v)}" for v in value]
         if comment:
             column = len(head) + len(old) + len(comment) - len(comment.lstrip(" \t"))
             new += " " * max(1, column - len(new)) + comment.lstrip(" \t")  # at its column when the value fits
