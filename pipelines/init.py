@@ -14,7 +14,7 @@ from pathlib import Path
 
 from components.atomic import atomic_write
 from components.config import load_params
-from components.config.edit import set_values
+from components.config.edit import render, set_values
 from components.data.source_data import DataError
 
 # Image models: steps that give a usable DCGAN on a few hundred to a few thousand images on 2 CPU cores
@@ -138,7 +138,7 @@ def run(repo_root: Path, params_file: str, images: str | None = None, text: str 
     print(f"genpipe init: wrote {params_file} for {settings['data.path']} (dataset {params.data.dataset}):")
     for line in why:
         print(f"  - {line}")
-    print("  set: " + ", ".join(f"{k}={v}" for k, v in settings.items() if not isinstance(v, dict)))
+    print("  set: " + ", ".join(f"{k}={render(v)}" for k, v in settings.items()))
     print("next: `dvc repro` (prepare → evaluator → train → evaluate → promote); any change to your files reruns "
           "the stages that read them")
     return settings

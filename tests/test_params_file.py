@@ -78,3 +78,26 @@ def test_prepare_depends_on_the_data_keys_it_reads_and_the_loaders_on_theirs():
     assert prepare | LOADER_KEYS == set(DataConfig.model_fields) and prepare & LOADER_KEYS == set()
     for stage in ("tune", "train"):
         assert {f"data.{k}" for k in LOADER_KEYS} <= _stage_params(stage), stage
+
+
+def test_the_readmes_exp_show_fits_160_columns(tmp_path):
+    """The README's `dvc exp show` command: at most 20 columns, no cell cut to "…" at 160 characters, and a
+    param that differs from the last commit shown."""
+    import os
+    import re
+    import subprocess
+    import sys
+
+    command = next(line for line in (REPO / "README.md").read_text().splitlines() if line.startswith("dvc exp show"))
+    env = {**os.environ, "COLUMNS": "160", "DVC_NO_ANALYTICS": "1",
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(REPO), str(clone)], check=True, timeout=120)
+    params = clone / "params.yaml"
+    params.write_text(re.sub(r"(?m)^  lr_g: 0\.0002", "  lr_g: 0.0004", params.read_text()))
+    out = subprocess.run(command, shell=True, cwd=clone, env=env, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    header = next(line for line in out.stdout.splitlines() if "Experiment" in line).split()
+    assert "…" not in out.stdout and len(header) <= 20, out.stdout
+    assert {"fid", "preset", "train.epochs", "train.lr_g"} <= set(header)
+    assert any("0.0004" in line for line in out.stdout.splitlines() if "workspace" in line)
