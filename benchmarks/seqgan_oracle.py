@@ -93,7 +93,7 @@ def run_seed(base, seed: int, prepared: Path, scorer, test) -> dict:
     mle, times["mle"] = phase(with_(d_pretrain_steps=0, adversarial_steps=0), prepared, None)
     out["mle"] = score(params, generator(params, prepared, mle.state), scorer, test)
     d_pre, times["d_pretrain"] = phase(with_(adversarial_steps=0), prepared, mle.state)
-    curves = {"mle": [(s, m["mle_nll"]) for s, m in mle.logs], "d_pretrain": [(s, m["d_loss"]) for s, m in d_pre.logs]}
+    curves = {"mle": [(s, m["mle_loss"]) for s, m in mle.logs], "d_pretrain": [(s, m["d_loss"]) for s, m in d_pre.logs]}
     for method, reward in REWARD.items():
         adv, times[method] = phase(with_(reward=reward), prepared, d_pre.state)
         out[method] = score(params, generator(params, prepared, adv.state), scorer, test)

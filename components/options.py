@@ -108,7 +108,7 @@ def resolve(stage: str, params, layers: Layers) -> dict[str, Any]:
         doc["code"] = code_version()
     doc["layers"] = {"params_file": layers.params_file, "preset": params.preset, "set": list(layers.overrides),
                      "tuned": _sorted(layers.tuned)}
-    doc["set_by"] = {k: v for k, v in sorted(_set_by(params, layers).items()) if _selected(k, sections)}
+    doc["set_by"] = {k: v for k, v in sorted(set_by(params, layers).items()) if _selected(k, sections)}
     doc["params"] = _sorted(_select(params.model_dump(mode="json"), sections))
     return doc
 
@@ -228,7 +228,7 @@ def _defaults() -> dict[str, Any]:
     return Params().flat()
 
 
-def _set_by(params, layers: Layers) -> dict[str, str]:
+def set_by(params, layers: Layers) -> dict[str, str]:
     """Dotted key → the last layer that set it, for every key of the params that a layer set: the preset,
     the sweep and --set always; the params file where it moves a key off its code default."""
     raw: dict[str, Any] = {}

@@ -13,8 +13,13 @@ def _clock(seconds: float) -> str:
     return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
+def _number(v: float) -> str:
+    """4 significant digits; 10,000 or more as a whole number (tokens_per_s=52310, not 5.231e+04)."""
+    return f"{v:.0f}" if abs(v) >= 1e4 else f"{v:.4g}"
+
+
 def format_metrics(metrics: dict[str, float]) -> str:
-    return " ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+    return " ".join(f"{k}={_number(v)}" for k, v in metrics.items())
 
 
 def _tqdm(total: int, desc: str, unit: str, initial: int, file: TextIO):

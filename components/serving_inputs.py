@@ -19,7 +19,7 @@ MAX_SAMPLES_ENV = "GENPIPE_MAX_SAMPLES"
 MAX_SEED = 2**63 - 1
 _repr = reprlib.Repr()  # keyword arguments only from Python 3.12
 _repr.maxstring, _repr.maxlist, _repr.maxother = 40, 6, 40
-_short = _repr.repr
+short = _repr.repr  # a value as a message shows it: long strings and lists cut
 
 
 class RequestError(ValueError):
@@ -55,7 +55,7 @@ def integer(inputs: dict, key: str, default: int | None, lo: int, hi: int, note:
     if value is None:
         return default
     if not _integral(value):
-        raise RequestError(f"{key}: expected an integer, got {_short(value)}")
+        raise RequestError(f"{key}: expected an integer, got {short(value)}")
     if not lo <= int(value) <= hi:
         raise RequestError(f"{key} = {int(value)} is outside {lo}..{hi}{note}")
     return int(value)
@@ -66,7 +66,7 @@ def number(inputs: dict, key: str) -> float | None:
     if value is None:
         return None
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise RequestError(f"{key}: expected a number, got {_short(value)}")
+        raise RequestError(f"{key}: expected a number, got {short(value)}")
     return float(value)
 
 
@@ -76,7 +76,7 @@ def flag(inputs: dict, key: str) -> bool:
         return False
     if isinstance(value, (bool, np.bool_)) or (_integral(value) and int(value) in (0, 1)):
         return bool(value)
-    raise RequestError(f"{key}: expected true or false, got {_short(value)}")
+    raise RequestError(f"{key}: expected true or false, got {short(value)}")
 
 
 def labels(value: Any, n: int | None, num_classes: int, limit: int):
@@ -90,18 +90,18 @@ def labels(value: Any, n: int | None, num_classes: int, limit: int):
     try:
         arr = np.asarray(value)
     except ValueError:  # ragged nesting
-        raise RequestError(f"labels: expected one class index or a list of them, got {_short(value)}") from None
+        raise RequestError(f"labels: expected one class index or a list of them, got {short(value)}") from None
     arr = arr.reshape(-1)
     if arr.dtype == object and all(_integral(v) for v in arr):
         arr = arr.astype(np.int64)
     if arr.dtype.kind not in "iuf" or (arr.dtype.kind == "f" and not np.all(np.mod(arr, 1) == 0)):
-        raise RequestError(f"labels: expected class indices (integers), got {_short(value)}")
+        raise RequestError(f"labels: expected class indices (integers), got {short(value)}")
     arr = arr.astype(np.int64)
     if not 1 <= len(arr) <= limit:
         raise RequestError(f"labels: {len(arr)} labels; give 1 to {limit}" + limit_note(limit))
     outside = arr[(arr < 0) | (arr >= num_classes)]
     if outside.size:
-        raise RequestError(f"labels: {_short(outside.tolist())} outside this model's classes 0..{num_classes - 1}")
+        raise RequestError(f"labels: {short(outside.tolist())} outside this model's classes 0..{num_classes - 1}")
     if len(arr) == 1 and n is not None:
         arr = np.repeat(arr, n)
     elif n is not None and len(arr) != n:

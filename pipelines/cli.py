@@ -15,7 +15,8 @@ STAGES = {
     "train": "train the configured GAN with Ray Train (or --no-ray), log to MLflow, export the generator",
     "evaluate": "score the trained generator: FID, KID, IS, precision/recall/density/coverage, class KL",
     "promote": "register the candidate in the MLflow Model Registry; move the champion alias if it is better",
-    "sample": "draw samples from a logged/registered model: a PNG grid, or a text file of sentences",
+    "sample": "draw samples from a logged/registered model: a PNG (image grid, points, translations), or for a "
+              "text model a text file of sentences",
     "modes": "the mode-collapse benchmark on a 2D mixture: objectives × label smoothing × D:G ratios × seeds",
 }
 
@@ -83,9 +84,11 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--no-ray", action="store_true", help="run the training core in this process (1 worker)")
         if name == "sample":
             p.add_argument("--model", required=True, help="MLflow model URI, e.g. models:/mnist5k-dcgan@champion")
-            p.add_argument("--n", type=int, default=64, help="number of images")
+            p.add_argument("--n", type=int, default=64, help="number of samples (images, points or sentences)")
             p.add_argument("--seed", type=int, default=0, help="seed of every random draw")
-            p.add_argument("--out", default="samples.png", help="PNG file to write")
+            p.add_argument("--out", default="samples.png",
+                           help="file to write: a PNG (an image grid, a scatter of points, input | output pairs); "
+                                "a text model writes its sentences to this path with the suffix .txt")
         if name == "modes":
             p.add_argument("--dataset", required=True, choices=["ring8", "grid25"], help="2D mixture to benchmark")
     init = sub.add_parser("init", help=INIT_HELP, description=INIT_HELP + ". Only the keys it sets change; every "
@@ -157,8 +160,11 @@ def dry_run(args, repo_root: Path) -> str:
 
 
 # MLflow draws a progress bar for every artifact download (a model is fetched several times per stage),
-# which floods a CI log; the stages show their own progress.
-QUIET_ENV = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}
+# which floods a CI log; the stages show their own progress. Ray's driver colours the "(raylet)" prefix
+# (RAY_COLOR_PREFIX=0: no colour codes in a log file) and folds lines that differ only in numbers, such as
+# the progress lines of concurrent sweep trials, into one green "[repeated 4x across cluster]" (RAY_DEDUP_LOGS,
+# read when Ray is imported: set here, before any stage imports it).
+QUIET_ENV = {"MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false", "RAY_COLOR_PREFIX": "0", "RAY_DEDUP_LOGS": "0"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -188,6 +194,10 @@ def main(argv: list[str] | None = None) -> int:
             from pipelines import train
 
             result = train.run(params, repo_root, use_ray=not args.no_ray, options=resolved)
+        elif args.stage == "evaluate":  # the layers name where a refused setting came from
+            from pipelines import evaluate
+
+            evaluate.run(params, repo_root, layers=_layers(args, tuned))
         elif args.stage == "sample":
             from pipelines import sample
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
 from components.atomic import atomic_write
 from components.config import Params
@@ -17,6 +18,7 @@ from components.data.kinds import kind_of
 from components.data.shards import read_manifest
 from components.evaluation import TestSplit, input_classifier, measure, open_evaluator
 from components.metrics.catalogue import SEED_STD
+from components.options import OPTIONS_FILE, set_by
 from components.training.checkpoint import load_generator
 from components.tracking.mlflow_store import require_reachable
 from pipelines.links import EVALUATOR_HASH_TAG, read_train_summary
@@ -26,19 +28,58 @@ class EvaluateError(ValueError):
     pass
 
 
-def load_candidate(params: Params, repo_root: Path) -> tuple[torch.nn.Module, dict]:
+def load_candidate(params: Params, repo_root: Path, origin: dict[str, str] | None = None
+                   ) -> tuple[torch.nn.Module, dict]:
+    """The exported generator, refused when it was trained with other weight settings than `params` (the
+    resolved params: file → preset → tuned → --set). `origin`: dotted key → the layer that set it
+    (components/options.set_by), so the refusal says where each value came from."""
     model_dir = (Path(repo_root) / params.train.output_dir).resolve()
     spec = json.loads((model_dir / "generator.json").read_text())
     configured = params.model.model_dump(mode="json")
-    if spec["model"] != configured:
-        raise EvaluateError(f"the generator in {model_dir} was trained with model {spec['model']}, "
-                            f"but params.yaml configures model {configured}; retrain or fix the model section")
-    if (why := params.family.check_trained(spec, params)) is not None:  # sampling keys may differ
-        raise EvaluateError(f"the model in {model_dir} {why}")
+    differ = {f"model.{k}": (spec["model"].get(k), configured.get(k))
+              for k in sorted({*spec["model"], *configured}) if spec["model"].get(k) != configured.get(k)}
+    differ.update(params.family.trained_differences(spec, params))  # sampling keys may differ
+    if differ:
+        configured_from = {} if origin is None else {k: origin.get(k, "default") for k in differ}
+        raise EvaluateError(mismatch(model_dir, differ, _trained_from(model_dir, differ), configured_from))
     try:
         return load_generator(model_dir)
     except RuntimeError as e:  # state dict does not fit the architecture
         raise EvaluateError(f"the weights in {model_dir} do not match model {configured}: {e}") from None
+
+
+def _trained_from(model_dir: Path, differ: dict[str, tuple]) -> dict[str, str]:
+    """Dotted key → the layer that set the value the candidate was trained with, from the train stage's
+    options beside it (only where they record that very value: a later run may have replaced the model)."""
+    path = model_dir / OPTIONS_FILE
+    doc = (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+
+    def recorded(key: str):
+        node = doc.get("params", {})
+        try:
+            for part in key.split("."):
+                node = node[part]
+        except (KeyError, TypeError):
+            return _ABSENT
+        return node
+
+    return {k: doc.get("set_by", {}).get(k, "default") for k, (was, _) in differ.items() if recorded(k) == was}
+
+
+_ABSENT = object()
+
+
+def mismatch(model_dir: Path, differ: dict[str, tuple], trained_from: dict[str, str],
+             configured_from: dict[str, str]) -> str:
+    """The refusal: each differing key as trained and as configured, each value with the layer that set it
+    where known ("default": no layer set it)."""
+    def value(v, key: str, origin: dict[str, str]) -> str:
+        return f"{v!r}" + (f" ({origin[key]})" if key in origin else "")
+
+    rows = "; ".join(f"{k} trained with {value(was, k, trained_from)} but configured {value(now, k, configured_from)}"
+                     for k, (was, now) in differ.items())
+    return (f"the model in {model_dir} was trained with other settings than these params: {rows}; retrain "
+            "with these params, or evaluate with the ones it was trained with")
 
 
 def headline(report: dict, names: list[str]) -> dict:
@@ -52,6 +93,15 @@ def headline(report: dict, names: list[str]) -> dict:
     return out
 
 
+def shown(metrics: dict, first: list[str]) -> list[str]:
+    """What the console line shows: every number the measurement reported (each error bar beside its
+    metric), in order: `first` (the headline metrics, then the floors and the family's extras), then the
+    rest as measured (spreads, anything a scorer adds), then the costs."""
+    rest = [k for k, v in metrics.items() if k not in first and k not in COSTS and not k.endswith(SEED_STD)
+            and isinstance(v, (int, float))]
+    return [*first, *rest, *COSTS]
+
+
 def printed(report: dict, names: list[str]) -> str:
     """The console line: each name present ± its error bar, in order."""
     def one(key: str) -> str:
@@ -62,16 +112,17 @@ def printed(report: dict, names: list[str]) -> str:
 
 
 # a sample's cost, printed after the metrics
-COSTS = ("nfe", "seconds_per_1k_samples", "eval_seconds")
+COSTS = ("nfe", "sampling_seconds", "seconds_per_1k_samples", "eval_seconds")
 
 
-def run(params: Params, repo_root: Path) -> dict:
+def run(params: Params, repo_root: Path, layers=None) -> dict:
+    """`layers` (components.options.Layers): where the params came from, named when the candidate is refused."""
     repo_root = Path(repo_root)
     started = time.perf_counter()
     family = params.family
     summary = read_train_summary(params, repo_root)
     require_reachable(summary["tracking_uri"])  # it writes there: a dead server is said at once
-    g, spec = load_candidate(params, repo_root)
+    g, spec = load_candidate(params, repo_root, None if layers is None else set_by(params, layers))
     prepared = params.prepared_path(repo_root)
     manifest = read_manifest(prepared)
     if spec["data_hash"] != manifest["content_hash"]:
@@ -110,8 +161,9 @@ def run(params: Params, repo_root: Path) -> dict:
                      tags=[RunTag(EVALUATOR_HASH_TAG, info["hash"])])
     client.log_artifact(run_id, str(report_path), "evaluation")
     client.log_artifact(run_id, str(grid_path), "evaluation")
-    shown = [*names, *scorer.evaluator.floor_metrics, *family.printed_extra, *COSTS]
-    print("evaluate: " + printed(report, shown) + f" (mean ± std over {params.evaluate.error_seeds} sampling seeds)")
+    first = [*names, *scorer.evaluator.floor_metrics, *family.printed_extra]
+    print("evaluate: " + printed(report, shown(metrics, first))
+          + f" (mean ± std over {params.evaluate.error_seeds} sampling seeds)")
     return report
 
 

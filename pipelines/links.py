@@ -19,7 +19,12 @@ def read_train_summary(params, repo_root: Path) -> dict:
     path = (Path(repo_root) / params.train.output_dir / SUMMARY_FILE).resolve()
     if not path.is_file():
         raise MissingStageOutput(f"no trained candidate: {path} is missing; run `genpipe train` first")
-    return json.loads(path.read_text())
+    summary = json.loads(path.read_text())
+    if "tracking_uri" in summary:  # written in another checkout (dvc pull, a copied mlflow/): the store as seen here
+        from components.tracking.mlflow_store import recorded_uri
+
+        summary["tracking_uri"] = recorded_uri(summary["tracking_uri"], params.tracking.uri, Path(repo_root))
+    return summary
 
 
 def tuned_overrides(params, repo_root: Path) -> dict:

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from components.config import Params
+from components.data.kinds import RATE_SUFFIX
 from components.progress import Progress, format_metrics
 from components.training import checkpoint as ckpt
 from components.training.loop import Worker, plan, train_model
@@ -20,8 +21,9 @@ from pipelines.launch import CONSOLE_ENV
 
 
 def console_metrics(metrics: dict[str, float]) -> dict[str, float]:
-    """What the console shows of a log point: the losses and the throughput (MLflow keeps the rest)."""
-    return {k: v for k, v in metrics.items() if "loss" in k or k == "images_per_s"}
+    """What the console shows of a log point: the losses (a phased task logs only its phase's) and the
+    throughput in its data kind's unit (images_per_s, points_per_s, tokens_per_s); MLflow keeps the rest."""
+    return {k: v for k, v in metrics.items() if "loss" in k or k.endswith(RATE_SUFFIX)}
 
 
 def _ray_bar(total, desc, unit, initial, file):

@@ -63,6 +63,17 @@ def test_callbacks_show_losses_and_throughput_only():
     assert line.startswith("train: 100% 10/10 steps d_loss=1.5 g_loss=0.75 images_per_s=900 [")
 
 
+def test_a_text_runs_line_shows_its_phases_loss_in_tokens_per_second():
+    out = io.StringIO()
+    callbacks = Callbacks(None, None, Progress(20, "train", tty=False, out=out))
+    callbacks.log(10, {"mle_loss": 3.185, "tokens_per_s": 52310.4, "epoch": 0.5})  # MLE pre-training
+    callbacks.log(20, {"d_loss": 1.432, "d_real": 0.5, "pg_loss": 1.24, "reward": 0.4, "tokens_per_s": 2028.3})
+    first, last = _lines(out)
+    assert first.startswith("train:  50% 10/20 steps mle_loss=3.185 tokens_per_s=52310 [")
+    assert last.startswith("train: 100% 20/20 steps d_loss=1.432 pg_loss=1.24 tokens_per_s=2028 [")
+    assert console_metrics({"loss": 0.1, "points_per_s": 8000.0, "epoch": 2.0}) == {"loss": 0.1, "points_per_s": 8000.0}
+
+
 def test_callbacks_without_a_progress_print_each_log_point(capsys):
     Callbacks(None, None).log(4, {"loss": 0.25})
     assert capsys.readouterr().out == "step 4: loss=0.25\n"

@@ -216,7 +216,7 @@ def test_evaluate_scores_the_requested_labels_and_promote_registers_it(trained):
     other = evaluate.run(params.with_overrides({"diffusion.guidance": 0.0}), root)
     assert other["fid"] != report["fid"] and other["evaluator_hash"] == report["evaluator_hash"]
     # an architecture change after training is refused, a sampling change is not
-    with pytest.raises(evaluate.EvaluateError, match=r"timesteps = 100 but params.yaml configures timesteps = 200"):
+    with pytest.raises(evaluate.EvaluateError, match=r"diffusion.timesteps trained with 100 but configured 200"):
         evaluate.run(params.with_overrides({"diffusion.timesteps": 200}), root)
     quick = QuickScorer(params, root, 300)(ckpt.load_generator(params.train.output_dir)[0])
     assert "cond_accuracy" in quick and quick["fid"] > 0  # what a sweep trial reports

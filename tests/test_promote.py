@@ -296,20 +296,17 @@ def test_the_same_weights_logged_again_are_one_version(history, root):
     assert len(MlflowClient(_params(root).tracking.uri).search_model_versions(f"name = '{name}'")) == 1
 
 
-def test_the_logged_signature_documents_the_inputs_and_mlflow_refuses_a_wrong_type(history, root):
+def test_the_registered_model_declares_its_inputs_and_refuses_a_wrong_one(history, root):
     import mlflow
     from mlflow.exceptions import MlflowException
 
     mlflow.set_tracking_uri(_params(root).tracking.uri)
     model = mlflow.pyfunc.load_model(f"models:/{history[0][1]['model_name']}@champion")
-    inputs = {c.name: (str(c.type).removeprefix("DataType."), c.required) for c in model.metadata.signature.inputs.inputs}
-    assert inputs == {"num_samples": ("long", False), "seed": ("long", False), "labels": ("Any", False),
-                      "steps": ("long", False), "guidance": ("double", False), "eta": ("double", False),
-                      "sampler": ("string", False), "images": ("Any", False), "reverse": ("boolean", False),
-                      "temperature": ("double", False)}
+    # an unconditional dcgan: its inputs in the MLmodel's metadata, no MLflow signature (tests/test_serving.py)
+    assert model.metadata.signature is None and model.metadata.metadata["inputs"] == ["num_samples", "seed"]
     with pytest.raises(MlflowException, match="steps: sampling options of diffusion models") as e:  # the family refuses
         model.predict({"num_samples": 2, "steps": 4})
     assert e.value.error_code == "INVALID_PARAMETER_VALUE"  # what the scoring server answers with a 400
     assert model.predict({"num_samples": 2}).shape == (2, 1, 8, 8)
-    with pytest.raises(MlflowException, match="num_samples.*Can not safely convert str to int64"):
+    with pytest.raises(MlflowException, match="^num_samples: expected an integer, got 'many'$"):
         model.predict({"num_samples": "many"})

@@ -265,6 +265,28 @@ def _ddp_rank(rank, port, params_json, prepared, out):
         dist.destroy_process_group()
 
 
+def test_each_phase_logs_and_shows_only_its_own_numbers_in_tokens_per_second(root):
+    """Phases MLE (steps 0-2), D (3-4), adversarial (5-7); windows of 2 steps: a window logs the stats its steps
+    measured, each averaged over those steps alone, i.e. what windows of 1 step log."""
+    from components.tracking.curves import is_curve
+    from pipelines.ray_worker import console_metrics
+
+    single = dict(train_in_process(seqgan_params(root, train={"log_every": 1}), root)[0].logs)
+    pairs = dict(train_in_process(seqgan_params(root), root)[0].logs)
+    d, adversarial = ["d_fake", "d_loss", "d_real"], ["d_fake", "d_loss", "d_real", "pg_loss", "reward"]
+    assert {step: sorted(set(m) - {"epoch", "tokens_per_s"}) for step, m in pairs.items()} == {
+        2: ["mle_loss"], 4: ["d_fake", "d_loss", "d_real", "mle_loss"], 6: adversarial, 8: adversarial}
+    assert sorted(set(single[5]) - {"epoch", "tokens_per_s"}) == d
+    assert pairs[4]["mle_loss"] == single[3]["mle_loss"] and pairs[4]["d_loss"] == single[4]["d_loss"]
+    assert pairs[6]["pg_loss"] == single[6]["pg_loss"]
+    assert pairs[6]["d_loss"] == pytest.approx((single[5]["d_loss"] + single[6]["d_loss"]) / 2, rel=1e-12)
+    assert pairs[2]["mle_loss"] == pytest.approx((single[1]["mle_loss"] + single[2]["mle_loss"]) / 2, rel=1e-12)
+    assert all(m["tokens_per_s"] > 0 and "images_per_s" not in m for m in pairs.values())
+    assert list(console_metrics(pairs[2])) == ["mle_loss", "tokens_per_s"]  # the MLE phase on the console
+    assert list(console_metrics(pairs[8])) == ["d_loss", "pg_loss", "tokens_per_s"]
+    assert is_curve("mle_loss") and is_curve("tokens_per_s")
+
+
 def test_two_rank_ddp_leaves_identical_weights_in_both_phases(root, tmp_path):
     import torch.multiprocessing as mp
 
@@ -283,7 +305,13 @@ def test_two_rank_ddp_leaves_identical_weights_in_both_phases(root, tmp_path):
 
 @pytest.fixture(scope="module")
 def staged(root, tmp_path_factory):
+    """Each source through the stages; "printed": what evaluate printed for each."""
+    import contextlib
+    import io
+
     from pipelines import evaluate, evaluator, promote, train
+
+    printed = {}
 
     def run(source, data):
         base = tmp_path_factory.mktemp(source)
@@ -295,9 +323,65 @@ def staged(root, tmp_path_factory):
             "promote.report": str(base / "promotion.json")})
         evaluator.run(params, root)
         summary = train.run(params, root, use_ray=False)
-        return params, summary, evaluate.run(params, root), promote.run(params, root)
+        with contextlib.redirect_stdout(io.StringIO()) as out:
+            report = evaluate.run(params, root)
+        printed[source] = out.getvalue()
+        return params, summary, report, promote.run(params, root)
 
-    return {"oracle": run("oracle", {}), "text": run("textfile", {"name": "sentences", "path": str(root / "sentences.txt")})}
+    return {"oracle": run("oracle", {}), "text": run("textfile", {"name": "sentences", "path": str(root / "sentences.txt")}),
+            "printed": printed}
+
+
+@pytest.mark.parametrize("source", ["oracle", "textfile"])
+def test_evaluate_prints_every_number_it_measured_headline_first(staged, root, source):
+    params, _, report, _ = staged["text" if source == "textfile" else source]
+    (line,) = [ln for ln in staged["printed"][source].splitlines() if ln.startswith("evaluate: ")]
+    shown = [item.split("=")[0] for item in line.removeprefix("evaluate: ").split(" (mean ± std")[0].split(", ")]
+    measured = {k for k, v in report.items() if isinstance(v, (int, float)) and not k.endswith("_seed_std")} - {
+        "num_samples", "seed", "error_seeds"}  # what evaluate records of the run, not measurements
+    assert sorted(shown) == sorted(measured)
+    kind = read_manifest(params.prepared_path(root))["kind"]
+    names = [n for n in params.family.metric_names(params, kind) if n in report]
+    assert shown[:len(names)] == names and shown[-1] == "eval_seconds"
+    assert {"bleu2", "bleu5", "self_bleu2", "self_bleu5", "nll_test", "floor_self_bleu2"} <= set(shown)
+    assert ("nll_oracle" in shown and "floor_nll_oracle" in shown) == (source == "oracle")
+    assert f"nll_test={report['nll_test']:.4g}±" in line
+
+
+def test_evaluate_refuses_a_model_of_other_settings_naming_where_each_value_came_from(staged, root, tmp_path):
+    import shutil
+
+    import yaml
+
+    from components.options import Layers, set_by
+    from pipelines.evaluate import EvaluateError, load_candidate
+
+    params = staged["text"][0]
+    model_dir = tmp_path / "train"
+    shutil.copytree(params.train.output_dir, model_dir)
+    # what `genpipe train --set seqgan.pretrain_steps=3` records beside the model (its rollouts: another run's)
+    (model_dir / "options.yaml").write_text(yaml.safe_dump({"set_by": {"seqgan.pretrain_steps": "--set"},
+                                                            "params": {"seqgan": {"pretrain_steps": 3, "rollouts": 9}}}))
+    here = params.with_overrides({"preset": "seqgan_text", "seqgan.pretrain_steps": 1500, "seqgan.rollouts": 8,
+                                  "seqgan.temperature": 0.5, "train.output_dir": str(model_dir)})
+    with pytest.raises(EvaluateError) as e:
+        load_candidate(here, root, set_by(here, Layers(params_file=None)))
+    message = str(e.value)
+    assert "seqgan.pretrain_steps trained with 3 (--set) but configured 1500 (preset seqgan_text)" in message
+    assert "seqgan.rollouts trained with 3 but configured 8 (preset seqgan_text)" in message
+    assert "temperature" not in message and "params.yaml" not in message  # a sampling key may differ
+    with pytest.raises(EvaluateError, match=r"model.g_channels trained with 16 but configured 8; retrain"):
+        load_candidate(params.with_overrides({"model.g_channels": 8}), root)  # no layers known: values only
+
+
+def test_sample_help_says_what_a_text_model_writes(capsys):
+    from pipelines import cli
+
+    with pytest.raises(SystemExit):
+        cli.main(["sample", "--help"])
+    shown = " ".join(capsys.readouterr().out.split())
+    assert "or for a text model a text file of sentences" in shown and "with the suffix .txt" in shown
+    assert "number of samples (images, points or sentences)" in shown and "images into" not in shown
 
 
 def test_evaluate_reports_nll_oracle_bleu_and_self_bleu_with_error_bars(staged, root):

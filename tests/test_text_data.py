@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from components.data.source_data import DataError
-from components.data.text import (EOS, UNK, build_vocabulary, corpus_sentences, decode, encode, read_lines,
-                                  tokenize)
+from components.data.text import (EOS, UNK, LineCounts, build_vocabulary, corpus_sentences, decode, encode,
+                                  read_lines, tokenize)
 
 SEQ_LEN = 20
 
@@ -90,7 +90,7 @@ def test_encode_layout_on_the_corpus(corpus):
 
 def test_round_trip_and_unknown_words(corpus, tmp_path):
     path = _write(tmp_path, "mine.txt", "The cat sat on the mat.\nA dog; a CAT!\n\nthe mat sat\n")
-    for sentences in (corpus[0], read_lines(path, 8, "error")):
+    for sentences in (corpus[0], read_lines(path, 8, "error")[0]):
         vocab = build_vocabulary(sentences, 2, 10**6, "x")
         known = set(vocab)
         checked = 0
@@ -114,7 +114,8 @@ def test_round_trip_and_unknown_words(corpus, tmp_path):
 
 def test_read_lines_reads_and_skips_blank_lines(tmp_path):
     path = _write(tmp_path, "ok.txt", "\ufeffHello, World!\r\n\n   \nSecond line here\n")
-    assert read_lines(path, 10, "error") == [["hello", ",", "world", "!"], ["second", "line", "here"]]
+    assert read_lines(path, 10, "error") == ([["hello", ",", "world", "!"], ["second", "line", "here"]],
+                                             LineCounts(lines=2, dropped=0, truncated=0))
 
 
 @pytest.mark.parametrize("content", ["", "\n\n  \n\t\n"])
@@ -149,13 +150,23 @@ def test_read_lines_long_line_error(tmp_path):
     msg = str(e.value)
     assert str(path) in msg and "line 3" in msg and "8 tokens" in msg and "5" in msg
     assert "data.seq_len" in msg and "data.long_lines" in msg
-    assert len(read_lines(path, 9, "error")) == 3  # 8 tokens fit seq_len 9 (8 words + EOS)
+    assert len(read_lines(path, 9, "error")[0]) == 3  # 8 tokens fit seq_len 9 (8 words + EOS)
 
 
-def test_read_lines_truncate_and_drop(tmp_path):
+def test_read_lines_truncate_and_drop_and_count_what_they_did(tmp_path):
     path = _write(tmp_path, "long.txt", LONG)
-    assert read_lines(path, 6, "truncate") == [["one", "two", "three"], ["a", "b", "c", "d", "e"], ["four", "five"]]
-    assert read_lines(path, 6, "drop") == [["one", "two", "three"], ["four", "five"]]
+    sentences, counts = read_lines(path, 6, "truncate")
+    assert sentences == [["one", "two", "three"], ["a", "b", "c", "d", "e"], ["four", "five"]]
+    assert counts == (3, 0, 1) and counts.kept == 3
+    assert counts.note("f.txt", 6, "truncate") == ("f.txt: kept 3 of 3 lines; cut 1 longer than 5 tokens to their "
+                                                    "first 5 (data.seq_len = 6, less one for <eos>; "
+                                                    "data.long_lines = truncate)")
+    sentences, counts = read_lines(path, 6, "drop")
+    assert sentences == [["one", "two", "three"], ["four", "five"]]
+    assert counts == (3, 1, 0) and counts.kept == 2
+    assert counts.note("f.txt", 6, "drop") == ("f.txt: kept 2 of 3 lines; dropped 1 longer than 5 tokens "
+                                               "(data.seq_len = 6, less one for <eos>; data.long_lines = drop)")
+    assert read_lines(path, 9, "drop")[1].note("f.txt", 9, "drop") is None  # every line whole: nothing said
     only_long = _write(tmp_path, "only_long.txt", "a b c d e f g h\n")
     with pytest.raises(DataError, match="drop") as e:
         read_lines(only_long, 6, "drop")
@@ -178,3 +189,35 @@ def test_corpus_is_deterministic_and_within_limits(corpus):
     assert not any("_" in s or ">>>" in " ".join(s) for s in sentences)  # no code
     shorter, _ = corpus_sentences(10, min_words=3)
     assert shorter and all(3 <= len(s) <= 9 for s in shorter)
+
+
+# --- what prepare says about the text -------------------------------------------------------------------
+
+def test_the_textfile_source_says_what_it_dropped_and_what_became_unk(tmp_path, capsys):
+    from collections import Counter
+
+    from components.config import DataConfig
+    from components.data.shards import split_indices
+    from components.data.sources import SOURCES
+
+    short = ["the cat sat", "the dog sat", "a cat ran", "the bird sang", "a dog ran far", "the cat ran"] * 2
+    path = _write(tmp_path, "mine.txt", "\n".join(short + ["one two three four five six seven"] * 3) + "\n")
+    cfg = DataConfig(source="textfile", path=str(path), seq_len=6, long_lines="drop", min_count=2)
+    text = SOURCES.get("textfile")(cfg)
+    assert capsys.readouterr().out == (f"data.source textfile ({path}): kept 12 of 15 lines; dropped 3 longer than 5 "
+                                       "tokens (data.seq_len = 6, less one for <eos>; data.long_lines = drop)\n")
+    assert text.origin["lines"] == {"lines": 15, "dropped": 3, "truncated": 0, "kept": 12}
+    data = text.encoded(cfg, seed=0)
+    train, test = split_indices(data.labels, cfg.test_fraction, 0)
+    counts = Counter(w for i in train for w in text.lines[i])
+    known = {w for w, c in counts.items() if c >= 2}
+
+    def unk(rows):  # counted on the words, not the ids
+        words = [w for i in rows for w in text.lines[i]]
+        return f"{sum(w not in known for w in words) / len(words):.1%}"
+
+    line = capsys.readouterr().out
+    assert line == (f"data.source textfile ({path}): a vocabulary of {len(known)} words seen at least 2 time(s) in "
+                    f"the train split (data.min_count); <unk> stands for {unk(train)} of the train split's words and "
+                    f"{unk(test)} of the test split's\n")
+    assert unk(train) != "0.0%"  # "sang", "bird", "far" are rare: the line has something to say

@@ -40,12 +40,16 @@ def list_column(samples: np.ndarray, dtype) -> pa.ListArray:
     return pa.ListArray.from_arrays(offsets, values, type=_list_type(dtype))
 
 
+RATE_SUFFIX = "_per_s"  # a throughput metric's suffix (shown on the console and kept as a curve with the losses)
+
+
 class DataKind:
     name: ClassVar[str]
     column: ClassVar[str]  # the samples column
     schema: ClassVar[pa.Schema]
     paired: ClassVar[bool] = False  # rows also hold the input they are translated from (Share.inputs)
     preview_suffix: ClassVar[str] = ".png"  # the file a preview is logged as (`preview` returns text for ".txt")
+    rate_unit: ClassVar[str] = "images"  # what training throughput counts: the metric `<rate_unit>_per_s`
 
     def table(self, samples: np.ndarray, labels: np.ndarray, index: np.ndarray, inputs=None, input_labels=None) -> pa.Table:
         raise NotImplementedError
@@ -53,6 +57,15 @@ class DataKind:
     def rows_called(self, manifest: dict) -> str:
         """What its rows are called in messages ("images", "points", "downsample pairs")."""
         return "images"
+
+    @property
+    def rate_metric(self) -> str:
+        """The training loop's throughput metric: images_per_s, points_per_s, tokens_per_s."""
+        return self.rate_unit + RATE_SUFFIX
+
+    def units_per_row(self, manifest: dict) -> int:
+        """How many `rate_unit`s one row holds."""
+        return 1
 
     def preview(self, samples, cols: int | None = None) -> np.ndarray | str:
         """Generated samples as one picture for MLflow (an image grid, `cols` per row), or text."""
@@ -100,6 +113,7 @@ class Points(DataKind):
     """float32 points (D,) of a known mixture (the 2D benchmarks), scored by counting its modes."""
     name = "points"
     column = "point"
+    rate_unit = "points"
     schema = pa.schema([("point", _list_type(pa.float32())), ("label", pa.int32()), ("index", pa.int64())])
 
     def table(self, samples, labels, index, inputs=None, input_labels=None):
@@ -140,12 +154,16 @@ class Tokens(DataKind):
     column = "tokens"
     schema = pa.schema([("tokens", _list_type(pa.int32())), ("label", pa.int32()), ("index", pa.int64())])
     preview_suffix = ".txt"
+    rate_unit = "tokens"
 
     def table(self, samples, labels, index, inputs=None, input_labels=None):
         return pa.Table.from_arrays([list_column(samples, pa.int32()), *_tail(labels, index)], schema=self.schema)
 
     def rows_called(self, manifest):
         return "sequences"
+
+    def units_per_row(self, manifest):
+        return manifest["seq_len"]  # every token of a row, the <eos> padding included
 
     def to_model_space(self, samples):
         import torch

@@ -25,6 +25,7 @@ Long lines (`read_lines`)
 A user's file holds one sentence per line (UTF-8, blank lines skipped). A line of more than
 seq_len - 1 tokens is handled by `data.long_lines`: "error" (the default: `DataError` naming the file,
 line, its token count and the limit), "truncate" (keep its first seq_len - 1 tokens) or "drop" (skip it).
+`read_lines` also returns the counts (`LineCounts`), which prepare prints and keeps in the manifest.
 
 Built-in corpus (`corpus_sentences`)
 ------------------------------------
@@ -39,6 +40,7 @@ import sys
 import unicodedata
 from collections import Counter
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -123,10 +125,32 @@ def decode(ids, vocabulary: list[str]) -> str:
     return " ".join(words)
 
 
-def read_lines(path: Path, seq_len: int, long_lines: str = "error") -> list[list[str]]:
+class LineCounts(NamedTuple):
+    """What `read_lines` did with a file's non-blank lines."""
+    lines: int  # non-blank lines read
+    dropped: int  # longer than seq_len - 1 tokens, skipped (data.long_lines = drop)
+    truncated: int  # longer than seq_len - 1 tokens, cut to their first seq_len - 1 (data.long_lines = truncate)
+
+    @property
+    def kept(self) -> int:
+        return self.lines - self.dropped
+
+    def note(self, where: str, seq_len: int, long_lines: str) -> str | None:
+        """One console line saying what was lost (None: every line kept whole)."""
+        if not (self.dropped or self.truncated):
+            return None
+        limit = seq_len - 1
+        what = (f"dropped {self.dropped} longer than {limit} tokens" if self.dropped else
+                f"cut {self.truncated} longer than {limit} tokens to their first {limit}")
+        return (f"{where}: kept {self.kept} of {self.lines} lines; {what} (data.seq_len = {seq_len}, less one "
+                f"for {EOS}; data.long_lines = {long_lines})")
+
+
+def read_lines(path: Path, seq_len: int, long_lines: str = "error") -> tuple[list[list[str]], LineCounts]:
     """The sentences of a user's text file: UTF-8, one sentence per line, tokenized; blank lines skipped.
     A line of more than seq_len - 1 tokens follows `long_lines` ("error", "truncate" or "drop", see the
-    module docstring). Raises DataError naming the file when it is missing, not UTF-8 or holds no sentence."""
+    module docstring). Returns (sentences, what happened to the lines). Raises DataError naming the file
+    when it is missing, not UTF-8 or holds no sentence."""
     path = Path(path)
     if not isinstance(seq_len, int) or seq_len < 2:
         raise DataError(f"data.seq_len must be an integer >= 2 (one word and {EOS}), got {seq_len!r}")
@@ -144,11 +168,12 @@ def read_lines(path: Path, seq_len: int, long_lines: str = "error") -> list[list
     text = text.removeprefix("\ufeff")  # a byte-order mark some editors write
     limit = seq_len - 1
     sentences: list[list[str]] = []
-    dropped = 0
+    read = dropped = truncated = 0
     for number, line in enumerate(text.split("\n"), start=1):
         words = tokenize(line)
         if not words:
             continue
+        read += 1
         if len(words) > limit:
             if long_lines == "error":
                 raise DataError(
@@ -159,12 +184,13 @@ def read_lines(path: Path, seq_len: int, long_lines: str = "error") -> list[list
                 dropped += 1
                 continue
             words = words[:limit]
+            truncated += 1
         sentences.append(words)
     if not sentences:
         why = (f" (all {dropped} non-blank lines were longer than {limit} tokens and data.long_lines = 'drop')"
                if dropped else " (it is empty or holds only blank lines)")
         raise DataError(f"text file {path} holds no sentence{why}")
-    return sentences
+    return sentences, LineCounts(read, dropped, truncated)
 
 
 # --- the built-in corpus -------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from components.data.source_data import SOURCES, DataError, SourceData
-from components.data.text import build_vocabulary, corpus_sentences, encode, read_lines
+from components.data.text import EOS_ID, UNK, UNK_ID, build_vocabulary, corpus_sentences, encode, read_lines
 
 if TYPE_CHECKING:
     from components.config import DataConfig
@@ -59,10 +59,15 @@ def oracle(cfg: DataConfig) -> SourceData:
 
 @SOURCES.register("textfile")
 def textfile(cfg: DataConfig) -> Sentences:
+    """The user's sentences; lines dropped or cut (data.long_lines) are said on the console and counted in
+    the manifest's `origin.lines`."""
     if not cfg.path:
         raise DataError("data.path is required for the textfile source (a UTF-8 file, one sentence per line)")
-    return Sentences(read_lines(Path(cfg.path).expanduser(), cfg.seq_len, cfg.long_lines),
-                     {"name": Path(cfg.path).name, "origin": f"the user's file {cfg.path}"})
+    lines, counts = read_lines(Path(cfg.path).expanduser(), cfg.seq_len, cfg.long_lines)
+    if note := counts.note(f"data.source textfile ({cfg.path})", cfg.seq_len, cfg.long_lines):
+        print(note, flush=True)
+    return Sentences(lines, {"name": Path(cfg.path).name, "origin": f"the user's file {cfg.path}",
+                             "lines": {**counts._asdict(), "kept": counts.kept}})
 
 
 @SOURCES.register("python-docs")
@@ -80,7 +85,22 @@ def encode_split(data: Sentences, cfg: DataConfig, seed: int) -> SourceData:
     if len(data.lines) < 2:
         raise DataError(f"{where}: {len(data.lines)} sentence(s); a train and a test split need at least 2")
     labels = np.zeros(len(data.lines), np.int64)
-    train, _ = split_indices(labels, cfg.test_fraction, seed)
+    train, test = split_indices(labels, cfg.test_fraction, seed)
     vocabulary = build_vocabulary([data.lines[i] for i in train], cfg.min_count, cfg.max_vocab, where)
     tokens = encode(data.lines, vocabulary, cfg.seq_len)
+    print(vocabulary_note(tokens, (train, test), vocabulary, cfg.min_count, where), flush=True)
     return SourceData(tokens, labels, CLASS_NAMES, vocabulary=vocabulary, origin=data.origin)
+
+
+def vocabulary_note(tokens: np.ndarray, splits: tuple[np.ndarray, np.ndarray], vocabulary: list[str],
+                    min_count: int, where: str) -> str:
+    """What the vocabulary lost, in one console line: the share of the train split's words that became
+    <unk> (rarer than data.min_count) and of the test split's (those, and words the train split never had)."""
+    def unk_share(rows: np.ndarray) -> str:
+        words = tokens[rows][tokens[rows] != EOS_ID]  # EOS ends and pads: not a word
+        return f"{(words == UNK_ID).mean():.1%}" if words.size else "n/a"
+
+    train, test = splits
+    return (f"{where}: a vocabulary of {len(vocabulary) - 2} words seen at least {min_count} time(s) in the "
+            f"train split (data.min_count); {UNK} stands for {unk_share(train)} of the train split's words and "
+            f"{unk_share(test)} of the test split's")

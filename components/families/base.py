@@ -146,18 +146,14 @@ class Family:
         """What its exported model needs beyond the shared spec (model section, shapes, classes)."""
         return {self.section: self.settings(params).model_dump(mode="json")} if self.section else {}
 
-    def check_trained(self, spec: dict, params) -> str | None:
-        """Why an exported model does not fit these params (None: it does). Sampling keys may differ."""
+    def trained_differences(self, spec: dict, params) -> dict[str, tuple[Any, Any]]:
+        """Dotted key → (as trained, as configured) for each weight setting of its own section in which an
+        exported model's spec and these params differ (sampling keys may differ; evaluate refuses these)."""
         if not self.section:
-            return None
+            return {}
         now = weight_settings(self.settings(params))
-        trained = {k: v for k, v in spec[self.section].items() if k in now}
-        diff = sorted(k for k in now if trained.get(k) != now[k])
-        if not diff:
-            return None
-        return (f"was trained with {self.section} " + ", ".join(f"{k} = {trained.get(k)!r}" for k in diff)
-                + " but params.yaml configures " + ", ".join(f"{k} = {now[k]!r}" for k in diff)
-                + f"; retrain or fix the {self.section} section")
+        trained = spec[self.section]
+        return {f"{self.section}.{k}": (trained.get(k), now[k]) for k in sorted(now) if trained.get(k) != now[k]}
 
     def build_generator(self, spec: dict) -> "torch.nn.Module":
         """The network that samples (or translates), from an exported spec; weights not loaded."""
@@ -231,6 +227,11 @@ class Family:
     def net_conditional(self, g) -> bool:
         """Whether this family's network `g` was built class-conditional (samples for requested labels)."""
         return False
+
+    def served_inputs(self, g) -> dict[str, str]:
+        """What the served network `g` takes (name → meaning): its `pyfunc_inputs`, `labels` only when `g`
+        was built class-conditional. Recorded in its logged model's metadata."""
+        return {k: v for k, v in self.pyfunc_inputs.items() if k != "labels" or self.net_conditional(g)}
 
     def pyfunc_sampling_options(self, inputs: dict, spec: dict) -> dict:
         """The request's sampling settings (diffusion: steps, sampler…), checked against the model's spec."""

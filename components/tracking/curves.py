@@ -7,11 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from components.atomic import atomic_dir
+from components.data.kinds import RATE_SUFFIX
 
 def is_curve(name: str) -> bool:
-    """Losses, throughput and the diffusion-noised D's T and r_d; beliefs, epochs, restarts and evaluation
-    scores stay in MLflow only."""
-    return "loss" in name or name == "images_per_s" or name.startswith("diffusion_")
+    """Losses, throughput (images_per_s, or in the data kind's unit: points_per_s, tokens_per_s) and the
+    diffusion-noised D's T and r_d; beliefs, epochs, restarts and evaluation scores stay in MLflow only."""
+    return "loss" in name or name.endswith(RATE_SUFFIX) or name.startswith("diffusion_")
 
 
 def curve_points(history) -> list[tuple[int, float]]:

@@ -16,7 +16,11 @@ class ServerDidNotStart(RuntimeError):
 
 def start(model_uri: str, tracking_uri: str, port: int, timeout: float = 180.0) -> tuple[subprocess.Popen, str]:
     """(the server process, its base URL) once /ping answers. The server runs in its own process group
-    (stop it with `stop`); its stderr is kept for the error when it does not come up."""
+    (stop it with `stop`); its stderr is kept for the error when it does not come up. A SQLite store is
+    opened where it is now first: the server would read a moved store's model files at its old path."""
+    from components.tracking.mlflow_store import relocate
+
+    relocate(tracking_uri)
     bin_dir = os.path.dirname(sys.executable)  # the server execs `uvicorn` from PATH
     env = {**os.environ, "MLFLOW_TRACKING_URI": tracking_uri, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     proc = subprocess.Popen([os.path.join(bin_dir, "mlflow"), "models", "serve", "-m", model_uri, "--env-manager",

@@ -1,6 +1,7 @@
 """Log an exported generator folder as an MLflow pyfunc model (models-from-code)."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import mlflow
@@ -11,48 +12,45 @@ _PYFUNC_FILE = Path(__file__).with_name("generator_pyfunc.py")
 _PACKAGE_DIR = Path(components.__file__).parent
 
 
-def input_signature(pyfunc_inputs: dict[str, str]):
-    """The typed input schema of the sampling families' pyfunc inputs: MLflow validates requests against it
-    (a wrongly typed value is refused by MLflow before predict runs) and shows it on the model's page.
-    Every input is optional; which ones a family takes, its predict says. None for translators: an image
-    batch does not fit MLflow's one-row column schema, so their `predict` checks its inputs itself."""
-    from mlflow.models import ModelSignature
-    from mlflow.types import DataType
-    from mlflow.types.schema import AnyType, ColSpec, Schema
-
-    types = {"num_samples": DataType.long, "seed": DataType.long, "steps": DataType.long,
-             "guidance": DataType.double, "eta": DataType.double, "sampler": DataType.string,
-             "temperature": DataType.double,  # text models (seqgan)
-             "labels": AnyType(),  # one class index or one per sample
-             "images": AnyType(), "reverse": DataType.boolean}  # translators' inputs: a sampler refuses them by name
-    if "images" in pyfunc_inputs:
-        return None
-    # Every sampling input is declared, not only this family's: MLflow drops undeclared columns, and the
-    # family's predict must still see (and refuse, naming it) `steps` sent to a GAN.
-    return ModelSignature(inputs=Schema([ColSpec(t, name, required=False) for name, t in types.items()]))
-
-
 def log_generator(model_dir: Path, max_samples: int, name: str = "generator"):
     """Call inside an active run. Returns MLflow's ModelInfo (model_uri, model_id). `max_samples`: the
-    served model's per-request bound (serving.max_samples), kept in its model_config."""
+    served model's per-request bound (serving.max_samples), kept in its model_config.
+
+    The names of the inputs the model takes (its family's; `labels` only for a class-conditional network)
+    are recorded in the MLmodel's `metadata["inputs"]`, not as an MLflow signature. With a column signature
+    MLflow's scoring server casts or refuses values before `predict` sees them (`true` served as 1 sample,
+    a list of labels refused, every CSV body refused with a stack trace while a column is Any) and drops
+    every undeclared key, so a wrong input could not be refused by name. Without one, `predict` sees the
+    request as sent and checks every key (components/serving_inputs.py). No input example either: MLflow
+    would infer a signature from it."""
     import json
 
     from components.families import family_of_spec
     from components.training.checkpoint import GENERATOR_SPEC
 
-    family = family_of_spec(json.loads((Path(model_dir) / GENERATOR_SPEC).read_text()))
-    requirements = family.pip_requirements()
-    return mlflow.pyfunc.log_model(
-        name=name,
-        python_model=str(_PYFUNC_FILE),
-        artifacts={"generator": str(model_dir)},
-        code_paths=[str(_PACKAGE_DIR)],  # the model rebuilds its network from this code
-        pip_requirements=requirements,
-        signature=(signature := input_signature(family.pyfunc_inputs)),
-        input_example={"num_samples": 1, "seed": 0} if signature is not None else None,
-        model_config={"max_samples": int(max_samples)},
-    )
+    spec = json.loads((Path(model_dir) / GENERATOR_SPEC).read_text())
+    family = family_of_spec(spec)
+    quiet = _WithoutSignatureNote()
+    logging.getLogger("mlflow.pyfunc").addFilter(quiet)
+    try:
+        return mlflow.pyfunc.log_model(
+            name=name,
+            python_model=str(_PYFUNC_FILE),
+            artifacts={"generator": str(model_dir)},
+            code_paths=[str(_PACKAGE_DIR)],  # the model rebuilds its network from this code
+            pip_requirements=family.pip_requirements(),
+            metadata={"inputs": list(family.served_inputs(family.build_generator(spec)))},  # built, not loaded
+            model_config={"max_samples": int(max_samples)},
+        )
+    finally:
+        logging.getLogger("mlflow.pyfunc").removeFilter(quiet)
 
+
+class _WithoutSignatureNote(logging.Filter):
+    """Hides MLflow's warning that it could not infer a signature: the model has none on purpose."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "model signature cannot be inferred" not in record.getMessage()
 
 
 def _artifacts_of(tracking_uri: str, model_uri: str):

@@ -2,15 +2,22 @@
 
 Default store: SQLite at <repo>/mlflow/mlflow.db with artifacts under <repo>/mlflow/artifacts
 (MLflow 3.17 refuses the file store), <repo> being the user's repository even when a stage runs in a copy
-made by `dvc exp run --temp/--queue`. A team server: set MLFLOW_TRACKING_URI."""
+made by `dvc exp run --temp/--queue`. A team server: set MLFLOW_TRACKING_URI.
+
+A SQLite store is portable: copied or moved with its folder, it is relocated when it is next opened
+(`relocate`; `python -m components.tracking.mlflow_store` does it by hand, e.g. before `mlflow ui`)."""
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import random
+import sqlite3
 import sys
 import threading
 import time
+import urllib.parse
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,10 +52,12 @@ class StoreUnreachable(RuntimeError):
 
 
 def resolve_uri(configured: str | None, repo_root: Path) -> str:
-    """tracking.uri in params, else $MLFLOW_TRACKING_URI, else the embedded SQLite store."""
+    """tracking.uri in params, else $MLFLOW_TRACKING_URI, else the embedded SQLite store. A SQLite store is
+    opened where it is now: relocated if its folder was moved or copied (`relocate`)."""
     uri = configured or os.environ.get("MLFLOW_TRACKING_URI") or default_uri(repo_root)
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        relocate(uri)
     require_reachable(uri)
     return uri
 
@@ -85,6 +94,181 @@ def experiment_id(client: MlflowClient, name: str, artifact_root: str | None) ->
         return exp.experiment_id
     location = f"{artifact_root}/{name}" if artifact_root else None
     return client.create_experiment(name, artifact_location=location)
+
+
+# ---- a portable SQLite store ----------------------------------------------------------------------------
+# MLflow records every artifact location as an absolute URI (file:///<clone>/mlflow/artifacts/...) in the
+# experiments, runs, logged models and model versions of the DB. Relative ones are no way out (measured with
+# MLflow 3.17): a relative experiment location is made absolute against the cwd when it is created, and a
+# relative location written into the DB is resolved against the cwd of each process that uses it; Ray
+# workers run in temporary directories. So the store records the root it was last opened at
+# (STORE_TABLE), and an open from another place rewrites the recorded root in every location column, in
+# one SQLite transaction (all or nothing, no backup needed), and prints so. A copied mlflow/ (another
+# clone, `git clone` + `dvc pull`) then reads and writes its own files, never the original's.
+
+STORE_TABLE = "genpipe_store"  # key/value rows MLflow never reads; "artifact_root": where it was last opened
+# (table, column, row filter): every place MLflow 3 records an artifact location
+_LOCATIONS = (("experiments", "artifact_location", ""), ("runs", "artifact_uri", ""),
+              ("logged_models", "artifact_location", ""), ("model_versions", "source", ""),
+              ("model_versions", "storage_location", ""),
+              ("trace_tags", "value", " AND \"key\" = 'mlflow.artifactLocation'"),
+              ("workspaces", "default_artifact_root", ""), ("workspaces", "trace_archival_location", ""))
+
+
+class StoreMoveFailed(RuntimeError):
+    """A moved store whose recorded locations could not be rewritten (a read-only file, a locked DB)."""
+
+
+@dataclass(frozen=True)
+class Relocated:
+    db: Path
+    old_roots: tuple[str, ...]  # artifact roots the store was recorded at (file URIs)
+    root: str  # where its artifacts are now (file URI)
+    rows: int  # locations rewritten
+
+
+def _is_mlflow_db(db: Path) -> bool:
+    if not db.is_file():
+        return False
+    try:
+        with contextlib.closing(sqlite3.connect(f"{db.resolve().as_uri()}?mode=ro", uri=True)) as con:
+            return _has_table(con, "experiments")
+    except sqlite3.DatabaseError:  # not a SQLite file: MLflow says so when it opens it
+        return False
+
+
+def _has_table(con: sqlite3.Connection, table: str) -> bool:
+    return con.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone() is not None
+
+
+def _path_of(file_uri: str) -> str:
+    return urllib.parse.unquote(urllib.parse.urlparse(file_uri).path)
+
+
+def _recorded_root(con: sqlite3.Connection) -> str | None:
+    if not _has_table(con, STORE_TABLE):
+        return None
+    row = con.execute(f"SELECT value FROM {STORE_TABLE} WHERE key = 'artifact_root'").fetchone()
+    return row[0] if row else None
+
+
+def _inferred_roots(con: sqlite3.Connection) -> set[str]:
+    """A store without the record (made before genpipe kept one): the roots its experiments were created
+    under as genpipe creates them, <root>/<name> (the Default experiment: <root>/<id>), <root> ending in
+    /artifacts."""
+    roots = set()
+    for exp_id, name, location in con.execute("SELECT experiment_id, name, artifact_location FROM experiments"):
+        head, _, tail = (location or "").rpartition("/")
+        if head.startswith("file:///") and head.endswith("/artifacts") and tail in (name, str(exp_id)):
+            roots.add(head)
+    return roots
+
+
+def _same_store(root: str, db: Path) -> bool:
+    """The recorded root leads to this very DB file: the store reached through another path (a symlink, a
+    bind mount), not a move; its recorded locations work from here as they are."""
+    try:
+        return os.path.samefile(Path(_path_of(root)).parent / db.name, db)
+    except OSError:
+        return False
+
+
+def _plan(con: sqlite3.Connection, db: Path, root: str) -> tuple[str | None, set[str]]:
+    """(the recorded root, the roots to rewrite)."""
+    recorded = _recorded_root(con)
+    old = {recorded} if recorded else _inferred_roots(con)
+    return recorded, {r for r in old if r != root and not _same_store(r, db)}
+
+
+def _rewrite(con: sqlite3.Connection, old: str, new: str) -> int:
+    """Every recorded location equal to, or under, `old` (as a file URI or a plain path) moved under `new`."""
+    rows = 0
+    for a, b in ((old, new), (_path_of(old), _path_of(new))):
+        for table, column, where in _LOCATIONS:
+            if not _has_table(con, table) or column not in {c[1] for c in con.execute(f"PRAGMA table_info({table})")}:
+                continue  # an older schema
+            rows += con.execute(
+                f"UPDATE {table} SET {column} = ? || substr({column}, ?) WHERE substr({column}, 1, ?) = ? "
+                f"AND substr({column}, ?, 1) IN ('', '/'){where}", (b, len(a) + 1, len(a), a, len(a) + 1)).rowcount
+    return rows
+
+
+def _adopt_default_experiment(con: sqlite3.Connection, root: str) -> int:
+    """MLflow creates the Default experiment (id 0) at ./mlruns/0 of whichever directory first opened the store,
+    outside it; while it holds no runs and no models, it moves to <root>/0 and so travels with the store."""
+    empty = " AND ".join(f"NOT EXISTS (SELECT 1 FROM {t} WHERE experiment_id = 0)"
+                         for t in ("runs", "logged_models") if _has_table(con, t))
+    return con.execute(f"UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0 "
+                       f"AND artifact_location != ? AND {empty or '1'}", (f"{root}/0", f"{root}/0")).rowcount
+
+
+def relocate(uri: str) -> Relocated | None:
+    """Open a SQLite store where it is now: when its recorded artifact root is another folder (the store's
+    folder was moved or copied), rewrite every recorded location under that root to this folder's
+    artifacts/, in one transaction, and print what moved. None when there was nothing to move (in place,
+    the same file through another path, not a SQLite store, not created yet).
+
+    Safe to run at once from several processes (stages, Ray drivers): the rewrite holds SQLite's write
+    lock (BEGIN IMMEDIATE) and plans again under it, so the second one finds the store in place.
+    An open that finds nothing to do takes no lock."""
+    if not uri.startswith("sqlite:///"):
+        return None  # a tracking server keeps its own locations
+    db = Path(uri.removeprefix("sqlite:///").partition("?")[0]).resolve()  # relative: from the cwd, as MLflow reads it
+    if not _is_mlflow_db(db):
+        return None
+    root = (db.parent / "artifacts").as_uri()
+    with contextlib.closing(sqlite3.connect(db, timeout=60, isolation_level=None)) as con:
+        recorded, old = _plan(con, db, root)
+        if recorded is not None and not old:
+            return None  # in place (or reached through another path)
+        rows = 0
+        try:
+            con.execute("BEGIN IMMEDIATE")
+            recorded, old = _plan(con, db, root)  # again under the lock: a concurrent open may have done it
+            for r in sorted(old):
+                rows += _rewrite(con, r, root)
+            if recorded is None:  # first seen by genpipe: an empty Default experiment joins the store's artifacts
+                rows += _adopt_default_experiment(con, root)
+            if recorded is None or old:
+                con.execute(f"CREATE TABLE IF NOT EXISTS {STORE_TABLE} (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+                con.execute(f"INSERT OR REPLACE INTO {STORE_TABLE} VALUES ('artifact_root', ?)", (root,))
+            con.execute("COMMIT")
+        except sqlite3.Error as e:
+            if con.in_transaction:
+                con.execute("ROLLBACK")
+            if not old:
+                return None  # only the record could not be written (a read-only store): nothing is wrong
+            raise StoreMoveFailed(
+                f"MLflow store {db} was moved from {', '.join(sorted(_path_of(r) for r in old))}, and its artifact "
+                f"locations could not be rewritten ({e}); nothing was changed. Make it writable, then run "
+                f"`python -m components.tracking.mlflow_store {db}`") from None
+    if not old:
+        return None
+    from mlflow.tracking._tracking_service import utils as tracking_utils
+
+    # MLflow keeps each run's artifact repository per process, by run id whatever the store: a copy's runs
+    # have the original's ids, and a repository made before this rewrite points at the old folder
+    getattr(tracking_utils, "_artifact_repos_cache", {}).clear()
+    moved = Relocated(db, tuple(sorted(old)), root, rows)
+    print(f"MLflow store {db} was moved here from {', '.join(_path_of(r) for r in moved.old_roots)}: "
+          f"{rows} recorded artifact locations now point under {_path_of(root)} "
+          f"(rewritten in one transaction)", flush=True)
+    return moved
+
+
+def recorded_uri(recorded: str, configured: str | None, repo_root: Path) -> str:
+    """The store a stage output names (train's summary records its tracking URI), as this checkout reaches
+    it. A summary written in another checkout (it came with `dvc pull` or a copy of data/ and mlflow/)
+    names that checkout's embedded store; while this checkout uses its own embedded store too, that is the
+    store meant. A SQLite store is opened where it is now (`relocate`); any other URI stays as recorded.
+    (`mlflow.set_tracking_uri` also sets $MLFLOW_TRACKING_URI: what counts is the store it names.)"""
+    here = default_uri(repo_root)
+    embedded = recorded.startswith("sqlite:///") and Path(recorded.removeprefix("sqlite:///")).parts[-2:] == (
+        "mlflow", "mlflow.db")
+    if embedded and (configured or os.environ.get("MLFLOW_TRACKING_URI") or here) == here:
+        recorded = here
+    relocate(recorded)
+    return recorded
 
 
 def find_run(client: MlflowClient, exp_id: str, run_name: str):
@@ -330,3 +514,28 @@ class RunLogger:
                           f"sending the buffered points", file=sys.stderr, flush=True)
                 self._failures, self._last_error, delay = 0, None, self.retry_initial_s
                 self._cond.notify_all()
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m components.tracking.mlflow_store",
+        description="Open a SQLite MLflow store where it is now: after its folder was moved or copied, rewrite "
+                    "its recorded artifact locations to this folder (what every genpipe stage does when it opens "
+                    "the store). Run it before `mlflow ui` or `mlflow models serve` on a moved store.")
+    parser.add_argument("store", nargs="?", help="the DB file or its sqlite:/// URI (default: mlflow/mlflow.db "
+                                                 "of the repository in the current directory)")
+    args = parser.parse_args(argv)
+    store = args.store or str(workspace_root(Path.cwd()) / "mlflow" / "mlflow.db")
+    db = Path(store.removeprefix("sqlite:///")).resolve()
+    if not _is_mlflow_db(db):
+        print(f"{db}: no MLflow store there", file=sys.stderr)
+        return 2
+    if relocate(f"sqlite:///{db}") is None:
+        print(f"MLflow store {db} is in place: artifacts under {db.parent / 'artifacts'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -79,6 +79,9 @@ class Task(Protocol):
 
     def step(self, step: int, total_steps: int, batch: Batch) -> Tensor: ...
     preview_cols: int | None  # images per row of the preview grid (None: near-square)
+    # Optional `measured(step) -> tuple[str, ...]`: the stats that step measures, for a task whose steps
+    # belong to phases (SeqGAN); each is averaged over the steps that measured it and logged only when some
+    # did. Without it every step measures every stat.
 
     def preview(self) -> Tensor: ...  # images (N, C, H, W) or points
 
@@ -202,6 +205,9 @@ def train_model(params: Params, prepared_dir: Path, worker: Worker, callbacks: C
                             optimizers=task.optimizers, meta=meta, ema=task.ema)
 
     stats_sum = torch.zeros(len(task.stats), dtype=torch.float64)
+    measured = getattr(task, "measured", None)
+    column = {name: i for i, name in enumerate(task.stats)}
+    counts = [0] * len(task.stats)  # this window's steps that measured each stat
     pending: list[Tensor] = []  # this window's per-step stats, still on the device (no host sync per step)
     window_start, window_steps = time.perf_counter(), 0
     last: dict[str, float] = {}
@@ -236,6 +242,8 @@ def train_model(params: Params, prepared_dir: Path, worker: Worker, callbacks: C
             return real._replace(inputs=path.images(to_model_space(pair[0])), input_labels=pair[1])
 
         pending.append(task.step(step, steps.total_steps, batch).detach())
+        for name in task.stats if measured is None else measured(step):
+            counts[column[name]] += 1
         done = step + 1
         window_steps += 1
         logging = done % tc.log_every == 0 or done == steps.total_steps
@@ -244,12 +252,16 @@ def train_model(params: Params, prepared_dir: Path, worker: Worker, callbacks: C
 
         if logging:
             elapsed = time.perf_counter() - window_start
-            last = dict(zip(task.stats, (stats_sum / window_steps).tolist()))
-            last.update(images_per_s=window_steps * b * k_b * worker.world_size / elapsed,
-                        epoch=epoch + (k + 1) / steps.steps_per_epoch)
+            # × window_steps / count is × 1.0 (the same bits) for a stat every step of the window measured
+            means = (stats_sum / window_steps).tolist()
+            last = {name: mean * (window_steps / n) for name, mean, n in zip(task.stats, means, counts) if n}
+            rows = window_steps * b * k_b * worker.world_size
+            last[kind.rate_metric] = rows * kind.units_per_row(manifest) / elapsed  # images, points or tokens /s
+            last["epoch"] = epoch + (k + 1) / steps.steps_per_epoch
             if worker.rank == 0:
                 callbacks.log(done, last)
             stats_sum.zero_()
+            counts = [0] * len(task.stats)
             window_steps = 0
         end_of_epoch = k + 1 == steps.steps_per_epoch
         if worker.rank == 0 and ((end_of_epoch and (epoch + 1) % tc.sample_every == 0) or done == steps.total_steps):

@@ -25,8 +25,13 @@ SAMPLES, ROLLOUTS, NOISE, PREVIEW = 21, 22, 23, 24
 PREVIEW_SENTENCES = 16
 
 
+# what each phase measures (`measured`): the loop logs a stat only over the steps that measured it
+MLE_STATS, D_STATS = ("mle_loss",), ("d_loss", "d_real", "d_fake")
+ADVERSARIAL_STATS = (*D_STATS, "pg_loss", "reward")
+
+
 class SeqganTask:
-    stats = ("mle_nll", "d_loss", "d_real", "d_fake", "pg_loss", "reward")
+    stats = ("mle_loss", "d_loss", "d_real", "d_fake", "pg_loss", "reward")  # mle_loss: G's NLL, nats per token
     preview_cols = None
 
     def __init__(self, params: Params, manifest: dict, worker: Worker, resume: dict | None, distributed: bool):
@@ -115,6 +120,12 @@ class SeqganTask:
         return loss.detach(), q.mean()
 
     # ------------------------------------------------------------------------------------------ the step
+    def measured(self, step: int) -> tuple[str, ...]:
+        """The stats `step` measures: its phase's (the others are 0 in what `step` returns)."""
+        if step < self.pretrain_end:
+            return MLE_STATS
+        return D_STATS if step < self.adversarial_start else ADVERSARIAL_STATS
+
     def step(self, step: int, total_steps: int, batch: Batch) -> torch.Tensor:
         zero = torch.zeros((), device=self.dev)
         mle = pg = reward = zero
