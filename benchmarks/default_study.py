@@ -7,9 +7,9 @@ One FIFO grid sweep (`genpipe tune`, benchmarks/study/default.yaml): the default
 with a projection D (a class-conditional GAN, sampled with every class equally often), each alone or with
 one stabiliser, every trial to the same step budget with FID (and class balance) measured along the way.
 Writes reports/study/default/: the sweep's trials.csv, tune.json and curves.csv (every evaluation of every
-trial), summary.json, summary.md, fid.csv (a DVC plot: FID by step, one column per candidate) and
-curves.png (FID against training seconds and class KL against steps), the last three also logged to the
-sweep's MLflow parent run. Run it alone: other CPU work inflates the seconds."""
+trial), summary.json, summary.md, fid.csv (a DVC plot: FID by step, one column per candidate, each declared
+in benchmarks/dvc.yaml `plots:`) and curves.png (FID against training seconds and class KL against steps), the
+last three also logged to the sweep's MLflow parent run. Run it alone: other CPU work inflates the seconds."""
 from __future__ import annotations
 
 import argparse
@@ -17,7 +17,7 @@ import json
 import math
 from pathlib import Path
 
-from study_sweep import REPO, fid_floor, log_to_parent, read_csv, run_or_read
+from study_sweep import REPO, fid_floor, log_to_parent, read_csv, run_or_read, wide_csv
 
 GOAL = 10  # the default's target, × the floor
 STABILISERS = {"train.ema_decay": ("EMA", "0.999"), "train.diffusion_d": ("diffusion-noised D", "True"),
@@ -58,12 +58,8 @@ def summarise(curves: dict[str, list[dict]], trials: list[dict]) -> dict:
 
 
 def fid_csv(summary: dict) -> str:
-    steps = sorted({s for c in summary.values() for s in c["fid_by_step"]})
-    lines = [",".join(["step", *summary])]
-    for s in steps:
-        cells = (f"{c['fid_by_step'][s]:.6g}" if s in c["fid_by_step"] else "" for c in summary.values())
-        lines.append(",".join([str(s), *cells]))
-    return "\n".join(lines) + "\n"
+    """FID by step, one column per candidate (in the summary's order: best final FID first): a DVC plot."""
+    return wide_csv("step", {name: c["fid_by_step"] for name, c in summary.items()})
 
 
 def plot(curves: dict[str, list[dict]], summary: dict, floor: float, out: Path) -> Path:

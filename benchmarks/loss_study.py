@@ -12,8 +12,8 @@ betas, every trial trained to the same step budget. Then, per objective:
     budget curves; computed exactly from the order statistics, not by resampling),
   - collapse: trials whose metric is non-finite or worse than `--collapse` (grid25: fewer than 20 of 25 modes).
 Writes reports/study/<dataset>/: trials.csv and tune.json (the sweep), summary.json, summary.md, budget.csv
-(a DVC plot: one column per objective), box.png and budget.png, also logged to the sweep's MLflow parent run.
-Run it alone: other CPU work on the machine inflates the timings."""
+(a DVC plot: one column per objective, each declared in benchmarks/dvc.yaml `plots:`), box.png and budget.png,
+also logged to the sweep's MLflow parent run. Run it alone: other CPU work on the machine inflates the timings."""
 from __future__ import annotations
 
 import argparse
@@ -22,7 +22,7 @@ import math
 import statistics
 from pathlib import Path
 
-from study_sweep import REPO, log_to_parent, run_or_read
+from study_sweep import REPO, log_to_parent, run_or_read, wide_csv
 
 
 def objective_of(row: dict) -> str:
@@ -134,14 +134,9 @@ def plots(summary: dict, metric: str, out_dir: Path) -> list[Path]:
 
 
 def budget_csv(summary: dict) -> str:
-    """Wide: one row per budget k, one column per objective (blank past its trial count) — a DVC plot."""
-    names = list(summary)
-    longest = max((len(s["budget"]) for s in summary.values()), default=0)
-    lines = [",".join(["budget", *names])]
-    for k in range(longest):
-        lines.append(",".join([str(k + 1), *(f"{summary[n]['budget'][k]:.6g}" if k < len(summary[n]["budget"]) else ""
-                                              for n in names)]))
-    return "\n".join(lines) + "\n"
+    """One row per budget k, one column per objective (blank past its trial count): a DVC plot. An objective
+    whose every trial failed has no curve and no column (summary.md lists it)."""
+    return wide_csv("budget", {n: dict(enumerate(s["budget"], start=1)) for n, s in summary.items() if s["budget"]})
 
 
 def markdown(summary: dict, settings: list[dict], metric: str, report: dict) -> str:

@@ -31,6 +31,21 @@ def read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+def wide_csv(x: str, series: dict[str, dict]) -> str:
+    """A DVC plot's CSV: one row per `x` value (sorted), one column per series ({x value: y}), blank where a
+    series has no point. Written by the csv module: a series name with a comma ('labels, EMA') stays one
+    quoted field, as DVC's reader (csv.DictReader) expects. Declare the columns as the plot's `y` list in
+    benchmarks/dvc.yaml: a plot without one draws only the last column."""
+    import io
+
+    buf = io.StringIO()
+    out = csv.writer(buf, lineterminator="\n")
+    out.writerow([x, *series])
+    for at in sorted({k for points in series.values() for k in points}):
+        out.writerow([at, *(f"{points[at]:.6g}" if at in points else "" for points in series.values())])
+    return buf.getvalue()
+
+
 def real_features(params):
     """The evaluator's features of the test and train splits, the train labels and the evaluator's info:
     what a real-vs-real comparison (the floor) needs."""

@@ -59,15 +59,26 @@ def node_view(params, repo_root: Path, published: dict | None):
 
 
 def open_evaluator(params, repo_root: Path) -> Scorer:
-    """The evaluator the `evaluator` stage wrote, opened as the scorer of the prepared dataset (refused when it
-    was made for other data)."""
+    """The evaluator the `evaluator` stage wrote, opened as the scorer of the prepared dataset: refused, naming
+    both datasets and the command that makes the right one, when it is another kind or was made for other data
+    (Evaluator.recorded). Every scorer opens it here: evaluate, tune and its trials, promote's re-score."""
     prepared = params.prepared_path(repo_root)
     manifest = read_manifest(prepared)
     return evaluator_of(params, manifest).open(evaluator_dir(params, repo_root), prepared, manifest)
 
 
+def check_evaluator(params, repo_root: Path) -> dict:
+    """The evaluator's record, refused as `open_evaluator` refuses it, without loading a network: for a stage
+    that compares numbers measured under it (promote) and the domain-A classifier beside it."""
+    prepared = params.prepared_path(repo_root)
+    manifest = read_manifest(prepared)
+    return evaluator_of(params, manifest).recorded(evaluator_dir(params, repo_root), prepared, manifest)
+
+
 def open_input_evaluator(params, repo_root: Path):
-    """An unpaired dataset's classifier of domain A (the inputs), as (FeatureExtractor, info)."""
+    """An unpaired dataset's classifier of domain A (the inputs), as (FeatureExtractor, info); its folder
+    lies inside the evaluator's, which must be this data's."""
+    check_evaluator(params, repo_root)
     return feature_nets.load_evaluator(evaluator_dir(params, repo_root) / INPUT_DOMAIN)
 
 
@@ -156,9 +167,9 @@ class QuickScorer:
 
     def __init__(self, params, repo_root: Path, num_samples: int):
         self.params, self.num_samples = params, num_samples
+        self.scorer = open_evaluator(params, repo_root)  # first: a foreign evaluator is refused before any work
         self.test = TestSplit.load(params.prepared_path(repo_root))
         self.classifier_a = input_classifier(params, repo_root)
-        self.scorer = open_evaluator(params, repo_root)
         self.scorer.check_sample_size(num_samples, "in-training samples", knob="tune.eval_samples")
         self.reference = self.scorer.reference(self.test)
 

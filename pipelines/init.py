@@ -54,6 +54,25 @@ def _image_side(sizes: Counter) -> tuple[int | None, str]:
     return side, f"resized to {side}×{side} ({why}{'' if max(w, h) <= LARGEST_SIDE else f'; at most {LARGEST_SIDE}'})"
 
 
+def _test_fraction(n: int, classes: int) -> tuple[float, str]:
+    """The held-out share: the default 0.1, or what FID needs on a small set (its real side, the test split, must
+    outnumber the classifier evaluator's feature dimension; one image per class of slack for the stratified
+    rounding). Refused when that would hold out more than half the data."""
+    from components.metrics.classifier import FEATURE_DIM
+
+    need = FEATURE_DIM + 1 + classes
+    if n * 0.1 >= need:
+        return 0.1, f"data.test_fraction 0.1: {round(n * 0.1)} held-out images for FID's real side"
+    fraction = math.ceil(100 * need / n) / 100
+    if fraction > 0.5:
+        raise DataError(f"{n} images are too few to measure: FID's real side (the held-out split) must hold more "
+                        f"than {FEATURE_DIM} images (the classifier evaluator's feature dimension) and most images "
+                        f"should train; bring at least {2 * need} images")
+    return fraction, (f"data.test_fraction {fraction}: FID needs more than {FEATURE_DIM} held-out images, so this "
+                      f"small set trains on {n - math.ceil(n * fraction)} (with {math.ceil(need / 0.1)} images or "
+                      "more, the default 0.1 holds out enough)")
+
+
 def image_settings(folder: Path, repo_root: Path) -> tuple[dict, list[str]]:
     from PIL import Image
 
@@ -72,14 +91,16 @@ def image_settings(folder: Path, repo_root: Path) -> tuple[dict, list[str]]:
     settings = {"preset": "cgan" if k >= 2 else None, "data.source": "imagefolder",
                 "data.path": _where(folder, repo_root), "data.name": _dataset_name(folder),
                 "data.image_size": image_size}
-    train_rows = n * (1 - 0.1)  # the default test_fraction; prepare warns when a split is too small
+    test_fraction, split_why = _test_fraction(n, k)
+    settings["data.test_fraction"] = test_fraction
+    train_rows = n * (1 - test_fraction)
     settings["train.epochs"] = epochs = max(1, math.ceil(IMAGE_STEPS * GLOBAL_BATCH / train_rows))
     settings["train.sample_every"] = max(1, epochs // 10)
     settings["evaluator.epochs"] = max(20, math.ceil(EVALUATOR_STEPS * EVALUATOR_BATCH / train_rows))
     why = [f"{n} images in {k} class folder(s), mode {next(iter(modes))}, {size_why}",
            "preset cgan: a class-conditional DCGAN (projection D, diffusion-noised D), every class drawn equally"
            if k >= 2 else "preset null: the label-free DCGAN (one class folder: no labels to condition on)",
-           f"train.epochs {epochs}: ~{IMAGE_STEPS} steps at the global batch of {GLOBAL_BATCH}",
+           split_why, f"train.epochs {epochs}: ~{IMAGE_STEPS} steps at the global batch of {GLOBAL_BATCH}",
            f"evaluator.epochs {settings['evaluator.epochs']}: ~{EVALUATOR_STEPS} updates of the classifier evaluator"]
     return settings, why
 

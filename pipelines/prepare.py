@@ -28,7 +28,23 @@ def run(params: Params, repo_root: Path | str = ".") -> Path:
         data = PAIRINGS.get(cfg.pairs)(data, cfg, params.seed)
     manifest = write_prepared(data, cfg, params.seed, out_dir)
     print(summary(manifest, out_dir))
+    if warning := size_warning(params, manifest):
+        print(warning, flush=True)
     return out_dir
+
+
+def size_warning(params: Params, manifest: dict) -> str | None:
+    """The evaluator these params choose, asked at once whether it can measure this split (None: it can). The
+    evaluator stage refuses on the same problems; said here, before anything is trained on the split."""
+    from components.metrics.evaluators import EvaluatorError, evaluator_of
+
+    try:
+        evaluator = evaluator_of(params, manifest)
+    except EvaluatorError as e:
+        return f"prepare: warning: {e}; the evaluator stage will refuse this data"
+    problems = evaluator.size_problems(params, manifest)
+    return (f"prepare: warning: {evaluator.too_small(manifest, problems)}. The evaluator stage will refuse this "
+            "split: change it now and run prepare again" if problems else None)
 
 
 def dry_run(params: Params, repo_root: Path | str = ".") -> dict:

@@ -34,6 +34,9 @@ def run(params: Params, repo_root: Path) -> dict:
     repo_root = Path(repo_root)
     summary = read_train_summary(params, repo_root)
     require_reachable(summary["tracking_uri"])  # it writes there: a dead server is said at once
+    from components.evaluation import check_evaluator  # torch: imported when the stage runs
+
+    check_evaluator(params, repo_root)  # numbers measured under another data's evaluator are never registered
     metric = promotion_metric(params, repo_root)
     report = _read_evaluation(params, repo_root, summary, metric)
     result, already = promote_candidate(params, repo_root, summary, report, metric)

@@ -38,6 +38,7 @@ from components.tracking.logged_model import log_generator, logged_generator_pro
 from components.tracking.sweep_runs import SWEEP_TAG, child_run_callback, child_run_id
 from components.training import checkpoint as ckpt
 from components.tuning import search
+from components.tuning.console import SweepConsole
 from components.tuning.report import exploits_of, startup_summary, trial_rows, write_csv, write_curves
 from components.tuning.search import TuneError
 from pipelines.launch import LaunchError, check_reachable_by_workers, init_ray, ray_storage
@@ -49,7 +50,12 @@ from pipelines.tune_trial import in_process, run_trial, trial_params, trial_reso
 def sweep_name(params: Params, manifest: dict) -> str:
     """tune-<dataset>-<hash>: of the family's run key (what changes the weights; trials vary it further by
     the space), the data and the tune section's settings (not its output files)."""
-    key = {**params.family.run_key(params), "data": manifest["content_hash"], "tune": weight_settings(params.tune)}
+    run = params.family.run_key(params)
+    # a trial runs tune.trial_steps on tune.num_workers (trial_params): train's budget and worker count are
+    # not the sweep's, so changing them reruns train only
+    run = {**run, "train": {k: v for k, v in run["train"].items() if k not in ("epochs", "max_steps")}}
+    run.pop("num_workers")
+    key = {**run, "data": manifest["content_hash"], "tune": weight_settings(params.tune)}
     return f"tune-{manifest['dataset']}-{hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:10]}"
 
 
@@ -172,6 +178,9 @@ def _start(params: Params, ctx: dict, trainable, skipped):
             callbacks=[child_run_callback(ctx["uri"], ctx["exp_id"], parent_id, name,
                                            sample_z=min(params.train.sample_grid, 1024), params=params,
                                            prepared=ctx["prepared"])],
+            # the tuned metric and the tuned values, uncut (components/tuning/console.py; needs Tune's
+            # classic output, RAY_AIR_NEW_OUTPUT=0, set in `run`)
+            progress_reporter=SweepConsole(t.trial_steps, ctx["metric"], ctx["mode"]),
             verbose=1),
     )
     return tuner, parent_id
@@ -204,6 +213,8 @@ def run(params: Params, repo_root: Path, resume: bool | None = None) -> dict:
     if not t.space:
         raise ConfigError("tune.space is empty: give at least one key to search, e.g. "
                           "train.lr_g: {loguniform: [1e-4, 1e-3]}")
+    if idle := t.idle_scheduler():  # before Ray starts: the sweep would run, but not as asked
+        print(f"tune: warning: {idle}", flush=True)
     manifest = read_manifest(params.prepared_path(repo_root))
     metric, mode = metric_and_mode(params, kind_of(manifest).name)
     evaluator = open_evaluator(params, repo_root)  # fails clearly before start-up if the evaluator is missing
@@ -224,6 +235,9 @@ def run(params: Params, repo_root: Path, resume: bool | None = None) -> dict:
     exp_id = mlflow_store.experiment_id(client, params.experiment_name, mlflow_store.artifact_root_for(uri))
     # Tune saves the sweep's state (which trials finished) this often; a killed sweep resumes from it.
     os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", "2")
+    # Tune's classic output, the one that prints a RunConfig's progress_reporter (SweepConsole): its default
+    # table shows four losses in place of the tuned metric and cuts values to 20 characters. Read at fit().
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     init_ray()
     prepared = params.prepared_path(repo_root)
     try:
@@ -345,6 +359,8 @@ def dry_run(params: Params, repo_root: Path, resume: bool | None = None) -> dict
     if not t.enabled:
         plan["notes"].append(f"tune.enabled is false: no sweep; {BEST_FILE} says train uses params as they are")
         return plan
+    if idle := t.idle_scheduler():
+        plan["notes"].append(f"warning: {idle}")
     plan["reads"] = [record_line(prepared / MANIFEST, root, ("dataset", "content_hash"), "prepare"),
                      record_line(root / params.evaluator.output_dir / INFO, root, ("kind", "hash"),
                                  "evaluator")]

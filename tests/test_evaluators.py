@@ -116,7 +116,8 @@ def test_an_evaluator_made_for_other_data_is_refused_naming_both(tmp_path):
     prepare.run(other, tmp_path)
     here = read_manifest(other.prepared_path(tmp_path))["content_hash"]
     assert here != made_for
-    with pytest.raises(EvaluatorError, match=f"made for data {made_for[:12]} .* holds data {here[:12]}"):
+    with pytest.raises(EvaluatorError, match=f"made for dataset ring8 \\(content hash {made_for[:12]}\\), .* is "
+                                             f"dataset ring8 \\(content hash {here[:12]}\\).*`dvc repro evaluator`"):
         open_evaluator(other, tmp_path)
 
 

@@ -58,17 +58,27 @@ def test_set_values_refuses_a_key_the_file_lacks():
 
 
 def test_init_images_writes_settings_for_the_folder(tmp_path, capsys, monkeypatch):
-    folder = _images(tmp_path / "my faces", side=9)  # an odd side does not halve: resized
+    folder = _images(tmp_path / "my faces", per_class=150, side=9)  # an odd side does not halve: resized
     (tmp_path / "params.yaml").write_text(SHIPPED)
     monkeypatch.chdir(tmp_path)
     assert cli.main(["init", "--images", str(folder)]) == 0
     after = (tmp_path / "params.yaml").read_text()
     p = load_params(tmp_path / "params.yaml")
     assert (p.data.source, p.data.path, p.data.name, p.data.image_size) == ("imagefolder", "my faces", "my-faces", 16)
-    assert p.preset == "cgan" and p.train.epochs == 14815  # ceil(5000 × 64 / 21.6 train images)
+    # FID's real side must outnumber the 128 features (+1, + a slack image per class): 131 of 300 held out
+    assert p.preset == "cgan" and p.data.test_fraction == 0.44 and p.train.epochs == 1905  # ceil(5000 × 64 / 168)
     keys = {line[1:].split(":")[0].strip() for line in _changed(SHIPPED, after) if line.startswith("+")}
-    assert keys == {"source", "name", "path", "image_size", "epochs", "sample_every"}
-    assert "24 images in 2 class folder(s)" in capsys.readouterr().out
+    assert keys == {"source", "name", "path", "image_size", "test_fraction", "epochs", "sample_every"}
+    assert "300 images in 2 class folder(s)" in capsys.readouterr().out
+
+
+def test_init_refuses_a_set_too_small_to_measure(tmp_path, capsys, monkeypatch):
+    folder = _images(tmp_path / "few")
+    (tmp_path / "params.yaml").write_text(SHIPPED)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["init", "--images", str(folder)]) == 2
+    assert "24 images are too few to measure" in capsys.readouterr().err
+    assert (tmp_path / "params.yaml").read_text() == SHIPPED
 
 
 def test_init_text_writes_the_model_out_of_the_preset(tmp_path, monkeypatch):
@@ -110,27 +120,27 @@ def test_a_file_deleted_added_or_edited_reruns_prepare(tmp_path, monkeypatch):
     repo = copy_project(tmp_path / "repo", {"data": {"row_group_rows": 8}})
     for cmd in (["git", "init", "-q"], ["dvc", "init", "-q"], ["dvc", "config", "core.analytics", "false"]):
         _sh(cmd, repo)
-    folder = _images(repo / "data" / "own" / "shapes")
+    folder = _images(repo / "data" / "own" / "shapes", per_class=150)
     monkeypatch.chdir(repo)
     assert cli.main(["init", "--images", str(folder)]) == 0
     assert load_params(repo / "params.yaml").data.path == "data/own/shapes"
     _sh(["dvc", "repro", "prepare"], repo)
     manifest = repo / "data" / "prepared" / "shapes" / "manifest.json"
-    assert json.loads(manifest.read_text())["count"] == 24 and not _prepare_stale(repo)
+    assert json.loads(manifest.read_text())["count"] == 300 and not _prepare_stale(repo)
 
     (folder / "c1" / "00.png").unlink()
     assert _prepare_stale(repo)
     _sh(["dvc", "repro", "prepare"], repo)
-    assert json.loads(manifest.read_text())["count"] == 23 and not _prepare_stale(repo)
+    assert json.loads(manifest.read_text())["count"] == 299 and not _prepare_stale(repo)
 
     Image.new("L", (8, 8), 255).save(folder / "c0" / "new.png")
     assert _prepare_stale(repo)
     _sh(["dvc", "repro", "prepare"], repo)
     before = json.loads(manifest.read_text())
-    assert before["count"] == 24
+    assert before["count"] == 300
 
     Image.new("L", (8, 8), 0).save(folder / "c0" / "new.png")  # same name, other pixels
     assert _prepare_stale(repo)
     _sh(["dvc", "repro", "prepare"], repo)
     after = json.loads(manifest.read_text())
-    assert after["count"] == 24 and after["content_hash"] != before["content_hash"]
+    assert after["count"] == 300 and after["content_hash"] != before["content_hash"]

@@ -1,8 +1,10 @@
 """tune.space without Ray: validation, conditional expansion (refused combinations skipped, with the
-reason), seeded draws, PBT's keep-valid rule, and how train/evaluate/promote pick up the best config."""
+reason), seeded draws, PBT's keep-valid rule, and how train/evaluate/promote pick up the best config. The
+sweep's console without a sweep: its table, the warning for a scheduler that never acts, no colour codes."""
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -165,3 +167,130 @@ def test_error_seeds_average_the_scores_of_several_sampling_seeds(tmp_path):
         values = [m[key] for m in per_seed]
         assert got[key] == pytest.approx(statistics.mean(values))
         assert got[key + "_seed_std"] == pytest.approx(statistics.stdev(values)) and got[key + "_seed_std"] > 0
+
+
+# --- the sweep's console: Ray Tune's progress table, the warning for a scheduler that never acts, no colour
+
+def _trial(trial_id, status, config, **result):
+    from types import SimpleNamespace
+
+    return SimpleNamespace(trial_id=trial_id, status=status, config=config, last_result=result)
+
+
+def _sweep():
+    return [_trial("a_00000", "TERMINATED", {"train": '{"objective": "hinge"}', "train.lr_g": 0.000154374},
+                   step=30, fid=1167.243, d_loss=0.4, g_loss=1.6, d_real=1.8, d_fake=-1.2),
+            _trial("a_00001", "RUNNING", {"train": '{"objective": "wasserstein", "gradient_penalty": 10.0}',
+                                          "train.lr_g": 0.00037}, step=60, fid=1042.4),
+            _trial("a_00002", "ERROR", {"train": '{"objective": "lsgan"}', "train.lr_g": 0.0002}, step=30,
+                   fid=float("nan")),
+            _trial("a_00003", "PENDING", {"train": '{"objective": "nonsaturating"}', "train.lr_g": 0.0001})]
+
+
+def test_the_sweep_table_shows_the_tuned_metric_and_uncut_tuned_values():
+    from components.tuning.console import table
+
+    text = table(_sweep(), "fid", "min", trial_steps=60, elapsed_s=75.2, total=6)
+    lines = text.splitlines()
+    assert lines[0] == "tune: 6 trials: 1 running, 3 pending, 1 stopped, 1 failed | 1:15 | best fid 1042 (a_00001)"
+    assert lines[1].split() == ["trial", "status", "step", "fid", "objective", "lr_g", "gradient_penalty"]
+    assert [line.split() for line in lines[2:]] == [
+        ["a_00000", "stopped", "30", "1167", "hinge", "0.000154", "-"],  # stopped before trial_steps: ASHA
+        ["a_00001", "running", "60", "1042", "wasserstein", "0.00037", "10"],
+        ["a_00002", "failed", "30", "-", "lsgan", "0.0002", "-"],
+        ["a_00003", "pending", "-", "-", "nonsaturating", "0.0001", "-"]]
+    assert "d_loss" not in text and "..." not in text and text.isascii() and "\x1b" not in text
+
+
+def test_a_large_sweep_shows_its_running_trials_then_the_best():
+    from components.tuning.console import table
+
+    lines = table(_sweep(), "fid", "max", trial_steps=30, elapsed_s=5, max_rows=2).splitlines()
+    assert [line.split()[0] for line in lines[2:]] == ["a_00001", "a_00000", "..."]  # mode max: 1167 first
+    assert lines[-1] == "  ... 2 more trials (all of them: the trials CSV, at the end)"
+    assert lines[0].endswith("| 0:05 | best fid 1167 (a_00000)")
+
+
+def test_the_sweep_table_is_printed_on_changes_at_most_every_five_seconds_and_once_at_the_end(monkeypatch):
+    import io
+
+    from components.tuning import console
+
+    now = [1000.0]
+    monkeypatch.setattr(console.time, "time", lambda: now[0])
+    out = io.StringIO()
+    reporter = console.SweepConsole(60, "fid", "min", out=out)
+    reporter.setup(start_time=1000.0, total_samples=4)
+    trials = _sweep()
+    shown = []
+    for dt, done in [(0, False), (1, False), (3, False), (2, False), (29, False), (1, False), (0, True)]:
+        now[0] += dt
+        if dt == 3:
+            trials[3].status = "RUNNING"  # a change 4 s after the last table: waits…
+        if reporter.should_report(trials, done):
+            reporter.report(trials, done)
+            shown.append(now[0] - 1000)
+    assert shown == [0, 6, 36]  # first, the change once 5 s passed, 30 s later; the end repeats nothing
+    assert out.getvalue().count("tune: 4 trials") == 3
+    trials[0].status = "PENDING"  # a change seen only at the end is printed
+    assert reporter.should_report(trials, done=True)
+
+
+@pytest.mark.parametrize("overrides, idle", [
+    (["tune.trial_steps=150", "tune.eval_every=50"],  # the reported case: grace 500, 150-step trials
+     "tune.asha.grace_period = 500 comes after a trial's last evaluation before its end (step 100: "
+     "tune.trial_steps = 150, tune.eval_every = 50): ASHA stops no trial, and the sweep runs every trial to its "
+     "end as FIFO would. Set tune.asha.grace_period at most 100, or tune.scheduler: fifo"),
+    (["tune.trial_steps=150", "tune.eval_every=150", "tune.asha.grace_period=50"],
+     "tune.eval_every = 150 leaves a trial no evaluation before its end at tune.trial_steps = 150: ASHA stops"),
+    (["tune.scheduler=pbt", "tune.trial_steps=400", "tune.eval_every=100"],
+     "tune.pbt.perturbation_interval = 500 comes after a trial's last evaluation before its end (step 300: "),
+    (["tune.trial_steps=150", "tune.eval_every=50", "tune.asha.grace_period=100"], None),
+    (["tune.scheduler=pbt", "tune.trial_steps=600", "tune.eval_every=100"], None),
+    (["tune.scheduler=fifo", "tune.trial_steps=150", "tune.eval_every=50"], None),
+    ([], None),  # as shipped: grace 500 of 1,500 steps
+])
+def test_a_scheduler_that_would_never_act_is_warned_about(overrides, idle):
+    found = _params(*overrides).tune.idle_scheduler()
+    assert found == idle if idle is None or idle.endswith("fifo") else found.startswith(idle)
+
+
+def test_the_warning_comes_before_the_sweep_starts_and_in_the_dry_run(tmp_path, capsys):
+    from components.data.source_data import DataError
+
+    params = _params("tune.trial_steps=150", "tune.eval_every=50")
+    plan = tune.dry_run(params, tmp_path)
+    assert f"warning: {params.tune.idle_scheduler()}" in plan["notes"]
+    with pytest.raises(DataError, match="no prepared dataset"):  # the stage stops right after the warning
+        tune.run(params, tmp_path)
+    assert capsys.readouterr().out.startswith("tune: warning: tune.asha.grace_period = 500 comes after")
+
+
+def test_ray_prints_every_trials_line_without_colour_under_the_cli(tmp_path):
+    """RAY_DEDUP_LOGS is read when Ray is imported, so the CLI sets it (and RAY_COLOR_PREFIX) before any stage
+    imports Ray: in a fresh process, two trials' progress lines through Ray's driver log printer all arrive, in
+    plain text; an explicit setting still wins."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "import sys\nfrom pipelines import cli\n"
+        "assert cli.main(['prepare', '--params', 'missing.yaml']) == 2\n"
+        "from ray._private import worker\nfrom ray._private.ray_logging import stdout_deduplicator\n"
+        "for pid, line in [(11, 'trial a_00000: 41% 25/60 steps [0:03]'),"
+        " (12, 'trial a_00001: 41% 25/60 steps [0:03]'), (11, 'trial a_00000: 83% 50/60 steps [0:06]'),"
+        " ('raylet', 'a raylet warning')]:\n"
+        "    worker.print_to_stdstream({'ip': 'h', 'localhost': 'h', 'pid': pid, 'lines': [line], 'is_err': False},"
+        " ignore_prefix=False)\n"
+        "for batch in stdout_deduplicator.flush():\n    worker.print_worker_logs(batch, sys.stdout)\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_DEDUP_LOGS", "RAY_COLOR_PREFIX")}
+    run = lambda **extra: subprocess.run([sys.executable, str(probe)], cwd=tmp_path, capture_output=True,  # noqa: E731
+                                         text=True, timeout=120, env={**env, "PYTHONPATH": str(REPO), **extra}).stdout
+    assert run().splitlines() == ["(pid=11) trial a_00000: 41% 25/60 steps [0:03]",
+                                  "(pid=12) trial a_00001: 41% 25/60 steps [0:03]",
+                                  "(pid=11) trial a_00000: 83% 50/60 steps [0:06]", "(raylet) a raylet warning"]
+    ray_default = run(RAY_DEDUP_LOGS="1", RAY_COLOR_PREFIX="1")
+    assert "\x1b[" in ray_default and "repeated 2x across cluster" in ray_default

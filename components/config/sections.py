@@ -228,6 +228,9 @@ class EvaluatorConfig(Section):
     lr: float = Field(4e-3, gt=0.0, le=1.0)
     seed: int = Field(0, ge=0, lt=2**31, description="the evaluator's own seed: a training seed never changes the "
                       "measuring stick")
+    holdout: float | None = Field(None, gt=0.0, lt=1.0, description="classifier only: read its accuracy on this "
+                                  "fraction of the train split, held out of its training (stratified, by its seed), "
+                                  "instead of on the test split; null: the test split (docs/metrics.md)")
     output_dir: str = "data/evaluator"
 
 

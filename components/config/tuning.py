@@ -141,4 +141,27 @@ class TuneConfig(Section):
                              "a trial would never be evaluated before its end")
         return self
 
+    def idle_scheduler(self) -> str | None:
+        """Why ASHA would never stop a trial, or PBT never exploit one, with these steps; None when it can.
+
+        A warning, not a refusal (the stage prints it before the first trial; `--dry-run` lists it): such a
+        sweep still ranks every trial correctly, as FIFO would, only without the compute the scheduler was
+        to save; and a short trial under the default scheduler (grace 500) is what a quick sweep, a test or
+        a benchmark asks for. Both schedulers act only at a report (every eval_every steps) before the
+        trial's end, and ASHA only from grace_period on, PBT every perturbation_interval steps."""
+        if self.scheduler not in ("asha", "pbt"):
+            return None
+        last = (self.trial_steps - 1) // self.eval_every * self.eval_every  # the last report before the end
+        key, value = (("asha.grace_period", self.asha.grace_period) if self.scheduler == "asha" else
+                      ("pbt.perturbation_interval", self.pbt.perturbation_interval))
+        if value <= last:
+            return None
+        why = (f"tune.{key} = {value} comes after a trial's last evaluation before its end (step {last}: "
+               f"tune.trial_steps = {self.trial_steps}, tune.eval_every = {self.eval_every})" if last > 0 else
+               f"tune.eval_every = {self.eval_every} leaves a trial no evaluation before its end at "
+               f"tune.trial_steps = {self.trial_steps}")
+        fix = f"tune.{key} at most {last}" if last > 0 else "tune.eval_every below tune.trial_steps"
+        return (f"{why}: {self.scheduler.upper()} {'stops' if self.scheduler == 'asha' else 'exploits'} no "
+                f"trial, and the sweep runs every trial to its end as FIFO would. Set {fix}, or tune.scheduler: fifo")
+
 

@@ -51,7 +51,11 @@ def check_config(params) -> None:
         why = evaluator.required_by(params)
         if why and params.evaluator.kind != evaluator.name:
             raise ValueError(f"{why}: set evaluator.kind = {evaluator.name}")
-    EVALUATORS.get(params.evaluator.kind).check_config(params)
+    chosen = EVALUATORS.get(params.evaluator.kind)
+    if params.evaluator.holdout is not None and not chosen.takes_holdout:
+        raise ValueError(f"evaluator.holdout = {params.evaluator.holdout} holds out part of the train split for the "
+                         f"classifier evaluator's accuracy; evaluator.kind = {chosen.name} takes none: set it to null")
+    chosen.check_config(params)
 
 
 __all__ = ["EVALUATORS", "INFO", "Evaluator", "EvaluatorError", "Scorer", "candidates",

@@ -25,6 +25,24 @@ if TYPE_CHECKING:
     import torch
 
 INFO = "evaluator.json"  # the record every evaluator folder holds (components/metrics/feature_nets.py writes it too)
+# what makes the evaluator of the prepared data, said by every refusal
+REBUILD = "`dvc repro evaluator`, or `genpipe evaluator` with this command's --params/--set"
+
+
+def _shown(path: Path) -> str:
+    """A path as the user typed it: relative to the working directory when under it."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _dataset(record: dict) -> str:
+    """A dataset by name and short content hash, from a manifest or an evaluator.json."""
+    digest = record.get("content_hash")
+    return (f"dataset {record.get('dataset', '?')} (content hash {digest[:12]})" if digest
+            else "no recorded dataset (made before evaluators recorded their data)")
 
 
 class EvaluatorError(ValueError):
@@ -43,6 +61,13 @@ class Evaluator:
     family_ranks: ClassVar[bool] = True  # False: its default ranks every family (a mode counter sees no family metric)
     classifies_inputs: ClassVar[bool] = False  # also classifies an unpaired dataset's inputs (CycleGAN's domain A)
     deps: ClassVar[tuple[str, ...]] = ()  # repo-relative files defining what it measures: the evaluator stage's deps
+    rebuild_cost: ClassVar[str] = "nothing to train: it takes a second"  # said when it is refused on other data
+    takes_holdout: ClassVar[bool] = False  # evaluator.holdout: reads its accuracy on a slice of the train split
+
+    @property
+    def recorded_kind(self) -> str:
+        """The `kind` its evaluator.json records (its name unless the record predates the name)."""
+        return self.name
 
     # ------------------------------------------------------------------------------------ configuration
     def reported(self) -> dict[str, bool]:
@@ -68,6 +93,20 @@ class Evaluator:
         """What decides a trained evaluator's weights, which names its pin (None: nothing trained, no pin)."""
         return None
 
+    def size_problems(self, params, manifest: dict) -> list[str]:
+        """Why this prepared dataset is too small to be measured under this evaluator, each with its fix ([]: it
+        is not). The evaluator stage refuses on them (`check_size`); prepare warns at once."""
+        return []
+
+    def too_small(self, manifest: dict, problems: list[str]) -> str:
+        return (f"dataset {manifest['dataset']} is too small to be measured: " + "; ".join(problems)
+                + ". See docs/data.md#how-much-data-the-metrics-need")
+
+    def check_size(self, params, manifest: dict) -> None:
+        """Before anything is built: refuse a dataset `size_problems` finds too small."""
+        if problems := self.size_problems(params, manifest):
+            raise ValueError(self.too_small(manifest, problems))
+
     def plan(self, params, manifest: dict, retrain: bool = False) -> str:
         """What `build` would do, in words (for --dry-run)."""
         raise NotImplementedError
@@ -86,18 +125,32 @@ class Evaluator:
 
     # ------------------------------------------------------------------------------------ scoring
     def open(self, evaluator_dir: Path, prepared: Path, manifest: dict) -> "Scorer":
-        """The scorer of the folder the evaluator stage wrote, refused when it was made for other data."""
+        """The scorer of the folder the evaluator stage wrote, refused when it is not this data's (`recorded`)."""
+        return self.scorer(Path(evaluator_dir), self.recorded(evaluator_dir, prepared, manifest), prepared, manifest)
+
+    def recorded(self, evaluator_dir: Path, prepared: Path, manifest: dict) -> dict:
+        """The folder's evaluator.json, refused unless it is this evaluator made for this prepared data: the one
+        check every scorer passes through (evaluate, a sweep's trials, promote and its re-score). Every kind
+        records the data it was made for, and every kind is refused on other data: a classifier learned its
+        weights from it, a mode counter's record is the mixture's centres, a text scorer's the data's own
+        definition, and InceptionV3 (whose weights know no data) was size-checked on it and is re-made in a
+        second. A pin (mnist5k's) records the data it was trained on like any other build."""
         path = Path(evaluator_dir) / INFO
         if not path.is_file():
-            raise FileNotFoundError(f"no evaluator in {evaluator_dir}: {path} is missing; run `genpipe evaluator`")
+            raise FileNotFoundError(f"no evaluator in {_shown(evaluator_dir)}: {INFO} is missing; make it with "
+                                    f"{REBUILD}")
         info = json.loads(path.read_text())
-        made_for, here = info.get("content_hash"), manifest["content_hash"]
-        if made_for != here:
-            raise EvaluatorError(
-                f"the evaluator in {evaluator_dir} was made for data {str(made_for)[:12]} "
-                f"({info.get('dataset')}), but {prepared} holds data {here[:12]} ({manifest['dataset']}); "
-                "rerun `genpipe evaluator` on this data")
-        return self.scorer(Path(evaluator_dir), info, prepared, manifest)
+        kind, made_for, here = info.get("kind"), info.get("content_hash"), manifest["content_hash"]
+        if kind != self.recorded_kind:
+            problem = (f"the evaluator in {_shown(evaluator_dir)} is a {kind} evaluator, but this "
+                       f"{manifest.get('kind', 'image')} data is scored by the {self.name} evaluator")
+        elif made_for != here:
+            problem = (f"the evaluator in {_shown(evaluator_dir)} was made for {_dataset(info)}, but the prepared "
+                       f"data in {_shown(prepared)} is {_dataset(manifest)}")
+        else:
+            return info
+        raise EvaluatorError(f"{problem}: scores under it would not measure this data. Make this data's evaluator "
+                             f"with {REBUILD} ({self.rebuild_cost}), then run this command again")
 
     def scorer(self, evaluator_dir: Path, info: dict, prepared: Path, manifest: dict) -> "Scorer":
         raise NotImplementedError

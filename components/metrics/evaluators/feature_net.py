@@ -71,10 +71,15 @@ class FeatureNetEvaluator(Evaluator):
     def feature_dim(self, manifest: dict) -> int:
         raise NotImplementedError
 
-    def check_size(self, params, manifest: dict) -> None:
-        """Before any network is trained: the held-out split (the real side of FID/KID/PRDC) and the samples
-        evaluate will score must outnumber the feature dimension (else FID's covariance is singular), and
-        every class must keep held-out images. The message says how many images that takes."""
+    def accuracy_read_on(self, params, manifest: dict) -> tuple[list[int], str, str]:
+        """(images per class its accuracy is read on, what they are, the fix when a class has too few)."""
+        return (manifest["splits"]["test"].get("class_counts", []), "held-out images",
+                "add images of those classes or raise data.test_fraction")
+
+    def size_problems(self, params, manifest: dict) -> list[str]:
+        """The held-out split (the real side of FID/KID/PRDC) and the samples evaluate will score must outnumber
+        the feature dimension (else FID's covariance is singular), and every class must keep images to read the
+        evaluator's accuracy on. Each problem says how many images that takes."""
         dim = self.feature_dim(manifest)
         test, frac, total = manifest["splits"]["test"], manifest["test_fraction"], manifest["count"]
         problems = []
@@ -87,18 +92,16 @@ class FeatureNetEvaluator(Evaluator):
                 f"the held-out split has {test['count']} images ({total} × data.test_fraction {frac}), and the "
                 f"{self.name} evaluator's features are {dim}-dimensional: FID needs more than {dim} real "
                 f"images, so {fix}")
-        thin = [name for name, n in zip(manifest["class_names"], test.get("class_counts", []))
+        per_class, what, fix = self.accuracy_read_on(params, manifest)
+        thin = [name for name, n in zip(manifest["class_names"], per_class)
                 if n < MIN_TEST_PER_CLASS and self.classes_need_test_images]
         if thin:
-            problems.append(f"classes {', '.join(thin[:10])} keep fewer than {MIN_TEST_PER_CLASS} held-out images; "
-                            "add images of those classes or raise data.test_fraction")
+            problems.append(f"classes {', '.join(thin[:10])} keep fewer than {MIN_TEST_PER_CLASS} {what}; {fix}")
         n, what, knob = params.family.scored_count(params, manifest)
         if n <= dim and knob != "data.test_fraction":
             problems.append(f"evaluate scores {n} {what}, not more than the feature dimension {dim}; raise {knob} "
                             f"above {dim}")
-        if problems:
-            raise ValueError(f"dataset {manifest['dataset']} is too small to be measured: " + "; ".join(problems)
-                             + ". See docs/data.md#how-much-data-the-metrics-need")
+        return problems
 
     def scorer(self, evaluator_dir: Path, info: dict, prepared: Path, manifest: dict) -> FeatureScorer:
         from components.metrics import feature_nets

@@ -26,7 +26,8 @@ class ModeScorer(Scorer):
 
 
 class ModeCounter(Evaluator):
-    name = "mode_counter"  # its evaluator.json says kind "modes" (hashed: kept as it was)
+    name = "mode_counter"
+    recorded_kind = "modes"  # what its evaluator.json says (hashed: kept as it was)
     data_kinds = ("points",)
     description = "the mixture's mode counter"
     metrics = POINT_METRICS

@@ -27,6 +27,7 @@ class PerChannel(Classifier):
     set_metrics = {"modes": True, "reverse_kl": False}
     classifies_inputs = False
     classes_need_test_images = False  # it reads digits: its classes, the digit tuples, need no held-out images
+    takes_holdout = False  # it holds out a tenth of its digits itself
     deps = (*Classifier.deps, "components/metrics/stacked.py", "components/metrics/uniform_kl.py")
 
     def required_by(self, params):

@@ -54,6 +54,7 @@ class Text(Evaluator):
 class OracleText(Text):
     """Sequences of a known oracle LSTM: scored by the oracle's NLL too."""
     name = "oracle_text"
+    recorded_kind = "text"  # one text scorer record (components/metrics/text_scorer.py), with the oracle's or not
     data_kinds = ("oracle_tokens",)
     metrics = {**TEXT_METRICS, **ORACLE_METRICS}
     default_metric = "nll_oracle"
