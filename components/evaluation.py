@@ -1,6 +1,7 @@
 """Sampling and scoring shared by the evaluate stage, a sweep's in-training scorer and the tune stage's
-trial reports: the held-out split (`TestSplit`), what a candidate is scored on (its family's `generate`),
-the metrics under the evaluator (`measure`, `QuickScorer`) and the evaluator's files.
+trial reports: the held-out split (`TestSplit`), what a candidate is scored on (its family's `generate`), what it
+is compared with (`real_side`: evaluate.reference), the metrics under the evaluator (`measure`, `QuickScorer`)
+and the evaluator's files.
 
 Metrics are computed under the evaluator the `evaluator` stage wrote, chosen once from the prepared data and
 `evaluator.kind` (components/metrics/evaluators/); its hash travels with every number. Nothing here asks
@@ -98,14 +99,29 @@ class TestSplit:
     input_labels: torch.Tensor | None = None
 
     @classmethod
-    def load(cls, prepared: Path) -> "TestSplit":
+    def load(cls, prepared: Path, split: str = "test") -> "TestSplit":
+        """The held-out split; `split` "train": the train split as the real side (`real_side`)."""
         kind = kind_of(read_manifest(prepared))
-        share = read_share(prepared, "test")
+        share = read_share(prepared, split)
         pairs = {}
         if share.inputs is not None:
             pairs = {"inputs": kind.to_model_space(share.inputs), "input_labels": torch.from_numpy(share.input_labels)}
         x = share.samples if share.samples.dtype != np.uint8 else kind.to_model_space(share.samples)
         return cls(x, torch.from_numpy(share.labels), **pairs)
+
+
+def real_side(params, scorer: Scorer, test: TestSplit) -> TestSplit:
+    """What the set metrics (FID, KID, precision/recall/density/coverage) compare samples with: the held-out split
+    `test` as read for sampling, or with evaluate.reference train the train split, for an image set too small to
+    hold out more real images than the evaluator has features (docs/metrics.md#the-real-side). Every scorer asks
+    here: evaluate, a sweep's in-training scorer, promote's re-score."""
+    if params.evaluate.reference == "test":
+        return test
+    scorer.evaluator.check_reference(params)
+    real = TestSplit.load(scorer.prepared, "train")
+    scorer.check_sample_size(len(real.x), "evaluate.reference train: the train split, FID's real side",
+                             knob="the train split (bring more images)")
+    return real
 
 
 def has_error_bar(key: str, value) -> bool:
@@ -132,13 +148,14 @@ def _mean_and_spread(per_seed: list[dict]) -> dict:
 
 def measure(g, params, test: TestSplit, scorer: Scorer, classifier_a=None) -> tuple[dict, torch.Tensor]:
     """What the evaluate stage reports for one generator: every metric averaged over `evaluate.error_seeds`
-    sampling seeds (evaluate.seed, +1, …) with its spread as `<metric>_seed_std`, and the real-vs-real
-    floor once. Promote re-scores a champion with the same function, so both sides are measured alike.
-    Returns (metrics, the first seed's samples)."""
+    sampling seeds (evaluate.seed, +1, …) with its spread as `<metric>_seed_std`, against the real side
+    evaluate.reference names, and the real-vs-real floor once (when both splits can carry it). Promote re-scores
+    a champion with the same function, so both sides are measured alike. Returns (metrics, the first seed's
+    samples)."""
     import time
 
     family, ev = params.family, params.evaluate
-    reference = scorer.reference(test)
+    reference = scorer.reference(real_side(params, scorer, test))
     per_seed, first = [], None
     for k in range(ev.error_seeds):
         p = params.with_overrides({"evaluate.seed": ev.seed + k}, source="evaluate.error_seeds") if k else params
@@ -171,7 +188,7 @@ class QuickScorer:
         self.test = TestSplit.load(params.prepared_path(repo_root))
         self.classifier_a = input_classifier(params, repo_root)
         self.scorer.check_sample_size(num_samples, "in-training samples", knob="tune.eval_samples")
-        self.reference = self.scorer.reference(self.test)
+        self.reference = self.scorer.reference(real_side(params, self.scorer, self.test))
 
     @torch.no_grad()
     def __call__(self, g: torch.nn.Module, params=None) -> dict:

@@ -1,6 +1,7 @@
-"""Stage `evaluate`: sample the candidate with a fixed seed and score it against the held-out split under
-the evaluator: FID, KID, IS, precision/recall/density/coverage, class histogram KL and the real-vs-real
-floor (train split vs test split); for 2D mixtures modes captured, % high quality and reverse KL. The
+"""Stage `evaluate`: sample the candidate with a fixed seed and score it against the held-out split (or with
+evaluate.reference train the train split: recorded in the report and as an MLflow tag) under the evaluator:
+FID, KID, IS, precision/recall/density/coverage, class histogram KL and the real-vs-real floor (train split vs
+test split, when both are large enough); for 2D mixtures modes captured, % high quality and reverse KL. The
 family adds what it is for (cond_accuracy, PSNR/SSIM, label preservation, an ELBO…) and decides what its
 samples are (components/families/); the scoring is components/evaluation.py."""
 from __future__ import annotations
@@ -21,6 +22,7 @@ from components.metrics.catalogue import SEED_STD
 from components.options import OPTIONS_FILE, set_by
 from components.training.checkpoint import load_generator
 from components.tracking.mlflow_store import require_reachable
+from components.tracking.names import REFERENCE_TAG
 from pipelines.links import EVALUATOR_HASH_TAG, read_train_summary
 
 
@@ -136,6 +138,7 @@ def run(params: Params, repo_root: Path, layers=None) -> dict:
     metrics, fake = measure(g, params, test, scorer, input_classifier(params, repo_root))
     names = family.metric_names(params, kind_of(manifest).name)
     report = {**metrics, "evaluator_hash": info["hash"], "evaluator_kind": info["kind"],
+              "reference": params.evaluate.reference,  # the real side: numbers under another are not compared
               "num_samples": len(fake), "seed": params.evaluate.seed,
               "error_seeds": params.evaluate.error_seeds,
               **scorer.evaluator.report_fields(params),
@@ -158,7 +161,7 @@ def run(params: Params, repo_root: Path, layers=None) -> dict:
     ts = int(time.time() * 1000)
     client.log_batch(run_id, metrics=[Metric(f"eval/{k}", float(v), ts, 0) for k, v in metrics.items()
                                       if isinstance(v, (int, float))],
-                     tags=[RunTag(EVALUATOR_HASH_TAG, info["hash"])])
+                     tags=[RunTag(EVALUATOR_HASH_TAG, info["hash"]), RunTag(REFERENCE_TAG, params.evaluate.reference)])
     client.log_artifact(run_id, str(report_path), "evaluation")
     client.log_artifact(run_id, str(grid_path), "evaluation")
     first = [*names, *scorer.evaluator.floor_metrics, *family.printed_extra]
@@ -181,8 +184,8 @@ def dry_run(params: Params, repo_root: Path) -> dict:
                       record_line(params.prepared_path(root) / MANIFEST, root, ("dataset", "content_hash"), "prepare")],
             "writes": [written(root / e.report, root, "every metric"), written(root / e.headline, root, "the headline"),
                        written(root / e.grid, root, "samples"),
-                       f"MLflow: eval/* metrics, the evaluator hash tag, {RUN_ARTIFACT['evaluate']} and the report "
-                       f"and grid on the candidate's run" + (
+                       f"MLflow: eval/* metrics, the evaluator hash and reference tags, {RUN_ARTIFACT['evaluate']} and "
+                       f"the report and grid on the candidate's run" + (
                            f" {json.loads(summary.read_text())['mlflow_run_id']}" if summary.is_file() else "")],
             "reuses": [],
             "notes": [f"{e.error_seeds} sampling seed(s) from seed {e.seed}; options beside the report as evaluate_"

@@ -23,6 +23,8 @@ IMAGE_STEPS, GLOBAL_BATCH = 5000, 64
 # The classifier evaluator: as many updates as the mnist5k one gets (20 epochs of 4,500 images at batch 128).
 EVALUATOR_STEPS, EVALUATOR_BATCH = 700, 128
 LARGEST_SIDE = 64  # larger images are resized: a DCGAN at 128² is hours on 2 cores
+TEST_FRACTION = 0.1  # the default split, kept on a small set too: FID then compares with the train split
+HOLDOUT = 0.2  # evaluator.holdout on such a set: the share of the train split the classifier reads its accuracy on
 TEXT_LENGTH_QUANTILE = 0.95  # seq_len covers this share of lines whole; longer ones are cut (and counted)
 TEXT_PRESET = "seqgan_text"  # the model, phases and sweep of real text
 
@@ -54,23 +56,32 @@ def _image_side(sizes: Counter) -> tuple[int | None, str]:
     return side, f"resized to {side}×{side} ({why}{'' if max(w, h) <= LARGEST_SIDE else f'; at most {LARGEST_SIDE}'})"
 
 
-def _test_fraction(n: int, classes: int) -> tuple[float, str]:
-    """The held-out share: the default 0.1, or what FID needs on a small set (its real side, the test split, must
-    outnumber the classifier evaluator's feature dimension; one image per class of slack for the stratified
-    rounding). Refused when that would hold out more than half the data."""
+def _real_side(n: int, classes: int) -> tuple[dict, str]:
+    """The split and what FID compares with. FID's real side must outnumber the classifier evaluator's feature
+    dimension (one image per class of slack for the stratified rounding): the default 0.1 held out when that is
+    enough; else the default split kept and FID compared with the train split (evaluate.reference train, as
+    small-data GAN work does), the classifier reading its accuracy on a slice of the train split it did not train
+    on (evaluator.holdout). Refused when even the train split is too few. Every key is written either way, so a
+    second init on other data leaves none of the first's behind."""
     from components.metrics.classifier import FEATURE_DIM
 
     need = FEATURE_DIM + 1 + classes
-    if n * 0.1 >= need:
-        return 0.1, f"data.test_fraction 0.1: {round(n * 0.1)} held-out images for FID's real side"
-    fraction = math.ceil(100 * need / n) / 100
-    if fraction > 0.5:
-        raise DataError(f"{n} images are too few to measure: FID's real side (the held-out split) must hold more "
-                        f"than {FEATURE_DIM} images (the classifier evaluator's feature dimension) and most images "
-                        f"should train; bring at least {2 * need} images")
-    return fraction, (f"data.test_fraction {fraction}: FID needs more than {FEATURE_DIM} held-out images, so this "
-                      f"small set trains on {n - math.ceil(n * fraction)} (with {math.ceil(need / 0.1)} images or "
-                      "more, the default 0.1 holds out enough)")
+    held = round(n * TEST_FRACTION)
+    if n * TEST_FRACTION >= need:
+        return ({"data.test_fraction": TEST_FRACTION, "evaluate.reference": "test", "evaluator.holdout": None},
+                f"data.test_fraction {TEST_FRACTION}: {held} held-out images for FID's real side")
+    if n * (1 - TEST_FRACTION) < need:
+        raise DataError(f"{n} images are too few to measure: FID's real side (at the least the train split, "
+                        f"{1 - TEST_FRACTION:.0%} of them) must hold more than {FEATURE_DIM} images (the classifier "
+                        f"evaluator's feature dimension); bring at least {math.ceil(need / (1 - TEST_FRACTION))} "
+                        "images")
+    return ({"data.test_fraction": TEST_FRACTION, "evaluate.reference": "train", "evaluator.holdout": HOLDOUT},
+            f"data.test_fraction {TEST_FRACTION} with evaluate.reference train: {held} held-out images are too few for "
+            f"FID (it needs more than {FEATURE_DIM}), so FID/KID/precision/recall compare samples with the "
+            f"{n - held} train-split images (blind to memorisation; no real-vs-real floor) and the classifier "
+            f"evaluator reads its accuracy on evaluator.holdout {HOLDOUT} of them, held out of its training "
+            f"(docs/metrics.md#the-real-side; with {math.ceil(need / TEST_FRACTION)} images or more, the test split "
+            "is FID's real side)")
 
 
 def image_settings(folder: Path, repo_root: Path) -> tuple[dict, list[str]]:
@@ -91,12 +102,13 @@ def image_settings(folder: Path, repo_root: Path) -> tuple[dict, list[str]]:
     settings = {"preset": "cgan" if k >= 2 else None, "data.source": "imagefolder",
                 "data.path": _where(folder, repo_root), "data.name": _dataset_name(folder),
                 "data.image_size": image_size}
-    test_fraction, split_why = _test_fraction(n, k)
-    settings["data.test_fraction"] = test_fraction
-    train_rows = n * (1 - test_fraction)
+    split, split_why = _real_side(n, k)
+    settings.update(split)
+    train_rows = n * (1 - split["data.test_fraction"])
     settings["train.epochs"] = epochs = max(1, math.ceil(IMAGE_STEPS * GLOBAL_BATCH / train_rows))
     settings["train.sample_every"] = max(1, epochs // 10)
-    settings["evaluator.epochs"] = max(20, math.ceil(EVALUATOR_STEPS * EVALUATOR_BATCH / train_rows))
+    classifier_rows = train_rows * (1 - (split["evaluator.holdout"] or 0))  # its holdout does not train it
+    settings["evaluator.epochs"] = max(20, math.ceil(EVALUATOR_STEPS * EVALUATOR_BATCH / classifier_rows))
     why = [f"{n} images in {k} class folder(s), mode {next(iter(modes))}, {size_why}",
            "preset cgan: a class-conditional DCGAN (projection D, diffusion-noised D), every class drawn equally"
            if k >= 2 else "preset null: the label-free DCGAN (one class folder: no labels to condition on)",
@@ -128,7 +140,8 @@ def text_settings(file: Path, repo_root: Path) -> tuple[dict, list[str]]:
     settings = {"preset": None, "data.source": "textfile", "data.path": _where(file, repo_root),
                 "data.name": _dataset_name(file), "data.seq_len": seq_len,
                 "data.long_lines": "truncate" if cut else "error",
-                "data.min_count": 2 if sum(lengths) >= 20_000 else 1}
+                "data.min_count": 2 if sum(lengths) >= 20_000 else 1,
+                "evaluate.reference": "test", "evaluator.holdout": None}  # an image set's, undone: text has neither
     for section, values in preset.items():
         if section != "data":  # tune.space is set whole: the shipped space varies image knobs
             settings.update({f"{section}.{k}": v for k, v in values.items()})

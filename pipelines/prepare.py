@@ -40,6 +40,7 @@ def size_warning(params: Params, manifest: dict) -> str | None:
 
     try:
         evaluator = evaluator_of(params, manifest)
+        evaluator.check_reference(params)
     except EvaluatorError as e:
         return f"prepare: warning: {e}; the evaluator stage will refuse this data"
     problems = evaluator.size_problems(params, manifest)

@@ -143,7 +143,8 @@ def test_sample_help_shows_the_defaults(capsys):
     with pytest.raises(SystemExit):
         cli.main(["sample", "--help"])
     out = capsys.readouterr().out
-    assert "PNG file to write (default: samples.png)" in out and "(default: 64)" in out
+    out = " ".join(out.split())  # argparse wraps at the terminal's width
+    assert "sentences to this path with the suffix .txt (default: samples.png)" in out and "(default: 64)" in out
 
 
 @pytest.mark.parametrize("launcher", [["--no-ray"], []], ids=["in-process", "ray"])

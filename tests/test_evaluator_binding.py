@@ -189,3 +189,112 @@ def test_the_classifier_reads_its_accuracy_on_its_holdout_and_records_it(run_roo
     assert info["holdout"] == 0.2 and (info["report"]["train_count"], info["report"]["test_count"]) == \
         (train["count"] - held, held)
     assert f"on {held} train-split images held out of its training (evaluator.holdout 0.2)" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------------- evaluate.reference
+def test_reference_train_moves_fids_size_rule_to_the_train_split_and_asks_for_the_holdout():
+    classifier = evaluator_for("image", "classifier")
+    params = load_params(REPO / "params.yaml", ["preset=null"])
+    train = params.with_overrides({"evaluate.reference": "train"})
+    folder = _manifest([3] * 10, [27] * 10)  # 300 images at the default 0.1: 30 held out
+    assert classifier.size_problems(params, folder)[0].endswith(
+        "or set evaluate.reference: train (its 270 train-split images become FID's real side; "
+        "docs/metrics.md#the-real-side)")
+    assert classifier.size_problems(train, folder) == []
+    thin = _manifest([1] * 10, [29] * 10)  # a class with one test image: the accuracy needs the holdout
+    assert classifier.size_problems(train, thin) == [
+        "classes c0, c1, c2, c3, c4, c5, c6, c7, c8, c9 keep fewer than 2 held-out images; with evaluate.reference "
+        "train the test split may stay small, but the classifier must read its accuracy on images it did not train "
+        "on: set evaluator.holdout (e.g. 0.2, a slice of the train split held out of its training) or raise "
+        "data.test_fraction"]
+    assert classifier.size_problems(train.with_overrides({"evaluator.holdout": 0.2}), thin) == []
+    tiny = {**_manifest([1] * 10, [12] * 10), "count": 130}  # 120 train images: not even the train split
+    assert classifier.size_problems(train.with_overrides({"evaluator.holdout": 0.2}), tiny) == [
+        "the train split (FID's real side: evaluate.reference train) has 120 images (130 less 10 held out), and "
+        "the classifier evaluator's features are 128-dimensional: FID needs more than 128 real images, so bring "
+        "at least 144 images"]
+    with pytest.raises(EvaluatorError, match="evaluate.reference = 'train': the mode_counter evaluator compares "
+                                             "samples with the test split only; set evaluate.reference: test"):
+        EVALUATORS.get("mode_counter").check_reference(train)
+
+
+class _Projection:
+    """A stand-in feature network: a fixed random projection of the pixels to `feature_dim` dimensions."""
+
+    def __init__(self, feature_dim):
+        import torch
+
+        self.feature_dim = feature_dim
+        self.w = torch.randn(64, feature_dim, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+    def features(self, x):
+        return x.flatten(1).double() @ self.w
+
+    def features_and_logits(self, x):
+        f = self.features(x)
+        return f, f[:, :10]
+
+
+def _scorer(run_root, feature_dim):
+    from components.metrics.evaluators.feature_net import FeatureScorer
+
+    prepared = tiny_params(run_root).prepared_path(run_root)
+    return FeatureScorer(evaluator_for("image", "classifier"), {"hash": "0" * 64}, prepared,
+                         read_manifest(prepared), _Projection(feature_dim))
+
+
+def test_the_real_side_is_the_test_split_by_default_and_the_train_split_with_reference_train(run_root):
+    """The default's scoring path is unchanged: the real side is the very TestSplit evaluate samples with (the
+    object measure computed the reference from before the key existed); with `train` the train split."""
+    from components.evaluation import TestSplit, real_side
+
+    scorer = _scorer(run_root, 16)
+    test = TestSplit.load(scorer.prepared)
+    default = tiny_params(run_root)
+    assert default.evaluate.reference == "test" and real_side(default, scorer, test) is test
+    real = real_side(tiny_params(run_root, evaluate={"reference": "train"}), scorer, test)
+    splits = scorer.manifest["splits"]
+    assert (len(real.x), len(test.x)) == (splits["train"]["count"], splits["test"]["count"]) == (1618, 179)
+
+
+def test_the_floor_is_the_same_pair_under_either_reference_and_left_out_when_a_split_is_too_small(run_root, capsys):
+    from components.evaluation import TestSplit
+
+    scorer = _scorer(run_root, 16)
+    prepared = scorer.prepared
+    by_reference = {}
+    for split in ("test", "train"):
+        params = tiny_params(run_root, evaluate={"reference": split, "kid_subset_size": 100})
+        reference = scorer.reference(TestSplit.load(prepared, split))
+        by_reference[split] = scorer.floor(reference, params, {"fid": 10.0})
+    assert by_reference["test"] == by_reference["train"] and by_reference["test"]["fid_floor"] > 0  # bit for bit
+    wide = _scorer(run_root, 200)  # 179 test images: too few for 200 features on the test side
+    assert wide.floor(None, tiny_params(run_root, evaluate={"reference": "train"}), {"fid": 10.0}) == {}
+    assert capsys.readouterr().out == (
+        "evaluate: note: no real-vs-real floor (fid_floor, kid_floor, fid_over_floor): the test split has 179 images, "
+        "and FID needs more than 200 on each side; the scores are against the train split "
+        "(docs/metrics.md#the-real-side)\n")
+
+
+def test_promote_rescores_a_champion_scored_against_another_split(monkeypatch):
+    from types import SimpleNamespace
+
+    from components.tracking import promotion
+    from components.tracking.names import EVALUATOR_HASH_TAG, REFERENCE_TAG
+
+    calls, tags = [], {}
+    monkeypatch.setattr(promotion, "_rescore", lambda *a: calls.append(a[-1]) or {"fid": 7.0, "reference": a[-1]})
+    client = SimpleNamespace(set_model_version_tag=lambda name, version, key, value: tags.update({key: value}))
+    old = SimpleNamespace(name="m", version="1", tags={EVALUATOR_HASH_TAG: "e" * 64, "metric.fid": "9.0"})
+
+    def numbers(champion, reference=None):
+        report = {"evaluator_hash": "e" * 64, **({"reference": reference} if reference else {})}
+        return promotion._champion_numbers(None, None, client, "uri", champion, report, "fid")[0]
+
+    assert numbers(old) == numbers(old, "test") == 9.0 and not calls  # no tag: scored against the test split
+    assert numbers(old, "train") == 7.0 and calls == ["train"] and set(tags) == {f"genpipe.rescore.{'e' * 64}.train"}
+    assert numbers(SimpleNamespace(**{**vars(old), "tags": {**old.tags, REFERENCE_TAG: "train"}}), "train") == 9.0
+    monkeypatch.undo()  # the real re-score refuses params of another real side before any work
+    params = load_params(REPO / "params.yaml", ["preset=null"])
+    with pytest.raises(promotion.PromoteError, match="scored with evaluate.reference train, but these params say test"):
+        promotion._rescore(params, REPO, "uri", old, "e" * 64, "train")

@@ -65,11 +65,18 @@ def test_init_images_writes_settings_for_the_folder(tmp_path, capsys, monkeypatc
     after = (tmp_path / "params.yaml").read_text()
     p = load_params(tmp_path / "params.yaml")
     assert (p.data.source, p.data.path, p.data.name, p.data.image_size) == ("imagefolder", "my faces", "my-faces", 16)
-    # FID's real side must outnumber the 128 features (+1, + a slack image per class): 131 of 300 held out
-    assert p.preset == "cgan" and p.data.test_fraction == 0.44 and p.train.epochs == 1905  # ceil(5000 × 64 / 168)
+    # FID's real side must outnumber the 128 features (+1, + a slack image per class): 30 held out are too few, so
+    # the default split stays and FID compares with the 270 train images; the classifier reads a holdout of them
+    assert p.preset == "cgan" and p.data.test_fraction == 0.1 and p.train.epochs == 1186  # ceil(5000 × 64 / 270)
+    assert (p.evaluate.reference, p.evaluator.holdout) == ("train", 0.2)
+    assert p.evaluator.epochs == 415  # ceil(700 × 128 / 216): the classifier trains on 80 % of the train split
     keys = {line[1:].split(":")[0].strip() for line in _changed(SHIPPED, after) if line.startswith("+")}
-    assert keys == {"source", "name", "path", "image_size", "test_fraction", "epochs", "sample_every"}
+    assert keys == {"source", "name", "path", "image_size", "reference", "holdout", "epochs", "sample_every"}
     assert "300 images in 2 class folder(s)" in capsys.readouterr().out
+    big = _images(tmp_path / "big", per_class=660, side=8)  # 132 held out: the test split is FID's real side
+    assert cli.main(["init", "--images", str(big)]) == 0
+    p = load_params(tmp_path / "params.yaml")  # the small set's reference and holdout undone
+    assert (p.data.test_fraction, p.evaluate.reference, p.evaluator.holdout) == (0.1, "test", None)
 
 
 def test_init_refuses_a_set_too_small_to_measure(tmp_path, capsys, monkeypatch):
@@ -77,7 +84,9 @@ def test_init_refuses_a_set_too_small_to_measure(tmp_path, capsys, monkeypatch):
     (tmp_path / "params.yaml").write_text(SHIPPED)
     monkeypatch.chdir(tmp_path)
     assert cli.main(["init", "--images", str(folder)]) == 2
-    assert "24 images are too few to measure" in capsys.readouterr().err
+    assert "24 images are too few to measure: FID's real side (at the least the train split, 90% of them) must " \
+           "hold more than 128 images (the classifier evaluator's feature dimension); bring at least 146 images" \
+        in capsys.readouterr().err
     assert (tmp_path / "params.yaml").read_text() == SHIPPED
 
 
@@ -128,19 +137,19 @@ def test_a_file_deleted_added_or_edited_reruns_prepare(tmp_path, monkeypatch):
     manifest = repo / "data" / "prepared" / "shapes" / "manifest.json"
     assert json.loads(manifest.read_text())["count"] == 300 and not _prepare_stale(repo)
 
-    (folder / "c1" / "00.png").unlink()
-    assert _prepare_stale(repo)
+    first = folder / "c1" / "00.png"
+    saved = first.read_bytes()
+    changes = {"deleted": lambda: first.unlink(),
+               "added": lambda: Image.new("L", (8, 8), 255).save(folder / "c0" / "new.png"),
+               "edited": lambda: Image.new("L", (8, 8), 0).save(first)}  # same name, other pixels
+    undo = {"deleted": lambda: first.write_bytes(saved), "added": lambda: (folder / "c0" / "new.png").unlink(),
+            "edited": lambda: first.write_bytes(saved)}
+    for what, change in changes.items():
+        change()
+        assert _prepare_stale(repo), f"a file {what} under data.path left prepare up to date"
+        undo[what]()
+        assert not _prepare_stale(repo), what
+
+    first.unlink()
     _sh(["dvc", "repro", "prepare"], repo)
     assert json.loads(manifest.read_text())["count"] == 299 and not _prepare_stale(repo)
-
-    Image.new("L", (8, 8), 255).save(folder / "c0" / "new.png")
-    assert _prepare_stale(repo)
-    _sh(["dvc", "repro", "prepare"], repo)
-    before = json.loads(manifest.read_text())
-    assert before["count"] == 300
-
-    Image.new("L", (8, 8), 0).save(folder / "c0" / "new.png")  # same name, other pixels
-    assert _prepare_stale(repo)
-    _sh(["dvc", "repro", "prepare"], repo)
-    after = json.loads(manifest.read_text())
-    assert after["count"] == 300 and after["content_hash"] != before["content_hash"]

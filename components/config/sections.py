@@ -244,6 +244,10 @@ class EvaluateConfig(Section):
     mode_samples: int = Field(26_000, ge=1, description="evaluator.kind per_channel (Stacked MNIST): samples per "
                               "seed that modes and reverse_kl are counted on (26,000 as in PacGAN); the other "
                               "metrics use num_samples")
+    reference: Literal["test", "train"] = Field("test", description="the real side of FID/KID/IS/precision/recall/"
+                                                "density/coverage: the held-out split, or the train split (a small "
+                                                "image set: blind to memorisation, no real-vs-real floor on a tiny "
+                                                "test split; docs/metrics.md#the-real-side)")
     report: str = "reports/metrics.json"
     headline: str = Field("reports/headline.json", description="the family's metrics ± error bars only: what "
                           "`dvc metrics show` compares")

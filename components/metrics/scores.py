@@ -22,7 +22,7 @@ from components.metrics.uniform_kl import kl_to_uniform
 
 Tensor = torch.Tensor
 SAMPLES_KNOB = "evaluate.num_samples"
-REAL_KNOB = "data.test_fraction"  # the real set is the held-out split
+REAL_KNOB = "data.test_fraction"  # the real set is the held-out split (evaluate.reference train: checked before)
 KID_KERNEL_CACHE_MAX = 8192  # largest set whose whole n×n float64 kernel KID keeps (8192² × 8 B = 512 MiB)
 
 

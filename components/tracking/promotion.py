@@ -5,7 +5,9 @@ when it beats the current champion by more than the noise, measured alike (the `
   new definition): the champion is re-scored from its registered model under the candidate's
   evaluator (components/evaluation.measure, as evaluate does), the numbers are kept on the champion
   version (`genpipe.rescore.<evaluator>`; its earlier tags stay) and compared. Numbers from different
-  evaluators are never compared.
+  evaluators are never compared. Nor are numbers against different real sides (evaluate.reference, the
+  `genpipe.eval_reference` tag; a version without it was scored against the test split): a champion scored
+  against another split is re-scored like one of another evaluator.
 - Noise: each side's metric carries its error bar (std over sampling seeds); the alias moves only when
   the improvement exceeds promote.margin × the std of the difference, and the reason says so.
 - The registry is only touched once everything is checked: a candidate whose logged model is incomplete
@@ -30,10 +32,21 @@ from components.data.kinds import kind_of
 from components.data.shards import read_manifest
 from components.metrics.catalogue import SEED_STD, greater_is_better
 from components.tracking.logged_model import download_generator, logged_generator_problems
-from components.tracking.names import EVALUATOR_HASH_TAG, MODEL_URI_TAG, WEIGHTS_TAG
+from components.tracking.names import EVALUATOR_HASH_TAG, MODEL_URI_TAG, REFERENCE_TAG, WEIGHTS_TAG
 
 DECISION_TAG = "genpipe.promotion"  # on a promoted version: the decision that moved the alias to it (JSON)
 RESCORE_TAG = "genpipe.rescore."  # + evaluator hash: the version's metrics re-measured under that evaluator
+DEFAULT_REFERENCE = "test"  # what numbers recorded before evaluate.reference were compared with
+
+
+def reference_of(record) -> str:
+    """The split a report's (or a version's tags') numbers compare samples with (evaluate.reference)."""
+    return record.get("reference", record.get(REFERENCE_TAG, DEFAULT_REFERENCE))
+
+
+def _rescore_tag(evaluator: str, reference: str) -> str:
+    """Where a re-score under this evaluator and real side is kept (the test split's: the tag it always had)."""
+    return RESCORE_TAG + evaluator + ("" if reference == DEFAULT_REFERENCE else f".{reference}")
 
 
 class PromoteError(ValueError):
@@ -92,27 +105,31 @@ def decide(metric: str, candidate: tuple[float, float | None], champion: tuple[f
 def _champion_numbers(params: Params, repo_root: Path, client: MlflowClient, uri: str, champion, report: dict,
                       metric: str) -> tuple[float | None, float | None, dict | None]:
     """(value, error bar, the re-score when there was one) of the champion under the candidate's evaluator."""
-    evaluator = report["evaluator_hash"]
-    if champion.tags.get(EVALUATOR_HASH_TAG) == evaluator:
+    evaluator, reference = report["evaluator_hash"], reference_of(report)
+    if champion.tags.get(EVALUATOR_HASH_TAG) == evaluator and reference_of(champion.tags) == reference:
         raw = champion.tags.get(f"metric.{metric}")
         std = champion.tags.get(f"metric.{metric}{SEED_STD}")
         return (None if raw is None else float(raw)), (None if std is None else float(std)), None
-    tag = RESCORE_TAG + evaluator
+    tag = _rescore_tag(evaluator, reference)
     rescored = json.loads(champion.tags[tag]) if tag in champion.tags else None
     if rescored is None:
-        rescored = _rescore(params, repo_root, uri, champion, evaluator)
+        rescored = _rescore(params, repo_root, uri, champion, evaluator, reference)
         client.set_model_version_tag(champion.name, champion.version, tag, json.dumps(rescored, sort_keys=True))
     return rescored.get(metric), rescored.get(metric + SEED_STD), rescored
 
 
-def _rescore(params: Params, repo_root: Path, uri: str, champion, evaluator: str) -> dict:
+def _rescore(params: Params, repo_root: Path, uri: str, champion, evaluator: str, reference: str) -> dict:
     """The champion's registered generator measured as evaluate measures a candidate, under the evaluator
-    of this workspace (which must be the one the candidate was measured under)."""
+    of this workspace and against the real side of these params (both must be the candidate's)."""
     import time
 
     from components.evaluation import TestSplit, input_classifier, measure, open_evaluator
     from components.training.checkpoint import load_generator
 
+    if params.evaluate.reference != reference:  # before any work: the champion would be scored against another split
+        raise PromoteError(f"the candidate was scored with evaluate.reference {reference}, but these params say "
+                           f"{params.evaluate.reference}: its champion cannot be re-scored alike; run `genpipe "
+                           "evaluate` again with these params")
     started = time.perf_counter()
     scorer = open_evaluator(params, repo_root)
     if scorer.hash != evaluator:
@@ -127,9 +144,10 @@ def _rescore(params: Params, repo_root: Path, uri: str, champion, evaluator: str
     metrics, _ = measure(g, params, TestSplit.load(prepared), scorer, input_classifier(params, repo_root))
     numbers = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not k.endswith("seconds")}
     print(f"promote: re-scored the champion (version {champion.version}, measured under evaluator "
-          f"{(champion.tags.get(EVALUATOR_HASH_TAG) or '?')[:12]}) under evaluator {evaluator[:12]} in "
-          f"{time.perf_counter() - started:.1f}s", flush=True)
-    return {**numbers, "evaluator_hash": evaluator, "error_seeds": params.evaluate.error_seeds}
+          f"{(champion.tags.get(EVALUATOR_HASH_TAG) or '?')[:12]} against the {reference_of(champion.tags)} split) "
+          f"under evaluator {evaluator[:12]} against the {reference} split in {time.perf_counter() - started:.1f}s",
+          flush=True)
+    return {**numbers, "evaluator_hash": evaluator, "reference": reference, "error_seeds": params.evaluate.error_seeds}
 
 
 def _check_candidate(uri: str, model_uri: str) -> None:
@@ -147,7 +165,8 @@ def _recorded_decision(mv, metric: str, value: float, report: dict) -> dict | No
     except ValueError:
         return None
     if not isinstance(recorded, dict) or (recorded.get("metric"), recorded.get("candidate_value"),
-                                          recorded.get("evaluator_hash")) != (metric, value, report["evaluator_hash"]):
+                                          recorded.get("evaluator_hash"), reference_of(recorded)) != (
+            metric, value, report["evaluator_hash"], reference_of(report)):
         return None
     return recorded
 
@@ -184,16 +203,20 @@ def promote_candidate(params: Params, repo_root: Path, summary: dict, report: di
         else:
             promoted, reason = decide(metric, (value, value_std), (champion_value, champion_std), margin)
             if rescored is not None:
-                reason += f" (champion re-scored under evaluator {report['evaluator_hash'][:12]})"
+                reason += (f" (champion re-scored under evaluator {report['evaluator_hash'][:12]}"
+                           + ("" if reference_of(report) == DEFAULT_REFERENCE else
+                              f" against the {reference_of(report)} split") + ")")
 
     if mv is None:
         tags = {MODEL_URI_TAG: model_uri, EVALUATOR_HASH_TAG: report["evaluator_hash"],
+                REFERENCE_TAG: reference_of(report),
                 "mlflow_run_id": summary["mlflow_run_id"], **({WEIGHTS_TAG: weights} if weights else {}),
                 **{f"metric.{k}": str(v) for k, v in report.items() if isinstance(v, (int, float)) and k != "seed"}}
         mlflow.set_tracking_uri(uri)
         mv = mlflow.register_model(model_uri, name, tags=tags)
     decision = recorded or {"metric": metric, "candidate_value": value, "candidate_std": value_std,
-                            "evaluator_hash": report["evaluator_hash"], "champion_value": champion_value,
+                            "evaluator_hash": report["evaluator_hash"], "reference": reference_of(report),
+                            "champion_value": champion_value,
                             "champion_std": champion_std, "margin": margin, "reason": reason,
                             **({"champion_rescore": rescored, "champion_evaluator_hash":
                                 champion.tags.get(EVALUATOR_HASH_TAG)} if rescored is not None else {})}

@@ -63,6 +63,7 @@ class Evaluator:
     deps: ClassVar[tuple[str, ...]] = ()  # repo-relative files defining what it measures: the evaluator stage's deps
     rebuild_cost: ClassVar[str] = "nothing to train: it takes a second"  # said when it is refused on other data
     takes_holdout: ClassVar[bool] = False  # evaluator.holdout: reads its accuracy on a slice of the train split
+    references: ClassVar[tuple[str, ...]] = ("test",)  # the evaluate.reference values it takes (its real side)
 
     @property
     def recorded_kind(self) -> str:
@@ -83,6 +84,13 @@ class Evaluator:
 
     def check_config(self, params) -> None:
         """Raise ValueError, naming the keys, for params this evaluator cannot score."""
+
+    def check_reference(self, params) -> None:
+        """Refuse an evaluate.reference whose split it cannot compare samples with."""
+        if params.evaluate.reference not in self.references:
+            raise EvaluatorError(f"evaluate.reference = {params.evaluate.reference!r}: the {self.name} evaluator "
+                                 f"compares samples with the {' or '.join(self.references)} split only; set "
+                                 f"evaluate.reference: {self.references[0]}")
 
     # ------------------------------------------------------------------------------------ the evaluator stage
     def meta(self, params, manifest: dict) -> dict:
@@ -175,7 +183,8 @@ class Scorer:
         """Refuse, before sampling, a sample count its set metrics cannot use."""
 
     def reference(self, test) -> Any:
-        """The real side, computed once: features of the held-out split, or the split itself."""
+        """The real side, computed once from the split evaluate.reference names (components/evaluation.real_side):
+        its features, or the split itself."""
         return None
 
     def score(self, reference, fake: "torch.Tensor", labels, params) -> dict:

@@ -1,5 +1,6 @@
 """Evaluators that score images through a frozen feature network (components/metrics/base.py): FID, KID, IS,
-precision/recall/density/coverage and the class histogram, with the real-vs-real floor beside them."""
+precision/recall/density/coverage and the class histogram, with the real-vs-real floor beside them. The real side
+is the held-out split, or with evaluate.reference train the train split (components/evaluation.real_side)."""
 from __future__ import annotations
 
 import math
@@ -43,15 +44,28 @@ class FeatureScorer(Scorer):
         return {**out, **self.extractor.set_scores(fake_features[1])}
 
     def floor(self, reference, params, metrics):
-        """The real-vs-real floor: the train split scored as if it were a generator, the best any model can do."""
+        """The real-vs-real floor: the train split scored against the test split as if it were a generator, the
+        best any model can do. `reference` holds the features of the split evaluate.reference names; the other
+        split's are computed here. Left out, with a printed note, when either split is too small for FID (a small
+        image set scored with evaluate.reference train): no number rather than a singular covariance's."""
         from components.data.kinds import kind_of
         from components.data.shards import load_split
         from components.metrics import scores
 
-        ev = params.evaluate
-        real_train = kind_of(self.manifest).to_model_space(load_split(self.prepared, "train")[0])
-        floor = scores.fid_kid(reference[0], self.extractor.features(real_train), kid_subset_size=ev.kid_subset_size,
-                               seed=ev.seed)
+        ev, dim = params.evaluate, self.extractor.feature_dim
+        short = [f"the {s} split has {self.manifest['splits'][s]['count']} images" for s in ("test", "train")
+                 if self.manifest["splits"][s]["count"] <= dim]
+        if short:
+            print("evaluate: note: no real-vs-real floor (fid_floor, kid_floor, fid_over_floor): "
+                  f"{' and '.join(short)}, and FID needs more than {dim} on each side; the scores are "
+                  f"against the {ev.reference} split (docs/metrics.md#the-real-side)", flush=True)
+            return {}
+
+        def features(split):
+            return self.extractor.features(kind_of(self.manifest).to_model_space(load_split(self.prepared, split)[0]))
+
+        test, train = (reference[0], features("train")) if ev.reference == "test" else (features("test"), reference[0])
+        floor = scores.fid_kid(test, train, kid_subset_size=ev.kid_subset_size, seed=ev.seed)
         return {"fid_floor": floor["fid"], "kid_floor": floor["kid_mean"],
                 "fid_over_floor": metrics["fid"] / max(floor["fid"], 1e-12)}
 
@@ -66,6 +80,7 @@ class FeatureNetEvaluator(Evaluator):
     # True: its classes are the dataset's, so it scores requested labels (cond_accuracy)
     classifies_dataset: ClassVar[bool] = True
     classes_need_test_images: ClassVar[bool] = True
+    references = ("test", "train")  # evaluate.reference train: a small set's FID against its train split
     scorer_class: ClassVar[type[FeatureScorer]] = FeatureScorer
 
     def feature_dim(self, manifest: dict) -> int:
@@ -77,17 +92,28 @@ class FeatureNetEvaluator(Evaluator):
                 "add images of those classes or raise data.test_fraction")
 
     def size_problems(self, params, manifest: dict) -> list[str]:
-        """The held-out split (the real side of FID/KID/PRDC) and the samples evaluate will score must outnumber
-        the feature dimension (else FID's covariance is singular), and every class must keep images to read the
-        evaluator's accuracy on. Each problem says how many images that takes."""
+        """The real side of FID/KID/PRDC (the split evaluate.reference names: the held-out one by default) and the
+        samples evaluate will score must outnumber the feature dimension (else FID's covariance is singular), and
+        every class must keep images to read the evaluator's accuracy on. Each problem says how many images that
+        takes."""
         dim = self.feature_dim(manifest)
         test, frac, total = manifest["splits"]["test"], manifest["test_fraction"], manifest["count"]
+        train = manifest["splits"]["train"]["count"]
         problems = []
-        if test["count"] <= dim:
+        if params.evaluate.reference == "train":
+            if train <= dim:
+                problems.append(
+                    f"the train split (FID's real side: evaluate.reference train) has {train} images ({total} less "
+                    f"{test['count']} held out), and the {self.name} evaluator's features are {dim}-dimensional: FID "
+                    f"needs more than {dim} real images, so bring at least {math.ceil((dim + 1) / (1 - frac))} images")
+        elif test["count"] <= dim:
             need = math.ceil((dim + 1) / frac)  # images in all at this test_fraction
             fix = (f"raise data.test_fraction to at least {math.ceil(100 * (dim + 1) / total) / 100:.2f} or bring "
                    f"{need} images" if (dim + 1) / total <= 0.5 else f"bring at least {need} images at this "
                    f"data.test_fraction (more than {dim} must be held out, and most of the data should train)")
+            if train > dim:  # a small set may keep its test split and be compared with what it trains on
+                fix += (f", or set evaluate.reference: train (its {train} train-split images become FID's real side; "
+                        "docs/metrics.md#the-real-side)")
             problems.append(
                 f"the held-out split has {test['count']} images ({total} × data.test_fraction {frac}), and the "
                 f"{self.name} evaluator's features are {dim}-dimensional: FID needs more than {dim} real "
@@ -98,7 +124,7 @@ class FeatureNetEvaluator(Evaluator):
         if thin:
             problems.append(f"classes {', '.join(thin[:10])} keep fewer than {MIN_TEST_PER_CLASS} {what}; {fix}")
         n, what, knob = params.family.scored_count(params, manifest)
-        if n <= dim and knob != "data.test_fraction":
+        if n <= dim and (knob != "data.test_fraction" or params.evaluate.reference == "train"):  # else said above
             problems.append(f"evaluate scores {n} {what}, not more than the feature dimension {dim}; raise {knob} "
                             f"above {dim}")
         return problems
