@@ -14,7 +14,8 @@ from pathlib import Path
 
 from components.atomic import atomic_write
 from components.config import load_params
-from components.config.edit import render, set_values
+from components.config.edit import changed_values, render, set_values
+from components.config.loading import code_defaults
 from components.data.source_data import DataError
 
 # Image models: steps that give a usable DCGAN on a few hundred to a few thousand images on 2 CPU cores
@@ -117,11 +118,28 @@ def image_settings(folder: Path, repo_root: Path) -> tuple[dict, list[str]]:
     return settings, why
 
 
-def text_settings(file: Path, repo_root: Path) -> tuple[dict, list[str]]:
+def _text_preset() -> dict:
     import yaml
 
-    from components.data.text import tokenize
     from components.config.loading import PRESETS_DIR
+
+    return yaml.safe_load((PRESETS_DIR / f"{TEXT_PRESET}.yaml").read_text())
+
+
+def _text_model(preset: dict) -> dict:
+    """The text preset's keys but its data ones (they name the shipped corpus); tune.space is set whole."""
+    return {f"{section}.{k}": v for section, values in preset.items() if section != "data" for k, v in values.items()}
+
+
+# What only the other kind of data sets: reset to the code defaults, so that an init on a checkout another init
+# prepared for text (or images) leaves none of that one's settings behind.
+IMAGE_KEYS = ("data.image_size", "data.test_fraction", "evaluate.reference", "evaluator.holdout", "train.epochs",
+              "train.sample_every", "evaluator.epochs")
+TEXT_DATA_KEYS = ("data.seq_len", "data.long_lines", "data.min_count")
+
+
+def text_settings(file: Path, repo_root: Path) -> tuple[dict, list[str]]:
+    from components.data.text import tokenize
 
     if not file.is_file():
         raise DataError(f"text file {file} does not exist or is not a file")
@@ -136,15 +154,12 @@ def text_settings(file: Path, repo_root: Path) -> tuple[dict, list[str]]:
     seq_len = max(8, min(64, covered + 1))  # + <eos>
     cut = sum(n > seq_len - 1 for n in lengths)
     # The seqgan_text preset's model and phases, written out (its data keys name the shipped corpus, not yours).
-    preset = yaml.safe_load((PRESETS_DIR / f"{TEXT_PRESET}.yaml").read_text())
+    preset = _text_preset()
     settings = {"preset": None, "data.source": "textfile", "data.path": _where(file, repo_root),
                 "data.name": _dataset_name(file), "data.seq_len": seq_len,
                 "data.long_lines": "truncate" if cut else "error",
-                "data.min_count": 2 if sum(lengths) >= 20_000 else 1,
-                "evaluate.reference": "test", "evaluator.holdout": None}  # an image set's, undone: text has neither
-    for section, values in preset.items():
-        if section != "data":  # tune.space is set whole: the shipped space varies image knobs
-            settings.update({f"{section}.{k}": v for k, v in values.items()})
+                "data.min_count": 2 if sum(lengths) >= 20_000 else 1}
+    settings.update(_text_model(preset))
     why = [f"{len(lengths)} sentences, {min(lengths)}–{lengths[-1]} words (median {lengths[len(lengths) // 2]})",
            f"data.seq_len {seq_len}: {int(TEXT_LENGTH_QUANTILE * 100)} % of lines whole with <eos>"
            + (f"; {cut} longer line(s) cut (data.long_lines truncate; prepare prints the count)" if cut else ""),
@@ -159,8 +174,13 @@ def run(repo_root: Path, params_file: str, images: str | None = None, text: str 
     target = repo_root / params_file
     if not target.is_file():
         raise FileNotFoundError(f"{target} does not exist: run genpipe init in a genpipe checkout")
-    settings, why = (image_settings(Path(images).expanduser(), repo_root) if images is not None
-                     else text_settings(Path(text).expanduser(), repo_root))
+    if images is not None:
+        settings, why = image_settings(Path(images).expanduser(), repo_root)
+        other = (*TEXT_DATA_KEYS, *_text_model(_text_preset()))
+    else:
+        settings, why = text_settings(Path(text).expanduser(), repo_root)
+        other = IMAGE_KEYS
+    settings = changed_values(target.read_text(), {**code_defaults(k for k in other if k not in settings), **settings})
     new = set_values(target.read_text(), settings)
     check = target.with_name(f".{target.name}.init-{os.getpid()}")
     try:  # validated as every stage will validate it, before the file is replaced

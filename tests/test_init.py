@@ -153,3 +153,19 @@ def test_a_file_deleted_added_or_edited_reruns_prepare(tmp_path, monkeypatch):
     first.unlink()
     _sh(["dvc", "repro", "prepare"], repo)
     assert json.loads(manifest.read_text())["count"] == 299 and not _prepare_stale(repo)
+
+
+def test_init_of_one_kind_after_the_other_leaves_nothing_of_the_first(tmp_path, monkeypatch):
+    folder = _images(tmp_path / "pics", per_class=150)
+    (tmp_path / "s.txt").write_text("\n".join(" ".join(["word"] * (3 + i % 5)) for i in range(40)) + "\n")
+    (tmp_path / "params.yaml").write_text(SHIPPED)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["init", "--images", str(folder)]) == 0
+    assert cli.main(["init", "--text", "s.txt"]) == 0
+    p = load_params(tmp_path / "params.yaml")  # the image set's reference, holdout and budget undone
+    assert (p.evaluate.reference, p.evaluator.holdout, p.train.epochs, p.evaluator.epochs) == ("test", None, 74, 20)
+    assert cli.main(["init", "--images", str(folder)]) == 0
+    back = load_params(tmp_path / "params.yaml")  # the text model undone: the image default's family and sizes
+    assert (back.model.family, back.train.batch_size, back.train.lr_g, back.tune.metric) == ("dcgan", 32, 2e-4, None)
+    assert back.seqgan == load_params(REPO / "params.yaml").seqgan and back.tune.space == load_params(
+        REPO / "params.yaml").tune.space

@@ -135,3 +135,22 @@ def set_values(text: str, values: dict[str, Any]) -> str:
             new += " " * max(1, column - len(new)) + comment.lstrip(" \t")  # at its column when the value fits
         lines[i] = new
     return "\n".join(lines) + ("\n" if text.endswith("\n") else "")
+
+
+def changed_values(text: str, values: dict[str, Any]) -> dict[str, Any]:
+    """The entries of `values` whose key the file sets otherwise (or lacks): only those lines need to change."""
+    raw = yaml.safe_load(text) or {}
+
+    def current(dotted: str):
+        node = raw
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return _MISSING
+            node = node[part]
+        return node
+
+    return {k: v for k, v in values.items() if json.dumps(current(k), sort_keys=True, default=str)
+            != json.dumps(v, sort_keys=True, default=str)}
+
+
+_MISSING = object()

@@ -126,3 +126,18 @@ def _preset_hint(file_preset: str | None, raw: dict[str, Any], overrides: list[s
         return ""
     return (f"\n  (the params file's preset {file_preset!r} is applied over it: pick another family by its "
             f"preset, --set preset=<name>, or drop it with --set preset=null)")
+
+
+def code_defaults(keys: Iterable[str]) -> dict[str, Any]:
+    """Dotted key → its code default, as params.yaml writes it (unset fields of a mapping, such as a tune.space
+    entry's other distributions, left out)."""
+    def plain(v):
+        return {k: plain(x) for k, x in v.items() if x is not None} if isinstance(v, dict) else v
+
+    dump, out = Params().model_dump(mode="json"), {}
+    for key in keys:
+        node = dump
+        for part in key.split("."):
+            node = node[part]
+        out[key] = plain(node)
+    return out
