@@ -180,8 +180,10 @@ def run(repo_root: Path, params_file: str, images: str | None = None, text: str 
     else:
         settings, why = text_settings(Path(text).expanduser(), repo_root)
         other = IMAGE_KEYS
-    settings = changed_values(target.read_text(), {**code_defaults(k for k in other if k not in settings), **settings})
-    new = set_values(target.read_text(), settings)
+    settings = {**code_defaults(k for k in other if k not in settings), **settings}
+    text_before = target.read_text()
+    changed = changed_values(text_before, settings)
+    new = set_values(text_before, changed)
     check = target.with_name(f".{target.name}.init-{os.getpid()}")
     try:  # validated as every stage will validate it, before the file is replaced
         check.write_text(new)
@@ -192,7 +194,8 @@ def run(repo_root: Path, params_file: str, images: str | None = None, text: str 
     print(f"genpipe init: wrote {params_file} for {settings['data.path']} (dataset {params.data.dataset}):")
     for line in why:
         print(f"  - {line}")
-    print("  set: " + ", ".join(f"{k}={render(v)}" for k, v in settings.items()))
+    print("  set: " + (", ".join(f"{k}={render(v)}" for k, v in changed.items()) or "nothing new: params.yaml "
+                       "already said all this"))
     print("next: `dvc repro` (prepare → evaluator → train → evaluate → promote); any change to your files reruns "
           "the stages that read them")
     return settings

@@ -169,3 +169,13 @@ def test_init_of_one_kind_after_the_other_leaves_nothing_of_the_first(tmp_path, 
     assert (back.model.family, back.train.batch_size, back.train.lr_g, back.tune.metric) == ("dcgan", 32, 2e-4, None)
     assert back.seqgan == load_params(REPO / "params.yaml").seqgan and back.tune.space == load_params(
         REPO / "params.yaml").tune.space
+
+
+def test_init_again_on_the_same_data_changes_nothing(tmp_path, capsys, monkeypatch):
+    folder = _images(tmp_path / "pics", per_class=150)
+    (tmp_path / "params.yaml").write_text(SHIPPED)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["init", "--images", str(folder)]) == 0
+    first = (tmp_path / "params.yaml").read_text()
+    assert cli.main(["init", "--images", str(folder)]) == 0
+    assert (tmp_path / "params.yaml").read_text() == first and "nothing new" in capsys.readouterr().out
