@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from components.data.kinds import kind_of
-from components.data.shards import read_manifest, read_share
+from components.data.shards import load_split, read_manifest, read_share
 from components.metrics import feature_nets
 from components.metrics.catalogue import SEED_STD
 from components.metrics.evaluators import Scorer, evaluator_of
@@ -63,23 +63,27 @@ def open_evaluator(params, repo_root: Path) -> Scorer:
     """The evaluator the `evaluator` stage wrote, opened as the scorer of the prepared dataset: refused, naming
     both datasets and the command that makes the right one, when it is another kind or was made for other data
     (Evaluator.recorded). Every scorer opens it here: evaluate, tune and its trials, promote's re-score."""
-    prepared = params.prepared_path(repo_root)
-    manifest = read_manifest(prepared)
-    return evaluator_of(params, manifest).open(evaluator_dir(params, repo_root), prepared, manifest)
+    evaluator, *where = _bound(params, repo_root)
+    return evaluator.open(*where)
 
 
 def check_evaluator(params, repo_root: Path) -> dict:
     """The evaluator's record, refused as `open_evaluator` refuses it, without loading a network: for a stage
     that compares numbers measured under it (promote) and the domain-A classifier beside it."""
+    evaluator, *where = _bound(params, repo_root)
+    return evaluator.recorded(*where)
+
+
+def _bound(params, repo_root: Path):
+    """(the evaluator these params choose for the prepared data, its folder, the prepared folder, its manifest)."""
     prepared = params.prepared_path(repo_root)
     manifest = read_manifest(prepared)
-    return evaluator_of(params, manifest).recorded(evaluator_dir(params, repo_root), prepared, manifest)
+    return evaluator_of(params, manifest), evaluator_dir(params, repo_root), prepared, manifest
 
 
 def open_input_evaluator(params, repo_root: Path):
-    """An unpaired dataset's classifier of domain A (the inputs), as (FeatureExtractor, info); its folder
-    lies inside the evaluator's, which must be this data's."""
-    check_evaluator(params, repo_root)
+    """An unpaired dataset's classifier of domain A (the inputs), as (FeatureExtractor, info); its folder lies
+    inside the evaluator's, which every caller has opened (and so checked) first with `open_evaluator`."""
     return feature_nets.load_evaluator(evaluator_dir(params, repo_root) / INPUT_DOMAIN)
 
 
@@ -118,7 +122,8 @@ def real_side(params, scorer: Scorer, test: TestSplit) -> TestSplit:
     if params.evaluate.reference == "test":
         return test
     scorer.evaluator.check_reference(params)
-    real = TestSplit.load(scorer.prepared, "train")
+    x, labels = load_split(scorer.prepared, "train")  # the real side needs no inputs; the scorer holds the manifest
+    real = TestSplit(kind_of(scorer.manifest).to_model_space(x), torch.from_numpy(labels))
     scorer.check_sample_size(len(real.x), "evaluate.reference train: the train split, FID's real side",
                              knob="the train split (bring more images)")
     return real

@@ -184,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
         params, tuned = _resolve(args.stage, args.params, args.overrides, repo_root)
         from components import options
 
-        resolved = options.resolve(args.stage, params, _layers(args, tuned))
+        layers = _layers(args, tuned)
+        resolved = options.resolve(args.stage, params, layers)
         result = None
         if args.stage == "tune":
             from pipelines import tune
@@ -197,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.stage == "evaluate":  # the layers name where a refused setting came from
             from pipelines import evaluate
 
-            evaluate.run(params, repo_root, layers=_layers(args, tuned))
+            evaluate.run(params, repo_root, layers=layers)
         elif args.stage == "sample":
             from pipelines import sample
 
@@ -228,12 +229,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _init(args) -> int:
-    from components.config import ConfigError
     from pipelines import init
 
     try:
         init.run(Path.cwd(), args.params, images=args.images, text=args.text)
-    except (ConfigError, ValueError, FileNotFoundError) as e:  # DataError and EditError are ValueErrors
+    except (ValueError, FileNotFoundError) as e:  # ConfigError, DataError and EditError are ValueErrors
         print(f"genpipe init: error: {e}", file=sys.stderr)
         return 2
     return 0

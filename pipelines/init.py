@@ -52,7 +52,7 @@ def _image_side(sizes: Counter) -> tuple[int | None, str]:
     if len(sizes) == 1 and w == h and w <= LARGEST_SIDE and stages_for(w)[0] >= 1:
         return None, f"native {w}×{h}"
     side = min(LARGEST_SIDE, max(w, h))
-    side = next(s for s in (8, 16, 28, 32, 64) if s >= side) if side <= LARGEST_SIDE else LARGEST_SIDE
+    side = next(s for s in (8, 16, 28, 32, LARGEST_SIDE) if s >= side)
     why = "sizes differ" if len(sizes) > 1 else f"{w}×{h} is not a square side the DCGAN halves"
     return side, f"resized to {side}×{side} ({why}{'' if max(w, h) <= LARGEST_SIDE else f'; at most {LARGEST_SIDE}'})"
 
@@ -88,15 +88,15 @@ def _real_side(n: int, classes: int) -> tuple[dict, str]:
 def image_settings(folder: Path, repo_root: Path) -> tuple[dict, list[str]]:
     from PIL import Image
 
-    from components.data.sources import list_images
+    from components.data.sources import CHANNELS, list_images
 
-    files, labels, classes = list_images(folder)
+    files, _, classes = list_images(folder)
     sizes, modes = Counter(), Counter()
     for f in files:
         with Image.open(f) as im:  # the header only: sizes and modes without decoding
             sizes[im.size] += 1
             modes[im.mode] += 1
-    if len(modes) > 1:
+    if len(modes) > 1 or next(iter(modes)) not in CHANNELS:
         raise DataError(f"{folder}: images of several modes ({dict(modes)}); convert them to one ('L' or 'RGB')")
     image_size, size_why = _image_side(sizes)
     n, k = len(files), len(classes)
@@ -105,7 +105,7 @@ def image_settings(folder: Path, repo_root: Path) -> tuple[dict, list[str]]:
                 "data.image_size": image_size}
     split, split_why = _real_side(n, k)
     settings.update(split)
-    train_rows = n * (1 - split["data.test_fraction"])
+    train_rows = n * (1 - TEST_FRACTION)
     settings["train.epochs"] = epochs = max(1, math.ceil(IMAGE_STEPS * GLOBAL_BATCH / train_rows))
     settings["train.sample_every"] = max(1, epochs // 10)
     classifier_rows = train_rows * (1 - (split["evaluator.holdout"] or 0))  # its holdout does not train it
@@ -139,15 +139,10 @@ TEXT_DATA_KEYS = ("data.seq_len", "data.long_lines", "data.min_count")
 
 
 def text_settings(file: Path, repo_root: Path) -> tuple[dict, list[str]]:
-    from components.data.text import tokenize
+    from components.data.text import read_lines
 
-    if not file.is_file():
-        raise DataError(f"text file {file} does not exist or is not a file")
-    try:
-        lines = [tokenize(line) for line in file.read_text(encoding="utf-8").splitlines()]
-    except UnicodeDecodeError as e:
-        raise DataError(f"text file {file} is not UTF-8: {e}") from None
-    lengths = sorted(len(words) for words in lines if words)
+    sentences, _ = read_lines(file, seq_len=2**31)  # no line is long at this limit: each line as prepare reads it
+    lengths = sorted(map(len, sentences))
     if len(lengths) < 20:
         raise DataError(f"text file {file} holds {len(lengths)} non-empty line(s); a text GAN needs at least 20")
     covered = lengths[min(len(lengths) - 1, int(TEXT_LENGTH_QUANTILE * len(lengths)))]

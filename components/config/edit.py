@@ -13,6 +13,8 @@ from typing import Any
 
 import yaml
 
+from components.config.loading import lookup
+
 _KEY = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z0-9_.-]+):(?P<rest>.*)$")
 
 
@@ -140,17 +142,5 @@ def set_values(text: str, values: dict[str, Any]) -> str:
 def changed_values(text: str, values: dict[str, Any]) -> dict[str, Any]:
     """The entries of `values` whose key the file sets otherwise (or lacks): only those lines need to change."""
     raw = yaml.safe_load(text) or {}
-
-    def current(dotted: str):
-        node = raw
-        for part in dotted.split("."):
-            if not isinstance(node, dict) or part not in node:
-                return _MISSING
-            node = node[part]
-        return node
-
-    return {k: v for k, v in values.items() if json.dumps(current(k), sort_keys=True, default=str)
+    return {k: v for k, v in values.items() if json.dumps(lookup(raw, k), sort_keys=True, default=str)
             != json.dumps(v, sort_keys=True, default=str)}
-
-
-_MISSING = object()

@@ -134,10 +134,14 @@ def code_defaults(keys: Iterable[str]) -> dict[str, Any]:
     def plain(v):
         return {k: plain(x) for k, x in v.items() if x is not None} if isinstance(v, dict) else v
 
-    dump, out = Params().model_dump(mode="json"), {}
-    for key in keys:
-        node = dump
-        for part in key.split("."):
-            node = node[part]
-        out[key] = plain(node)
-    return out
+    dump = Params().model_dump(mode="json")
+    return {key: plain(lookup(dump, key)) for key in keys}
+
+
+def lookup(node: Any, dotted: str, missing: Any = _MISSING) -> Any:
+    """The value at a dotted key (section.key…) of a nested params dict, or `missing`."""
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return missing
+        node = node[part]
+    return node

@@ -10,6 +10,12 @@ from __future__ import annotations
 SEED_STD = "_seed_std"
 
 
+def fid_fits(n: int, feature_dim: int) -> bool:
+    """FID fits a full-covariance Gaussian: it needs more samples than feature dimensions (else the covariance is
+    singular). The one statement of the rule: the scorer, the evaluator's size check and the floor ask here."""
+    return n > feature_dim
+
+
 def all_metrics() -> dict[str, bool]:
     """name → greater is better, for every metric any evaluator or family reports: the default evaluator's
     first, then the families' own, then the other evaluators' (the order of a sweep CSV's columns)."""

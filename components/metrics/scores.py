@@ -16,6 +16,8 @@ from prdc import compute_prdc
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.inception import InceptionScore
+
+from components.metrics.catalogue import fid_fits
 from torchmetrics.image.kid import maximum_mean_discrepancy, poly_kernel
 
 from components.metrics.uniform_kl import kl_to_uniform
@@ -57,7 +59,7 @@ def _quiet_and_seeded(seed: int):
 def check_sample_size(n: int, feature_dim: int, what: str, knob: str = SAMPLES_KNOB) -> None:
     """FID fits a full-covariance Gaussian: with n ≤ D samples the D×D covariance is singular and the
     score is an artefact (or NaN), so refuse before computing anything."""
-    if n <= feature_dim:
+    if not fid_fits(n, feature_dim):
         raise ValueError(
             f"{what}: {n} samples for {feature_dim}-dimensional evaluator features; FID needs more samples than "
             f"feature dimensions (else the covariance is singular). Raise {knob} above {feature_dim}"

@@ -206,6 +206,7 @@ def train_model(params: Params, prepared_dir: Path, worker: Worker, callbacks: C
 
     stats_sum = torch.zeros(len(task.stats), dtype=torch.float64)
     measured = getattr(task, "measured", None)
+    units = kind.units_per_row(manifest)  # images, points or tokens per row, for the rate metric
     column = {name: i for i, name in enumerate(task.stats)}
     counts = [0] * len(task.stats)  # this window's steps that measured each stat
     pending: list[Tensor] = []  # this window's per-step stats, still on the device (no host sync per step)
@@ -242,8 +243,9 @@ def train_model(params: Params, prepared_dir: Path, worker: Worker, callbacks: C
             return real._replace(inputs=path.images(to_model_space(pair[0])), input_labels=pair[1])
 
         pending.append(task.step(step, steps.total_steps, batch).detach())
-        for name in task.stats if measured is None else measured(step):
-            counts[column[name]] += 1
+        if measured is not None:  # a task whose phases measure different stats (seqgan)
+            for name in measured(step):
+                counts[column[name]] += 1
         done = step + 1
         window_steps += 1
         logging = done % tc.log_every == 0 or done == steps.total_steps
@@ -252,11 +254,10 @@ def train_model(params: Params, prepared_dir: Path, worker: Worker, callbacks: C
 
         if logging:
             elapsed = time.perf_counter() - window_start
-            # × window_steps / count is × 1.0 (the same bits) for a stat every step of the window measured
-            means = (stats_sum / window_steps).tolist()
-            last = {name: mean * (window_steps / n) for name, mean, n in zip(task.stats, means, counts) if n}
+            seen = counts if measured is not None else [window_steps] * len(task.stats)
+            last = {name: s / n for name, s, n in zip(task.stats, stats_sum.tolist(), seen) if n}
             rows = window_steps * b * k_b * worker.world_size
-            last[kind.rate_metric] = rows * kind.units_per_row(manifest) / elapsed  # images, points or tokens /s
+            last[kind.rate_metric] = rows * units / elapsed
             last["epoch"] = epoch + (k + 1) / steps.steps_per_epoch
             if worker.rank == 0:
                 callbacks.log(done, last)

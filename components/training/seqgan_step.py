@@ -31,7 +31,7 @@ ADVERSARIAL_STATS = (*D_STATS, "pg_loss", "reward")
 
 
 class SeqganTask:
-    stats = ("mle_loss", "d_loss", "d_real", "d_fake", "pg_loss", "reward")  # mle_loss: G's NLL, nats per token
+    stats = (*MLE_STATS, *ADVERSARIAL_STATS)  # mle_loss: G's NLL, nats per token
     preview_cols = None
 
     def __init__(self, params: Params, manifest: dict, worker: Worker, resume: dict | None, distributed: bool):

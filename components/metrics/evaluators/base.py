@@ -29,15 +29,6 @@ INFO = "evaluator.json"  # the record every evaluator folder holds (components/m
 REBUILD = "`dvc repro evaluator`, or `genpipe evaluator` with this command's --params/--set"
 
 
-def _shown(path: Path) -> str:
-    """A path as the user typed it: relative to the working directory when under it."""
-    path = Path(path)
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
-
-
 def _dataset(record: dict) -> str:
     """A dataset by name and short content hash, from a manifest or an evaluator.json."""
     digest = record.get("content_hash")
@@ -143,18 +134,21 @@ class Evaluator:
         weights from it, a mode counter's record is the mixture's centres, a text scorer's the data's own
         definition, and InceptionV3 (whose weights know no data) was size-checked on it and is re-made in a
         second. A pin (mnist5k's) records the data it was trained on like any other build."""
+        from components.options import shown  # here: options reads the config, which reads the evaluators
+
+        evaluator_at, prepared_at = shown(evaluator_dir, Path.cwd()), shown(prepared, Path.cwd())
         path = Path(evaluator_dir) / INFO
         if not path.is_file():
-            raise FileNotFoundError(f"no evaluator in {_shown(evaluator_dir)}: {INFO} is missing; make it with "
+            raise FileNotFoundError(f"no evaluator in {evaluator_at}: {INFO} is missing; make it with "
                                     f"{REBUILD}")
         info = json.loads(path.read_text())
         kind, made_for, here = info.get("kind"), info.get("content_hash"), manifest["content_hash"]
         if kind != self.recorded_kind:
-            problem = (f"the evaluator in {_shown(evaluator_dir)} is a {kind} evaluator, but this "
+            problem = (f"the evaluator in {evaluator_at} is a {kind} evaluator, but this "
                        f"{manifest.get('kind', 'image')} data is scored by the {self.name} evaluator")
         elif made_for != here:
-            problem = (f"the evaluator in {_shown(evaluator_dir)} was made for {_dataset(info)}, but the prepared "
-                       f"data in {_shown(prepared)} is {_dataset(manifest)}")
+            problem = (f"the evaluator in {evaluator_at} was made for {_dataset(info)}, but the prepared "
+                       f"data in {prepared_at} is {_dataset(manifest)}")
         else:
             return info
         raise EvaluatorError(f"{problem}: scores under it would not measure this data. Make this data's evaluator "

@@ -56,15 +56,15 @@ class Classifier(FeatureNetEvaluator):
 
     def accuracy_read_on(self, params, manifest):
         h = params.evaluator.holdout
-        if h is None and params.evaluate.reference == "train":
-            # refused rather than held out on its own: evaluator.holdout changes the evaluator's definition (its
-            # pin, its hash, the evaluator stage's params), which only the evaluator section may decide
-            return (manifest["splits"]["test"].get("class_counts", []), "held-out images",
-                    "with evaluate.reference train the test split may stay small, but the classifier must read its "
-                    "accuracy on images it did not train on: set evaluator.holdout (e.g. 0.2, a slice of the train "
-                    "split held out of its training) or raise data.test_fraction")
         if h is None:
-            return super().accuracy_read_on(params, manifest)
+            per_class, what, fix = super().accuracy_read_on(params, manifest)
+            if params.evaluate.reference == "train":
+                # refused rather than held out on its own: evaluator.holdout changes the evaluator's definition
+                # (its pin, its hash, the evaluator stage's params), which only the evaluator section may decide
+                fix = ("with evaluate.reference train the test split may stay small, but the classifier must read "
+                       "its accuracy on images it did not train on: set evaluator.holdout (e.g. 0.2, a slice of the "
+                       "train split held out of its training) or raise data.test_fraction")
+            return per_class, what, fix
         return (holdout_counts(manifest["splits"]["train"]["class_counts"], h),
                 f"images in its holdout (evaluator.holdout {h} of the train split)",
                 "add images of those classes or raise evaluator.holdout")

@@ -7,6 +7,7 @@ import math
 from pathlib import Path
 from typing import ClassVar
 
+from components.metrics.catalogue import fid_fits
 from components.metrics.evaluators.base import Evaluator, Scorer
 
 # images, under a feature network (components/metrics/scores.py)
@@ -54,7 +55,7 @@ class FeatureScorer(Scorer):
 
         ev, dim = params.evaluate, self.extractor.feature_dim
         short = [f"the {s} split has {self.manifest['splits'][s]['count']} images" for s in ("test", "train")
-                 if self.manifest["splits"][s]["count"] <= dim]
+                 if not fid_fits(self.manifest["splits"][s]["count"], dim)]
         if short:
             print("evaluate: note: no real-vs-real floor (fid_floor, kid_floor, fid_over_floor): "
                   f"{' and '.join(short)}, and FID needs more than {dim} on each side; the scores are "
@@ -101,17 +102,17 @@ class FeatureNetEvaluator(Evaluator):
         train = manifest["splits"]["train"]["count"]
         problems = []
         if params.evaluate.reference == "train":
-            if train <= dim:
+            if not fid_fits(train, dim):
                 problems.append(
                     f"the train split (FID's real side: evaluate.reference train) has {train} images ({total} less "
                     f"{test['count']} held out), and the {self.name} evaluator's features are {dim}-dimensional: FID "
                     f"needs more than {dim} real images, so bring at least {math.ceil((dim + 1) / (1 - frac))} images")
-        elif test["count"] <= dim:
+        elif not fid_fits(test["count"], dim):
             need = math.ceil((dim + 1) / frac)  # images in all at this test_fraction
             fix = (f"raise data.test_fraction to at least {math.ceil(100 * (dim + 1) / total) / 100:.2f} or bring "
                    f"{need} images" if (dim + 1) / total <= 0.5 else f"bring at least {need} images at this "
                    f"data.test_fraction (more than {dim} must be held out, and most of the data should train)")
-            if train > dim:  # a small set may keep its test split and be compared with what it trains on
+            if fid_fits(train, dim):  # a small set may keep its test split and be compared with what it trains on
                 fix += (f", or set evaluate.reference: train (its {train} train-split images become FID's real side; "
                         "docs/metrics.md#the-real-side)")
             problems.append(
@@ -124,7 +125,7 @@ class FeatureNetEvaluator(Evaluator):
         if thin:
             problems.append(f"classes {', '.join(thin[:10])} keep fewer than {MIN_TEST_PER_CLASS} {what}; {fix}")
         n, what, knob = params.family.scored_count(params, manifest)
-        if n <= dim and (knob != "data.test_fraction" or params.evaluate.reference == "train"):  # else said above
+        if not fid_fits(n, dim) and (knob != "data.test_fraction" or params.evaluate.reference == "train"):  # else said above
             problems.append(f"evaluate scores {n} {what}, not more than the feature dimension {dim}; raise {knob} "
                             f"above {dim}")
         return problems
