@@ -36,6 +36,16 @@ def _dataset(record: dict) -> str:
             else "no recorded dataset (made before evaluators recorded their data)")
 
 
+def _shown(path: Path) -> str:
+    """A path as the user typed it: relative to the working directory when under it. (components.options.shown
+    does the same for a plan, but importing it here would close an import circle through the config.)"""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
 class EvaluatorError(ValueError):
     pass
 
@@ -134,9 +144,7 @@ class Evaluator:
         weights from it, a mode counter's record is the mixture's centres, a text scorer's the data's own
         definition, and InceptionV3 (whose weights know no data) was size-checked on it and is re-made in a
         second. A pin (mnist5k's) records the data it was trained on like any other build."""
-        from components.options import shown  # here: options reads the config, which reads the evaluators
-
-        evaluator_at, prepared_at = shown(evaluator_dir, Path.cwd()), shown(prepared, Path.cwd())
+        evaluator_at, prepared_at = _shown(evaluator_dir), _shown(prepared)
         path = Path(evaluator_dir) / INFO
         if not path.is_file():
             raise FileNotFoundError(f"no evaluator in {evaluator_at}: {INFO} is missing; make it with "
