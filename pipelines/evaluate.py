@@ -136,6 +136,9 @@ def run(params: Params, repo_root: Path, layers=None) -> dict:
     test = TestSplit.load(prepared)
     sampling = family.sampling_options(params)
     metrics, fake = measure(g, params, test, scorer, input_classifier(params, repo_root))
+    curve = family.quality_diversity(g, params, test, scorer)
+    if curve is not None:
+        metrics.update(curve_gains(curve, metrics, params.evaluate.curve_reference, repo_root))
     names = family.metric_names(params, kind_of(manifest).name)
     report = {**metrics, "evaluator_hash": info["hash"], "evaluator_kind": info["kind"],
               "reference": params.evaluate.reference,  # the real side: numbers under another are not compared
@@ -149,6 +152,9 @@ def run(params: Params, repo_root: Path, layers=None) -> dict:
     report_path = (repo_root / params.evaluate.report).resolve()
     grid_path = (repo_root / params.evaluate.grid).resolve()
     atomic_write(grid_path, family.report_grid(g, fake, test))
+    curve_path = (repo_root / params.evaluate.curve).resolve()
+    if curve is not None:
+        atomic_write(curve_path, curve_csv(curve))
     atomic_write(report_path, json.dumps(report, indent=2, sort_keys=True) + "\n")
     atomic_write((repo_root / params.evaluate.headline).resolve(),
                  json.dumps(headline(report, names), indent=2) + "\n")
@@ -164,10 +170,50 @@ def run(params: Params, repo_root: Path, layers=None) -> dict:
                      tags=[RunTag(EVALUATOR_HASH_TAG, info["hash"]), RunTag(REFERENCE_TAG, params.evaluate.reference)])
     client.log_artifact(run_id, str(report_path), "evaluation")
     client.log_artifact(run_id, str(grid_path), "evaluation")
+    if curve is not None:
+        client.log_artifact(run_id, str(curve_path), "evaluation")
     first = [*names, *scorer.evaluator.floor_metrics, *family.printed_extra]
     print("evaluate: " + printed(report, shown(metrics, first))
           + f" (mean ± std over {params.evaluate.error_seeds} sampling seeds)")
+    if curve is not None:
+        print(f"quality–diversity curve ({min(params.evaluate.curve_samples, params.evaluate.num_samples)} "
+              "samples per temperature; "
+              f"{params.evaluate.curve}):\n" + curve_table(curve))
     return report
+
+
+def curve_csv(curve: list[dict]) -> str:
+    columns = list(curve[0])
+    return ",".join(columns) + "\n" + "".join(",".join(f"{r[c]:.6g}" for c in columns) + "\n" for r in curve)
+
+
+def curve_table(curve: list[dict]) -> str:
+    return "\n".join("  " + ", ".join(f"{k}={v:.4g}" for k, v in row.items()) for row in curve)
+
+
+def curve_gains(curve: list[dict], metrics: dict, reference: str | None, repo_root: Path) -> dict:
+    """With evaluate.curve_reference (another model's curve, e.g. MLE's): this model's quality at its own
+    sampling temperature minus the reference curve's at the same NLL_test (components/metrics/quality_diversity.py).
+    NLL_oracle on oracle data (below zero: better than temperature-tuned MLE), else BLEU-4 (above zero: better)."""
+    if reference is None:
+        return {}
+    import csv
+
+    from components.metrics.quality_diversity import matched
+
+    path = (repo_root / reference).resolve()
+    try:
+        with open(path, newline="") as f:
+            ref = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    except (OSError, ValueError) as e:
+        raise EvaluateError(f"evaluate.curve_reference = {reference!r}: cannot read a curve from {path}: {e}") from None
+    key = "nll_oracle" if "nll_oracle" in metrics else "bleu4"
+    if not ref or key not in ref[0] or "nll_test" not in ref[0]:
+        raise EvaluateError(f"evaluate.curve_reference = {reference!r}: {path} has no nll_test and {key} columns "
+                            "(a curve of a model on other data?)")
+    at = matched(ref, "nll_test", metrics["nll_test"], key)
+    return {f"matched_{key}": at.value, "matched_gain": metrics[key] - at.value,
+            "matched_temperature": at.temperature, "matched_in_range": float(at.in_range)}
 
 
 def dry_run(params: Params, repo_root: Path) -> dict:

@@ -104,10 +104,10 @@ def exported(name, **model):
     params = family_params(name)
     if model:
         params = params.with_overrides({f"model.{k}": v for k, v in model.items()})
-    image_shape = {"mlp": [2], "seqgan": [6]}.get(name, [1, 8, 8])  # a point, a token sequence, an image
+    image_shape = {"mlp": [2], "seqgan": [6], "relgan": [6]}.get(name, [1, 8, 8])  # a point, a token sequence, an image
     spec = {"model": params.model.model_dump(mode="json"), "image_shape": image_shape,
             "class_names": [str(i) for i in range(10)], **params.family.spec(params)}
-    if name == "seqgan":
+    if name in ("seqgan", "relgan"):
         spec["vocabulary"] = ["<eos>", "<unk>", "a", "b", "c"]
     if params.family.pairing:
         spec["input_shape"] = image_shape

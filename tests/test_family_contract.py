@@ -121,7 +121,8 @@ def test_tune_and_promote_rank_by_the_same_default_metric(name, tmp_path):
         tuned, _ = metric_and_mode(params, kind)
         assert tuned == promotion_metric(params, tmp_path) == family.default_metric(kind)
         assert tuned in family.metric_names(params, kind)
-    expected = {"pix2pix": "psnr", "cyclegan": "label_preservation", "mlp": "reverse_kl", "seqgan": "nll_test"}.get(name, "fid")
+    expected = {"pix2pix": "psnr", "cyclegan": "label_preservation", "mlp": "reverse_kl", "seqgan": "nll_test",
+                "relgan": "nll_test"}.get(name, "fid")
     assert family.default_metric(family.data_kinds[0]) == expected
 
 
@@ -142,7 +143,7 @@ def test_each_pyfunc_refuses_the_inputs_its_family_does_not_take(name):
     else:
         out = family.predict(g, spec, plain_inputs({"num_samples": 3, "seed": 1, **(
             {"steps": 2} if "steps" in family.pyfunc_inputs else {})}), 64)
-    if name == "seqgan":  # text: one row per sample, its token ids and its sentence
+    if name in ("seqgan", "relgan"):  # text: one row per sample, its token ids and its sentence
         assert list(out.columns) == ["tokens", "sentence"] and len(out) == 3
         assert all(len(t) == spec["image_shape"][0] for t in out["tokens"])
         return
@@ -344,4 +345,4 @@ def test_a_new_family_is_one_module(affine_family, tmp_path):
 
 def test_the_example_family_left_nothing_in_the_registry():
     assert "affine" not in FAMILIES and FAMILIES.names() == ["cyclegan", "dcgan", "ddgan", "ddpm", "mlp", "pix2pix",
-                                                                  "seqgan", "vae"]
+                                                                  "relgan", "seqgan", "vae"]

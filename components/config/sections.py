@@ -248,10 +248,26 @@ class EvaluateConfig(Section):
                                                 "density/coverage: the held-out split, or the train split (a small "
                                                 "image set: blind to memorisation, no real-vs-real floor on a tiny "
                                                 "test split; docs/metrics.md#the-real-side)")
+    temperatures: list[float] = Field([0.3, 0.5, 0.7, 0.85, 1.0, 1.2, 1.5], min_length=1, max_length=32,
+                                      description="text models: the sampling temperatures of the quality–diversity "
+                                      "curve (docs/metrics.md#quality-diversity-curves); include 1.0")
+    curve_samples: int = Field(2000, ge=2, description="text models: samples per temperature of the curve "
+                               "(at most evaluate.num_samples)")
+    curve: str = Field("reports/quality_diversity.csv", description="text models: the curve, one row per temperature "
+                       "(written only for them)")
+    curve_reference: str | None = Field(None, description="text models: another model's curve (e.g. MLE's); evaluate "
+                                        "then reports matched_gain: the metric minus that curve's at equal NLL_test")
     report: str = "reports/metrics.json"
     headline: str = Field("reports/headline.json", description="the family's metrics ± error bars only: what "
                           "`dvc metrics show` compares")
     grid: str = "reports/samples.png"
+
+    @field_validator("temperatures")
+    @classmethod
+    def _temperatures(cls, v: list[float]) -> list[float]:
+        if any(not 0 < t <= 10 for t in v) or len(set(v)) != len(v):
+            raise ValueError(f"{v}: temperatures must be distinct numbers in (0, 10]")
+        return sorted(v)
 
 
 class PromoteConfig(Section):

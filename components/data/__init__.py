@@ -1,5 +1,5 @@
 """Data layer: named sources (`SOURCES`, complete once this package is imported: images in `sources`, the 2D
-mixtures in `mixtures`, Stacked MNIST in `stacked`, token sequences in `tokens`), data kinds (`kinds`) and
+mixtures in `mixtures`, Stacked MNIST in `stacked`, token sequences in `tokens` and `coco`), data kinds (`kinds`) and
 prepared Parquet datasets read per rank (`shards`)."""
 from components.data.source_data import SOURCES
 
@@ -9,5 +9,6 @@ from components.data import sources  # noqa: E402,F401,I001  (mnist5k, digits, i
 from components.data import mixtures  # noqa: E402,F401  (the 2D mixtures)
 from components.data import stacked  # noqa: E402,F401  (Stacked MNIST)
 from components.data import tokens  # noqa: E402,F401  (oracle, textfile, python-docs)
+from components.data import coco  # noqa: E402,F401  (coco: Texygen's COCO captions, data/coco)
 
 __all__ = ["SOURCES"]

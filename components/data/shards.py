@@ -60,6 +60,16 @@ def split_indices(labels: np.ndarray, test_fraction: float, seed: int) -> tuple[
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
+def source_split(labels: np.ndarray, test_rows: np.ndarray | None, test_fraction: float,
+                 seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """The train and test rows: the source's own test rows when its files fix them (coco's test file), the
+    rest train; else the seeded stratified `split_indices`."""
+    if test_rows is None:
+        return split_indices(labels, test_fraction, seed)
+    test = np.unique(np.asarray(test_rows, np.int64))
+    return np.setdiff1d(np.arange(len(labels)), test), test
+
+
 # ---------------------------------------------------------------------------------------------- write
 
 MIN_ROW_GROUPS = 16  # a split has at least this many row groups when it has that many rows
@@ -98,7 +108,7 @@ def _hash_split(h: "hashlib._Hash", name: str, images: np.ndarray, labels: np.nd
 def write_prepared(data: SourceData, cfg: DataConfig, seed: int, out_dir: Path) -> dict:
     """Split `data`, write the shards and manifest.json into `out_dir` atomically; return the manifest."""
     out_dir = Path(out_dir)
-    idx = dict(zip(SPLITS, split_indices(data.labels, cfg.test_fraction, seed)))
+    idx = dict(zip(SPLITS, source_split(data.labels, data.test_rows, cfg.test_fraction, seed)))
     for name in SPLITS:
         if len(idx[name]) == 0:
             raise DataError(f"dataset {cfg.dataset!r} ({len(data.labels)} images) leaves the {name} split empty; "
@@ -122,7 +132,7 @@ def write_prepared(data: SourceData, cfg: DataConfig, seed: int, out_dir: Path) 
             "dataset": cfg.dataset,
             "source": cfg.source,
             "seed": seed,
-            "test_fraction": cfg.test_fraction,
+            "test_fraction": cfg.test_fraction if data.test_rows is None else None,  # None: the source's split
             "count": len(data.labels),
             "kind": data.kind,
             "image_shape": list(data.samples.shape[1:]),  # shape of one sample: (C, H, W) or (D,) for points

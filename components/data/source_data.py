@@ -40,6 +40,9 @@ class SourceData:
     origin: dict | None = None  # a shipped corpus: its name, origin and licence
     # a data kind the layout does not tell apart (components/data/kinds.py): set by its own source; None infers
     declared_kind: str | None = None
+    # a source whose files fix the split (coco: its test file): the rows of the test split, the rest train;
+    # None: write_prepared draws the seeded stratified split of data.test_fraction
+    test_rows: np.ndarray | None = None
 
     def encoded(self, cfg, seed: int) -> "SourceData":
         """What is written to shards: samples as they are (a text source encodes its sentences first)."""
@@ -73,6 +76,10 @@ class SourceData:
             raise DataError(f"class_names must be distinct strings, got {names!r}")
         if len(lb) and (lb.min() < 0 or lb.max() >= len(self.class_names)):
             raise DataError(f"labels must lie in [0, {len(self.class_names)}), got [{lb.min()}, {lb.max()}]")
+        if self.test_rows is not None:
+            rows = np.asarray(self.test_rows)
+            if rows.dtype.kind not in "iu" or rows.ndim != 1 or (rows.size and (rows.min() < 0 or rows.max() >= len(lb))):
+                raise DataError(f"test_rows must be row indices in [0, {len(lb)}), got {rows.dtype} {rows.shape}")
         if self.inputs is not None:
             x, xl = self.inputs, self.input_labels
             if not (is_image and x.dtype == np.uint8 and x.ndim == 4 and len(x) == len(im)):

@@ -7,9 +7,10 @@
 - `textfile`: the user's file (data.path), one sentence per line, tokenised at word level.
 - `python-docs`: English prose of the Python documentation shipped inside CPython (pydoc_data.topics),
   the default real corpus: no download, PSF licence.
+- `coco` (components/data/coco.py): Texygen's COCO captions shipped in data/coco, with their own test file.
 
 Text sources return `Sentences`; `encode_split` builds the vocabulary from the train split only (the same
-seeded split write_prepared makes) and encodes every sentence against it."""
+split write_prepared makes: seeded, or the source's own test rows) and encodes every sentence against it."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ class Sentences:
     """What a text source reads: sentences as word lists, before the vocabulary exists."""
     lines: list[list[str]]
     origin: dict | None = None
+    test_rows: np.ndarray | None = None  # the source's own test split (SourceData.test_rows); None: seeded
 
     def encoded(self, cfg: DataConfig, seed: int) -> SourceData:
         """Token ids, with the vocabulary of the train split (`encode_split`)."""
@@ -79,17 +81,18 @@ def python_docs(cfg: DataConfig) -> Sentences:
 def encode_split(data: Sentences, cfg: DataConfig, seed: int) -> SourceData:
     """Sentences → int32 ids against a vocabulary of the train split's words (write_prepared then makes the
     same split: same labels, fraction and seed)."""
-    from components.data.shards import split_indices
+    from components.data.shards import source_split
 
     where = f"data.source {cfg.source}" + (f" ({cfg.path})" if cfg.source == "textfile" else "")
     if len(data.lines) < 2:
         raise DataError(f"{where}: {len(data.lines)} sentence(s); a train and a test split need at least 2")
     labels = np.zeros(len(data.lines), np.int64)
-    train, test = split_indices(labels, cfg.test_fraction, seed)
+    train, test = source_split(labels, data.test_rows, cfg.test_fraction, seed)
     vocabulary = build_vocabulary([data.lines[i] for i in train], cfg.min_count, cfg.max_vocab, where)
     tokens = encode(data.lines, vocabulary, cfg.seq_len)
     print(vocabulary_note(tokens, (train, test), vocabulary, cfg.min_count, where), flush=True)
-    return SourceData(tokens, labels, CLASS_NAMES, vocabulary=vocabulary, origin=data.origin)
+    return SourceData(tokens, labels, CLASS_NAMES, vocabulary=vocabulary, origin=data.origin,
+                      test_rows=data.test_rows)
 
 
 def vocabulary_note(tokens: np.ndarray, splits: tuple[np.ndarray, np.ndarray], vocabulary: list[str],

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 FAMILIES: Registry[Family] = Registry("model family")
 
 # Imported here, in this order, so the registry is complete once the package is; each is torch-free.
-for _module in ("dcgan", "mlp", "ddpm", "ddgan", "pix2pix", "cyclegan", "vae", "seqgan"):
+for _module in ("dcgan", "mlp", "ddpm", "ddgan", "pix2pix", "cyclegan", "vae", "seqgan", "relgan"):
     _family = importlib.import_module(f"components.families.{_module}").FAMILY
     FAMILIES.register(_family.name)(_family)
 

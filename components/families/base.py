@@ -189,6 +189,11 @@ class Family:
         """What the family is for, beyond its data kind's metrics (translation quality, an ELBO…)."""
         return {}
 
+    def quality_diversity(self, g, params, test, scorer) -> list[dict] | None:
+        """Models with a sampling temperature (text): scores at each of evaluate.temperatures
+        (components/metrics/quality_diversity.py); None for the others."""
+        return None
+
     def sample_file(self, samples) -> "SampleFile":
         """What `genpipe sample` writes of its pyfunc's answer: a PNG grid of the samples."""
         import torch

@@ -16,7 +16,8 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from components.families.base import GAN_TRAIN_KEYS, SAMPLE_INPUTS, Family, SampleFile
+from components.families.base import GAN_TRAIN_KEYS
+from components.families.text import TextFamily
 from components.section import Section, sampling
 
 # train keys of the image GAN game a text GAN has no use for (its D sees discrete tokens)
@@ -37,6 +38,8 @@ class SeqganConfig(Section):
     pretrain_lr: float = Field(0.01, gt=0.0, le=1.0, description="Adam learning rate of the MLE phase (the reference's 0.01)")
     d_pretrain_steps: int = Field(300, ge=0, description="steps of D updates (train.d_steps_per_g_step each) on real vs "
                                   "generated sequences before the adversarial phase")
+    d_epochs: int = Field(1, ge=1, le=100, description="passes of D over each step's real batches and fresh "
+                          "negatives (the reference's 3): sampling a negative costs more than judging it")
     adversarial_steps: int = Field(100, ge=0, description="policy-gradient updates of G, each followed by "
                                    "train.d_steps_per_g_step D updates")
     rollouts: int = Field(16, ge=1, le=256, description="Monte Carlo completions per prefix (the reference's 16)")
@@ -63,16 +66,12 @@ class SeqganConfig(Section):
         return self.pretrain_steps + self.d_pretrain_steps + self.adversarial_steps
 
 
-class Seqgan(Family):
+class Seqgan(TextFamily):
     name = "seqgan"
     description = "a text GAN (token sequences)"
     section, Section = "seqgan", SeqganConfig
     task = ("components.training.seqgan_step", "SeqganTask")
-    data_kinds = ("tokens", "oracle_tokens")
-    packing = False
-    presets = ("seqgan_oracle", "seqgan_text")
-    requirements = ("nltk",)
-    pyfunc_inputs = {**SAMPLE_INPUTS, "temperature": "sampling temperature (default: seqgan.temperature as trained)"}
+    presets = ("seqgan_oracle", "seqgan_text", "seqgan_coco")
 
     def validate(self, params) -> None:
         super().validate(params)
@@ -103,63 +102,6 @@ class Seqgan(Family):
         g = Generator(len(spec["vocabulary"]), spec["image_shape"][0], cfg["g_embed"], cfg["g_hidden"])
         g.vocabulary = spec["vocabulary"]  # decodes its samples (pyfunc, report)
         return g
-
-    def sampling_options(self, params) -> dict:
-        return {"temperature": params.seqgan.temperature}
-
-    def draw(self, g, n, seed, labels, options, latent_dim):
-        import torch
-
-        return g.sample(n, torch.Generator().manual_seed(seed), options.get("temperature", 1.0)).cpu()
-
-    # ---------------------------------------------------------------------------------- scoring
-    def extra_metrics(self, g, params, test, fake, scores, classifier_a=None) -> dict:
-        """NLL_test: G's mean per-token negative log-likelihood of the held-out sequences (nats)."""
-        import torch
-
-        with torch.no_grad():
-            tokens = torch.as_tensor(test.x).long()
-            total = sum(-g(tokens[i : i + 1000]).double().sum().item() for i in range(0, len(tokens), 1000))
-        return {"nll_test": total / tokens.numel()}
-
-    def sample_file(self, samples):
-        """The pyfunc's sentences as a text file, shown on the console too."""
-        text = "\n".join(samples["sentence"])
-        return SampleFile(text + "\n", ".txt", "sentences", text)
-
-    def report_grid(self, g, fake, test) -> bytes:
-        from components.training.images import text_png
-
-        return text_png(self.sentences(g, fake[:24]))
-
-    @staticmethod
-    def sentences(g, tokens) -> list[str]:
-        """Samples as text: words up to <eos>, or an oracle's token ids."""
-        from components.data.text import decode, is_text
-
-        if is_text(g.vocabulary):
-            return [decode(row, g.vocabulary) for row in tokens]
-        return [" ".join(g.vocabulary[i] for i in row.tolist()) for row in tokens]
-
-    # ---------------------------------------------------------------------------------- serving
-    def predict(self, g, spec, inputs, limit):
-        """{"tokens": ids (N, L), "sentence": the decoded text}: one row per sample."""
-        import pandas as pd
-
-        from components import serving_inputs as req
-
-        self.refuse_unknown(inputs)
-        n = req.integer(inputs, "num_samples", min(16, limit), 1, limit, req.limit_note(limit))
-        seed = req.integer(inputs, "seed", 0, 0, req.MAX_SEED)
-        temperature = inputs.get("temperature", spec["seqgan"].get("temperature", 1.0))
-        try:
-            temperature = float(temperature)
-        except (TypeError, ValueError):
-            temperature = float("nan")
-        if not 0 < temperature <= 10:
-            raise req.RequestError(f"temperature = {inputs.get('temperature')!r}: must be a number in (0, 10]")
-        tokens = self.draw(g, n, seed, None, {"temperature": temperature}, 0)
-        return pd.DataFrame({"tokens": [row.tolist() for row in tokens], "sentence": self.sentences(g, tokens)})
 
 
 FAMILY = Seqgan()

@@ -1,6 +1,7 @@
 """The evaluator of token data: BLEU-2…5 of samples against the held-out split and Self-BLEU-2…5 among
 the first SELF_BLEU_SAMPLES samples (components/metrics/text.py), plus, for an oracle dataset, NLL_oracle:
-the oracle's mean per-token negative log-likelihood of the samples (SeqGAN §5). Floors beside them: the
+the oracle's mean per-token negative log-likelihood of the samples (SeqGAN §5), and `empty_rate`, the share of
+samples whose first token ends the sentence (a degenerate output BLEU barely sees). Floors beside them: the
 same scores of the held-out real sequences (`floor_nll_oracle`: what the oracle's own language scores).
 
 Its hash names the data (content hash: sequences, vocabulary and oracle) and the scoring definition, so
@@ -15,7 +16,7 @@ import numpy as np
 
 from components.metrics import text
 
-VERSION = 1
+VERSION = 2  # 2: empty_rate
 MAX_N = 5
 SELF_BLEU_SAMPLES = 1000  # Self-BLEU grows with the number of samples: always scored on this many
 
@@ -61,7 +62,19 @@ class TextScorer:
         out = text.bleu_scores(hyps, self.references, MAX_N, self_samples=hyps[:SELF_BLEU_SAMPLES])
         if self.oracle is not None:
             out["nll_oracle"] = self.oracle.nll(torch.as_tensor(np.asarray(tokens)).long())
-        return out
+        return {**out, "empty_rate": empty_rate(hyps)}
+
+    def curve_point(self, tokens) -> dict:
+        """The quality numbers of one point of a quality–diversity curve (components/metrics/quality_diversity.py):
+        NLL_oracle on oracle data; BLEU-4 and Self-BLEU-4 on real text; the empty-sentence rate."""
+        import torch
+
+        hyps = self.sentences(tokens)
+        if self.oracle is not None:
+            return {"nll_oracle": self.oracle.nll(torch.as_tensor(np.asarray(tokens)).long()),
+                    "empty_rate": empty_rate(hyps)}
+        four = text.bleu_scores(hyps, self.references, 4, self_samples=hyps[:SELF_BLEU_SAMPLES])
+        return {"bleu4": four["bleu4"], "self_bleu4": four["self_bleu4"], "empty_rate": empty_rate(hyps)}
 
     def floor(self) -> dict:
         """The held-out real sequences scored as samples: Self-BLEU of real text, the oracle's NLL of its own
@@ -74,3 +87,8 @@ class TextScorer:
         if self.oracle is not None:
             out["floor_nll_oracle"] = self.oracle.nll(torch.as_tensor(self.test).long())
         return out
+
+
+def empty_rate(sentences: list[list[int]]) -> float:
+    """The share of sentences with no token before <eos>."""
+    return sum(not s for s in sentences) / max(len(sentences), 1)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from components.data.oracle import START, draw
+from components.data.oracle import CHUNK, START, draw, pick
 
 
 class Generator(nn.Module):
@@ -28,10 +28,12 @@ class Generator(nn.Module):
         start = torch.full_like(tokens[:, :1], START)
         return torch.cat([start, tokens[:, :-1]], 1)
 
-    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        """log p(y_t | y_<t), (N, L)."""
+    def forward(self, tokens: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+        """log p(y_t | y_<t), (N, L), of the policy sampled at `temperature` (softmax of logits / temperature)."""
         hidden, _ = self.lstm(self.embedding(self._inputs(tokens)))
         logits = self.out(hidden)
+        if temperature != 1.0:
+            logits = logits / temperature
         # cross_entropy's fused kernel: 2× faster than log_softmax + gather through a 5,000-way output
         return -F.cross_entropy(logits.flatten(0, 1), tokens.flatten(), reduction="none").view(tokens.shape)
 
@@ -50,19 +52,45 @@ class Generator(nn.Module):
         return torch.cat(out, 1)
 
     @torch.no_grad()
+    def prefix_states(self, tokens: torch.Tensor) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The LSTM state (h, c) after the inputs start, y_1..y_{t-1}, for t = 1..L-1: the state from which
+        feeding y_t samples y_{t+1} (one pass over the sequence; nn.LSTM returns only the last c)."""
+        inputs, state, out = self._inputs(tokens), None, []
+        for t in range(1, tokens.shape[1]):
+            _, state = self.lstm(self.embedding(inputs[:, t - 1 : t]), state)
+            out.append(state)
+        return out
+
+    @torch.no_grad()
     def rollouts(self, tokens: torch.Tensor, count: int, generator: torch.Generator) -> torch.Tensor:
         """Monte Carlo search: for every prefix y_1..y_t (t = 1..L-1) of each sequence, `count` completions
-        sampled from this policy. Returns (L-1, count, N, L) tokens whose [t-1, m, i, :t] is row i's prefix."""
+        sampled from this policy. Returns (L-1, count, N, L) tokens whose [t-1, m, i, :t] is row i's prefix.
+
+        One batched pass: the rows of every prefix and roll-out start together from the prefix's cached state,
+        ordered by t so that the rows still completing at step j are a leading slice (prefix t needs L - t
+        tokens). Completion step j of roll-out (t, m, i) draws with the uniform u[t-1, m, i, j], so the
+        completions are those of completing each prefix on its own with the same uniforms."""
         n, length = tokens.shape
-        inputs = self._inputs(tokens)
-        state, out = None, []
-        for t in range(1, length):
-            # the state after the inputs start, y_1..y_{t-1}; feeding y_t from it samples y_{t+1}
-            _, state = self.lstm(self.embedding(inputs[:, t - 1 : t]), state)
-            repeated = tuple(s.repeat(1, count, 1) for s in state)
-            tail = self._continue(tokens[:, t - 1 : t].repeat(count, 1), repeated, length - t, generator)
-            out.append(torch.cat([tokens[:, :t].repeat(count, 1), tail], 1).view(count, n, length))
-        return torch.stack(out)
+        u = torch.rand(length - 1, count, n, length - 1, generator=generator)
+        states = self.prefix_states(tokens)
+        expand = lambda x: x.unsqueeze(1).expand(-1, count, -1, -1).reshape(x.shape[0], -1, x.shape[-1])  # noqa: E731
+        h = expand(torch.stack([s[0][0] for s in states]))  # (L-1, count·N, H), prefix-major
+        c = expand(torch.stack([s[1][0] for s in states]))
+        rows = (length - 1) * count * n
+        state = (h.reshape(1, rows, -1), c.reshape(1, rows, -1))
+        prev = tokens[:, : length - 1].T.unsqueeze(1).expand(-1, count, -1).reshape(rows, 1)  # y_t of row (t, m, i)
+        out = tokens.unsqueeze(0).repeat(rows // n, 1, 1).view(length - 1, count, n, length)
+        for j in range(length - 1):
+            active = (length - 1 - j) * count * n  # prefixes t = 1..L-1-j still need a token
+            hidden, state = self.lstm(self.embedding(prev[:active]), tuple(s[:, :active] for s in state))
+            last, uj = hidden[:, -1], u[: length - 1 - j, ..., j].reshape(-1)
+            # the vocabulary-wide logits a CHUNK of rows at a time: they stay in cache instead of filling memory
+            drawn = torch.cat([pick(self.out(last[i : i + CHUNK]), uj[i : i + CHUNK]) for i in range(0, active, CHUNK)])
+            t = torch.arange(1, length - j).view(-1, 1, 1)  # the position drawn: t + j (0-based), per prefix
+            out[: length - 1 - j].scatter_(3, (t + j).expand(-1, count, n).unsqueeze(3),
+                                           drawn.view(length - 1 - j, count, n, 1))
+            prev = drawn.unsqueeze(1)
+        return out
 
 
 class Highway(nn.Module):

@@ -1,7 +1,8 @@
 """SeqGAN's `Task` for the shared loop. One step counter runs three phases (components/families/seqgan.py):
 
 1. MLE: one teacher-forced update of G on a real batch (Adam at seqgan.pretrain_lr, gradient clip);
-2. D pre-training: train.d_steps_per_g_step D updates, each on a real batch against fresh samples of G;
+2. D pre-training: seqgan.d_epochs passes of D updates over train.d_steps_per_g_step real batches and as
+   many batches of fresh samples of G;
 3. adversarial: one REINFORCE update of G, then the same D updates. G samples a batch; the reward Q_t of
    token t is D's belief that the sequence is real — for t < L the mean over seqgan.rollouts completions of
    y_1..y_t by the roll-out policy, at t = L of y itself — and G minimises -mean_{i,t} Q_t log G(y_t | y_<t).
@@ -21,7 +22,7 @@ from components.training import checkpoint as ckpt
 from components.training.loop import Batch, Worker, ddp, spec_meta, stream_seed
 
 # stream purposes (distinct from the other tasks' numbers only within a run; each task owns its streams)
-SAMPLES, ROLLOUTS, NOISE, PREVIEW = 21, 22, 23, 24
+SAMPLES, ROLLOUTS, NOISE, PREVIEW, SHUFFLE = 21, 22, 23, 24, 25
 PREVIEW_SENTENCES = 16
 
 
@@ -77,9 +78,8 @@ class SeqganTask:
         self._clip_and_step(self.opt_mle)
         return nll.detach()
 
-    def d_update(self, real: torch.Tensor, step: int, i: int) -> torch.Tensor:
-        """One D update on a real batch and as many fresh samples of G; [loss, D(real), D(fake)] beliefs."""
-        fake = self.g.sample(len(real), self._rng(SAMPLES, step, 1 + i)).to(self.dev)
+    def d_update(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        """One D update on a real batch against generated ones; [loss, D(real), D(fake)] beliefs."""
         self.d.train()
         out = self.d_ddp(torch.cat([real, fake]))  # one forward for both halves (DDP: one reduction per backward)
         out_real, out_fake = out[: len(real)], out[len(real):]
@@ -89,6 +89,19 @@ class SeqganTask:
         self.opt_d.step()
         belief = self.objective.belief
         return torch.stack([loss.detach(), belief(out_real.detach()).mean(), belief(out_fake.detach()).mean()])
+
+    def d_round(self, step: int, batch: Batch) -> torch.Tensor:
+        """train.d_steps_per_g_step real batches against as many batches of fresh samples of G, seqgan.d_epochs
+        passes over them (the reference's epochs over each set of fresh negatives: sampling a negative costs
+        more than judging it; every pass after the first in a seeded shuffled order). The mean stats."""
+        k = self.batches_per_step
+        reals = [batch(i).x for i in range(k)]
+        pairs = [(r, self.g.sample(len(r), self._rng(SAMPLES, step, 1 + i)).to(self.dev)) for i, r in enumerate(reals)]
+        stats = []
+        for epoch in range(self.params.seqgan.d_epochs):
+            order = range(k) if epoch == 0 else torch.randperm(k, generator=self._rng(SHUFFLE, step, epoch)).tolist()
+            stats += [self.d_update(*pairs[i]) for i in order]
+        return torch.stack(stats).mean(0)
 
     @torch.no_grad()
     def rewards(self, tokens: torch.Tensor, step: int) -> torch.Tensor:
@@ -137,12 +150,12 @@ class SeqganTask:
                 self.rollout.load_state_dict(self.g.state_dict())
             if step >= self.adversarial_start:
                 pg, reward = self.policy_gradient(step)
-            d_stats = torch.stack([self.d_update(batch(i).x, step, i) for i in range(self.batches_per_step)]).mean(0)
+            d_stats = self.d_round(step, batch)
         return torch.stack([mle, *d_stats, pg, reward])
 
     def preview(self) -> str:
         """Sentences of G (seeded, so every preview of a run is drawn with the same noise)."""
-        from components.families.seqgan import Seqgan
+        from components.families.text import TextFamily
 
         tokens = self.g.sample(PREVIEW_SENTENCES, self._rng(PREVIEW, 0)).cpu()
-        return "\n".join(Seqgan.sentences(self.g, tokens)) + "\n"
+        return "\n".join(TextFamily.sentences(self.g, tokens)) + "\n"

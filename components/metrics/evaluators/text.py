@@ -6,10 +6,10 @@ from __future__ import annotations
 from components.metrics.evaluators.base import Evaluator, Scorer
 
 # token sequences (components/metrics/text.py): BLEU-n of samples against the test split, Self-BLEU-n among
-# samples (higher: less diverse), the model's per-token NLL of the test split; an oracle dataset adds the
-# oracle's per-token NLL of the samples (SeqGAN's NLL_oracle)
+# samples (higher: less diverse), the model's per-token NLL of the test split, the share of empty sentences; an
+# oracle dataset adds the oracle's per-token NLL of the samples (SeqGAN's NLL_oracle)
 TEXT_METRICS = {**{f"bleu{n}": True for n in range(2, 6)}, **{f"self_bleu{n}": False for n in range(2, 6)},
-                "nll_test": False}
+                "nll_test": False, "empty_rate": False}
 ORACLE_METRICS = {"nll_oracle": False}
 
 
@@ -25,6 +25,9 @@ class TextScorer(Scorer):
 
     def floor(self, reference, params, metrics):
         return self.bleu.floor()
+
+    def curve_point(self, fake):
+        return self.bleu.curve_point(fake)
 
 
 class Text(Evaluator):
