@@ -47,8 +47,7 @@ CORPORA = {  # corpus → (SeqGAN's preset, RelGAN's preset, report name)
     "python-docs": ("seqgan_text", None, "python_docs"),
 }
 REWARD = {"seqgan": "discriminator", "constant": "constant", "random_reward": "random"}
-GANS = ("seqgan", "constant", "random_reward", "relgan")
-NAMES = {"random": "random G", "mle": "MLE only", "seqgan": "SeqGAN (reward: D)", "constant": "SeqGAN, constant reward",
+NAMES = {"random": "random G", "mle": "MLE only", "relgan_mle": "RelGAN's MLE phase only", "seqgan": "SeqGAN (reward: D)", "constant": "SeqGAN, constant reward",
          "random_reward": "SeqGAN, random reward", "relgan": "RelGAN"}
 PAPER_ORACLE = {"random": 10.310, "mle": 9.038, "seqgan": 8.736, "relgan": 6.68}  # their oracles (RelGAN's at length 20)
 SHOWN = 20  # sample sentences kept per method (the first seed's first ones)
@@ -71,7 +70,10 @@ class Keep:
 
 
 def phase(params, prepared, resume):
+    """One phase resumed from `resume` (a copy: Adam keeps the state's own moment tensors and updates them in
+    place, so phases resumed from one state would see each other's updates)."""
     keep = Keep()
+    resume = copy.deepcopy(resume)
     started = time.perf_counter()
     train_model(params, prepared, Worker(), keep, resume)
     return keep, time.perf_counter() - started
@@ -148,6 +150,7 @@ def run_seqgan(params, prepared, scorer, test, out, times, curves, accuracy):
 def run_relgan(params, prepared, scorer, test, out, times, curves):
     rc, b, length = params.relgan, params.train.batch_size, test.shape[1]
     mle, times["relgan_mle"] = phase(params.with_overrides({"relgan.adversarial_steps": 0}), prepared, None)
+    out["relgan_mle"] = score(params, nets(params, prepared, mle.state)[0], scorer, test)
     adv, times["relgan"] = phase(params, prepared, mle.state)
     out["relgan"] = score(params, nets(params, prepared, adv.state)[0], scorer, test)
     curves["relgan"] = [(s, *(m.get(k, float("nan")) for k in ("g_loss", "d_loss", "beta"))) for s, m in adv.logs]
@@ -161,12 +164,28 @@ def run_seed(seqgan_base, relgan_base, seed: int, prepared: Path, scorer, test) 
     if relgan_base is not None:
         tokens |= run_relgan(relgan_base.with_overrides({"seed": seed}), prepared, scorer, test, out, times, curves)
     key = quality_key(out["mle"])
-    gains = {m: qd.matched_gain(out["mle"]["curve"], out[m], "nll_test", key) for m in GANS if m in out}
+    gains = {m: g["gain"] for m, g in matched_gains(out).items()}
     speed = {p: {"seconds": times[p], "tokens_per_s": tokens[p] / times[p]} for p in times}
     print(f"seed {seed}: {key} " + ", ".join(f"{m} {v[key]:.3f}" for m, v in out.items())
           + " | matched gain " + ", ".join(f"{m} {g:+.3f}" for m, g in gains.items())
           + " | " + ", ".join(f"{p} {v['seconds']:.0f} s" for p, v in speed.items()), flush=True)
     return {"metrics": out, "phases": speed, "curves": curves, "d_accuracy": accuracy, "matched_gain": gains}
+
+
+def matched_gains(metrics: dict) -> dict:
+    """Each GAN's quality minus its MLE's temperature curve's at the same NLL_test (components/metrics/
+    quality_diversity.py), with the temperature MLE needs and whether the GAN's NLL_test lay on that curve
+    (False: read at its end, not at equal diversity). SeqGAN and its controls against the LSTM's MLE phase;
+    RelGAN against its own MLE phase (`relgan`) and against the LSTM's (`relgan_vs_lstm_mle`)."""
+    key = quality_key(metrics["mle"])
+    pairs = {m: (m, "mle") for m in ("seqgan", "constant", "random_reward") if m in metrics}
+    if "relgan" in metrics:
+        pairs |= {"relgan": ("relgan", "relgan_mle"), "relgan_vs_lstm_mle": ("relgan", "mle")}
+    out = {}
+    for name, (model, reference) in pairs.items():
+        at = qd.matched(metrics[reference]["curve"], "nll_test", metrics[model]["nll_test"], key)
+        out[name] = {"gain": metrics[model][key] - at.value, "temperature": at.temperature, "in_range": at.in_range}
+    return out
 
 
 def quality_key(metrics: dict) -> str:
@@ -182,12 +201,15 @@ def summarise(runs: dict) -> dict:
     methods = list(first["metrics"])
     keys = [k for k, v in first["metrics"]["mle"].items() if isinstance(v, float)]
     table = {m: {k: mean_std([r["metrics"][m][k] for r in runs.values()]) for k in keys} for m in methods}
+    gains = [matched_gains(r["metrics"]) for r in runs.values()]  # read again from the curves each seed kept
     temps = [row["temperature"] for row in first["metrics"]["mle"]["curve"]]
     curve_keys = [k for k in first["metrics"]["mle"]["curve"][0] if k != "temperature"]
     curves = {m: [{"temperature": t, **{k: mean_std([r["metrics"][m]["curve"][i][k] for r in runs.values()])
                                         for k in curve_keys}} for i, t in enumerate(temps)] for m in methods}
     return {"methods": table, "curves": curves,
-            "matched_gain": {m: mean_std([r["matched_gain"][m] for r in runs.values()]) for m in first["matched_gain"]},
+            "matched_gain": {m: {**mean_std([g[m]["gain"] for g in gains]),
+                                 "temperature": mean_std([g[m]["temperature"] for g in gains]),
+                                 "in_range_seeds": sum(g[m]["in_range"] for g in gains)} for m in gains[0]},
             "d_accuracy": {p: mean_std([r["d_accuracy"][p]["accuracy"] for r in runs.values()]) for p in first["d_accuracy"]},
             "d_train_accuracy": {p: mean_std([r["d_accuracy"][p]["train_accuracy"] for r in runs.values()])
                                  for p in first["d_accuracy"]},
@@ -225,7 +247,12 @@ def markdown(summary: dict, meta: dict, runs: dict) -> str:
     for m in t:
         gain = summary["matched_gain"].get(m)
         lines.append(f"| {NAMES[m]} | " + " | ".join(f(m, k) for k in cols) + " | "
-                     + (f"{gain['mean']:+.3f} ± {gain['std']:.3f}" if gain else "—") + " |")
+                     + (f"{gain['mean']:+.3f} ± {gain['std']:.3f} (MLE at T {gain['temperature']['mean']:.2f}; "
+                        f"on its curve in {gain['in_range_seeds']} of {len(runs)} seeds)" if gain else "—") + " |")
+    if "relgan_vs_lstm_mle" in summary["matched_gain"]:
+        g = summary["matched_gain"]["relgan_vs_lstm_mle"]
+        lines.append(f"\nRelGAN against the LSTM's MLE curve instead of its own MLE phase's: {g['mean']:+.3f} ± "
+                     f"{g['std']:.3f} (on the curve in {g['in_range_seeds']} of {len(runs)} seeds).")
     floor = meta["floor"]
     lines += ["", "Matched gain: the method's " + ("NLL_oracle" if oracle else "BLEU-4") + " minus MLE's temperature "
               "curve's at the same NLL_test (" + ("below zero: better than temperature-tuned MLE" if oracle else
@@ -265,7 +292,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     seqgan_preset, relgan_preset, name = CORPORA[args.corpus]
-    common = ["data.prepared_dir=data/text/prepared", *args.overrides]
+    common = ["data.prepared_dir=data/text/prepared", f"train.num_threads={args.threads}", *args.overrides]
     base = load_params(REPO / "params.yaml", [f"preset={seqgan_preset}", *common])
     relgan = None if args.no_relgan or relgan_preset is None else load_params(
         REPO / "params.yaml", [f"preset={relgan_preset}", *common])
@@ -278,6 +305,8 @@ def main(argv=None) -> None:
     test = torch.from_numpy(load_split(prepared, "test")[0]).long()
     out = REPO / (args.out or f"reports/text/{name}.json")
     seed_dir = out.with_name(out.stem + "_seeds")  # one file per seed, written as each ends
+    settings = {"overrides": args.overrides, "presets": [seqgan_preset] + ([relgan_preset] if relgan else []),
+                "data": prepared.name, "content_hash": read_manifest(prepared)["content_hash"]}
     runs = {}
     for s in args.seeds:
         path = seed_dir / f"seed{s}.json"
@@ -285,8 +314,10 @@ def main(argv=None) -> None:
             if not path.is_file():
                 raise SystemExit(f"--merge: {path} is missing (run that seed first)")
             runs[str(s)] = json.loads(path.read_text())
+            if runs[str(s)].get("settings") != settings:
+                raise SystemExit(f"--merge: {path} was run with {runs[str(s)].get('settings')}, not {settings}")
             continue
-        runs[str(s)] = run_seed(base, relgan, s, prepared, scorer, test)
+        runs[str(s)] = {**run_seed(base, relgan, s, prepared, scorer, test), "settings": settings}
         atomic_write(path, json.dumps(runs[str(s)], sort_keys=True) + "\n")
     from components.metrics import text_scorer
 

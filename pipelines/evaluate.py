@@ -230,6 +230,8 @@ def dry_run(params: Params, repo_root: Path) -> dict:
                       record_line(params.prepared_path(root) / MANIFEST, root, ("dataset", "content_hash"), "prepare")],
             "writes": [written(root / e.report, root, "every metric"), written(root / e.headline, root, "the headline"),
                        written(root / e.grid, root, "samples"),
+                      *([written(root / e.curve, root, "the quality–diversity curve")]
+                        if params.family.tempered else []),
                        f"MLflow: eval/* metrics, the evaluator hash and reference tags, {RUN_ARTIFACT['evaluate']} and "
                        f"the report and grid on the candidate's run" + (
                            f" {json.loads(summary.read_text())['mlflow_run_id']}" if summary.is_file() else "")],

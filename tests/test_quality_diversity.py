@@ -63,8 +63,12 @@ def test_the_matched_point_is_exact_on_a_hand_made_curve():
     # outside the quality side: clamped to its end and said
     far = matched(HAND, "nll_test", 12.0, "nll_oracle")
     assert (far.value, far.temperature, far.in_range) == (6.0, 0.5, False)
-    with pytest.raises(ValueError, match="temperature ≤ 1"):
-        matched([HAND[-1]], "nll_test", 8.0, "nll_oracle")
+    with pytest.raises(ValueError, match="no points"):
+        matched([], "nll_test", 8.0, "nll_oracle")
+    # an under-trained MLE whose least NLL_test lies at T 0.8: the side is read from there down
+    shifted = [{**HAND[0]}, {**HAND[1], "nll_test": 7.0}, {**HAND[2], "nll_test": 7.5}, HAND[3]]
+    at = matched(shifted, "nll_test", 8.0, "nll_oracle")  # halfway between T 0.8 (7.0 → 8.0) and 0.5 (9.0 → 6.0)
+    assert (at.value, at.temperature, at.in_range) == (pytest.approx(7.0), pytest.approx(0.65), True)
 
 
 def test_the_empty_rate_counts_sentences_with_no_token_before_eos():

@@ -14,8 +14,8 @@ from components.config import ConfigError, load_params
 from components.data.shards import load_split
 from components.models.relgan import Discriminator, Generator, gumbel
 from components.training.relgan_step import inverse_temperature, relativistic_losses
-from conftest import REPO, free_port, tiny_params
-from test_seqgan import _ddp_rank, root, seqgan_params, train_in_process  # noqa: F401 (root: a fixture)
+from conftest import REPO, tiny_params
+from test_seqgan import assert_two_ranks_agree, root, seqgan_params, train_in_process  # noqa: F401 (root: a fixture)
 
 
 def relgan_params(root, **sections):
@@ -116,18 +116,7 @@ def test_resume_is_bit_exact_from_either_phase(root, stop):
 
 
 def test_two_rank_ddp_leaves_identical_weights_in_both_phases(root, tmp_path):
-    import torch.multiprocessing as mp
-
-    params = relgan_params(root)
-    mp.start_processes(_ddp_rank, args=(free_port(), params.model_dump_json(), str(params.prepared_path(root)),
-                                        str(tmp_path)), nprocs=2, start_method="spawn")
-    r0, r1 = (torch.load(tmp_path / f"nets{r}.pt", weights_only=True) for r in (0, 1))
-    assert set(r0) == {"generator", "discriminator"}
-    for net in r0:
-        for key in r0[net]:
-            assert torch.equal(r0[net][key], r1[net][key]), (net, key)
-    single, _ = train_in_process(params, root)
-    assert not torch.equal(single.states[-1]["generator"]["out.weight"], r0["generator"]["out.weight"])
+    assert_two_ranks_agree(relgan_params(root), root, tmp_path, {"generator", "discriminator"})
 
 
 # ------------------------------------------------------------------------------------------ stages

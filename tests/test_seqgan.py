@@ -287,18 +287,24 @@ def test_each_phase_logs_and_shows_only_its_own_numbers_in_tokens_per_second(roo
     assert is_curve("mle_loss") and is_curve("tokens_per_s")
 
 
-def test_two_rank_ddp_leaves_identical_weights_in_both_phases(root, tmp_path):
+def assert_two_ranks_agree(params, root, tmp_path, nets: set[str]) -> None:
+    """Two DDP ranks end with identical weights of every net in `nets`, and not those of one worker alone
+    (the ranks' gradients were averaged)."""
     import torch.multiprocessing as mp
 
-    params = seqgan_params(root)
     mp.start_processes(_ddp_rank, args=(free_port(), params.model_dump_json(), str(params.prepared_path(root)),
                                         str(tmp_path)), nprocs=2, start_method="spawn")
     r0, r1 = (torch.load(tmp_path / f"nets{r}.pt", weights_only=True) for r in (0, 1))
-    for net in ("generator", "discriminator", "rollout"):
+    assert set(r0) == nets
+    for net in nets:
         for key in r0[net]:
             assert torch.equal(r0[net][key], r1[net][key]), (net, key)
     single, _ = train_in_process(params, root)
     assert not torch.equal(single.states[-1]["generator"]["out.weight"], r0["generator"]["out.weight"])
+
+
+def test_two_rank_ddp_leaves_identical_weights_in_both_phases(root, tmp_path):
+    assert_two_ranks_agree(seqgan_params(root), root, tmp_path, {"generator", "discriminator", "rollout"})
 
 
 # ------------------------------------------------------------------------------------------ stages
@@ -320,7 +326,8 @@ def staged(root, tmp_path_factory):
             "tracking.uri": f"sqlite:///{base / 'mlflow.db'}", "scaling.storage_path": str(base / "checkpoints"),
             "evaluate.num_samples": 200, "evaluate.report": str(base / "metrics.json"),
             "evaluate.grid": str(base / "samples.png"), "evaluate.headline": str(base / "headline.json"),
-            "promote.report": str(base / "promotion.json")})
+            "promote.report": str(base / "promotion.json"), "evaluate.curve": str(base / "curve.csv"),
+            "evaluate.curve_samples": 100})
         evaluator.run(params, root)
         summary = train.run(params, root, use_ray=False)
         with contextlib.redirect_stdout(io.StringIO()) as out:
@@ -330,6 +337,24 @@ def staged(root, tmp_path_factory):
 
     return {"oracle": run("oracle", {}), "text": run("textfile", {"name": "sentences", "path": str(root / "sentences.txt")}),
             "printed": printed}
+
+
+@pytest.mark.parametrize("source", ["oracle", "textfile"])
+def test_evaluate_writes_and_prints_the_quality_diversity_curve(staged, root, source):
+    import csv
+
+    params, _, report, _ = staged["text" if source == "textfile" else source]
+    with open(params.evaluate.curve, newline="") as f:
+        rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    assert [r["temperature"] for r in rows] == params.evaluate.temperatures
+    quality = ["nll_oracle"] if source == "oracle" else ["bleu4", "self_bleu4"]
+    assert set(rows[0]) == {"temperature", "nll_test", "empty_rate", *quality}
+    at_one = next(r for r in rows if r["temperature"] == 1.0)
+    assert at_one["nll_test"] == pytest.approx(report["nll_test"], rel=1e-5)  # untempered: evaluate's own NLL_test
+    assert rows[0]["nll_test"] > at_one["nll_test"]  # T = 0.3 fits the held-out sequences worse
+    printed = staged["printed"][source]
+    assert "quality–diversity curve (100 samples per temperature" in printed
+    assert printed.count("temperature=") == len(rows)
 
 
 @pytest.mark.parametrize("source", ["oracle", "textfile"])

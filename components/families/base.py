@@ -51,6 +51,7 @@ class Family:
     own_metrics: ClassVar[dict[str, bool]] = {}  # metric → greater is better, beyond its data kind's
     default_metric_name: ClassVar[str | None] = None  # None: its evaluator's default
     printed_extra: ClassVar[tuple[str, ...]] = ()  # reported beside its own metrics (baselines, parts), printed after them
+    tempered: ClassVar[bool] = False  # samples at a temperature: evaluate writes its quality–diversity curve
     input_evaluator: ClassVar[bool] = False  # scores with a classifier of its input domain too (unpaired data)
     presets: ClassVar[tuple[str, ...]] = ()
     pyfunc_inputs: ClassVar[dict[str, str]] = SAMPLE_INPUTS

@@ -19,7 +19,7 @@ from components.families.text import TextFamily
 from components.section import Section, sampling
 
 # train keys of the image GAN game that RelGAN's fixed loss and token D have no use for
-_REFUSED_TRAIN_KEYS = (*(k for k in GAN_TRAIN_KEYS if k != "d_steps_per_g_step"), "objective", "ema_decay")
+_REFUSED_TRAIN_KEYS = (*(k for k in GAN_TRAIN_KEYS if k != "d_steps_per_g_step"), "objective", "ema_decay", "lr_schedule")
 
 
 class RelganConfig(Section):
@@ -57,10 +57,6 @@ class RelganConfig(Section):
                              "representation takes d_embed / num_rep units")
         return self
 
-    @property
-    def total_steps(self) -> int:
-        return self.pretrain_steps + self.adversarial_steps
-
 
 class Relgan(TextFamily):
     name = "relgan"
@@ -69,22 +65,9 @@ class Relgan(TextFamily):
     task = ("components.training.relgan_step", "RelganTask")
     presets = ("relgan_oracle", "relgan_coco")
 
-    def validate(self, params) -> None:
-        super().validate(params)
-        train, defaults = params.train, type(params.train)()
-        changed = [k for k in _REFUSED_TRAIN_KEYS if getattr(train, k) != getattr(defaults, k)]
-        if changed:
-            raise ValueError(f"train.{changed[0]} = {getattr(train, changed[0])!r}: model.family = 'relgan' trains "
-                             "with the relativistic standard loss on relaxed tokens and has no use for it (set it "
-                             f"back to {getattr(defaults, changed[0])!r})")
-        if train.max_steps is not None:
-            raise ValueError("train.max_steps: a relgan run is relgan.pretrain_steps + adversarial_steps long; "
-                             "set those instead")
-        if params.relgan.total_steps == 0:
-            raise ValueError("relgan.pretrain_steps and adversarial_steps are both 0: nothing to train")
-
-    def total_steps(self, params, steps_per_epoch: int) -> int:
-        return params.relgan.total_steps
+    refused_train_keys = _REFUSED_TRAIN_KEYS
+    refused_because = "trains with the relativistic standard loss on relaxed tokens"
+    phases = ("pretrain_steps", "adversarial_steps")
 
     def build_generator(self, spec: dict):
         from components.models.relgan import Generator

@@ -61,10 +61,6 @@ class SeqganConfig(Section):
             raise ValueError("d_widths and d_filters must be positive")
         return self
 
-    @property
-    def total_steps(self) -> int:
-        return self.pretrain_steps + self.d_pretrain_steps + self.adversarial_steps
-
 
 class Seqgan(TextFamily):
     name = "seqgan"
@@ -73,26 +69,18 @@ class Seqgan(TextFamily):
     task = ("components.training.seqgan_step", "SeqganTask")
     presets = ("seqgan_oracle", "seqgan_text", "seqgan_coco")
 
+    refused_train_keys = (*_IMAGE_GAN_KEYS, "ema_decay", "lr_schedule")  # its phases keep their rates
+    refused_because = "judges discrete tokens"
+    phases = ("pretrain_steps", "d_pretrain_steps", "adversarial_steps")
+
     def validate(self, params) -> None:
         super().validate(params)
         from components.objectives import OBJECTIVES
 
-        train, defaults = params.train, type(params.train)()
-        changed = [k for k in (*_IMAGE_GAN_KEYS, "ema_decay") if getattr(train, k) != getattr(defaults, k)]
-        if changed:
-            raise ValueError(f"train.{changed[0]} = {getattr(train, changed[0])!r}: model.family = 'seqgan' judges "
-                             f"discrete tokens and has no use for it (set it back to {getattr(defaults, changed[0])!r})")
-        if not OBJECTIVES.get(train.objective).has_targets:
-            raise ValueError(f"train.objective = {train.objective!r}: seqgan's reward is D's belief that a sequence "
-                             "is real, which needs an objective with real/fake targets (nonsaturating, minimax, lsgan)")
-        if train.max_steps is not None:
-            raise ValueError("train.max_steps: a seqgan run is seqgan.pretrain_steps + d_pretrain_steps + "
-                             "adversarial_steps long; set those instead")
-        if params.seqgan.total_steps == 0:
-            raise ValueError("seqgan.pretrain_steps, d_pretrain_steps and adversarial_steps are all 0: nothing to train")
-
-    def total_steps(self, params, steps_per_epoch: int) -> int:
-        return params.seqgan.total_steps
+        if not OBJECTIVES.get(params.train.objective).has_targets:
+            raise ValueError(f"train.objective = {params.train.objective!r}: seqgan's reward is D's belief that a "
+                             "sequence is real, which needs an objective with real/fake targets (nonsaturating, "
+                             "minimax, lsgan)")
 
     # ---------------------------------------------------------------------------------- the model
     def build_generator(self, spec: dict):

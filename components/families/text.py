@@ -4,14 +4,38 @@ temperature)` and `forward(tokens, temperature)` (per-token log-likelihoods), a 
 as the report, the sample file and the pyfunc's answer."""
 from __future__ import annotations
 
+from typing import ClassVar
+
 from components.families.base import SAMPLE_INPUTS, Family, SampleFile
 
 
 class TextFamily(Family):
     data_kinds = ("tokens", "oracle_tokens")
     packing = False
+    tempered = True
     requirements = ("nltk",)
     pyfunc_inputs = {**SAMPLE_INPUTS, "temperature": "sampling temperature (default: the section's temperature as trained)"}
+
+    refused_train_keys: ClassVar[tuple[str, ...]] = ()  # train keys it has no use for: refused unless default
+    refused_because: ClassVar[str] = ""  # why, after "model.family = '<name>'"
+    phases: ClassVar[tuple[str, ...]] = ()  # its section's step counts, in the order they run
+
+    def validate(self, params) -> None:
+        super().validate(params)
+        train, defaults = params.train, type(params.train)()
+        changed = [k for k in self.refused_train_keys if getattr(train, k) != getattr(defaults, k)]
+        if changed:
+            raise ValueError(f"train.{changed[0]} = {getattr(train, changed[0])!r}: model.family = {self.name!r} "
+                             f"{self.refused_because} and has no use for it (set it back to "
+                             f"{getattr(defaults, changed[0])!r})")
+        steps = " + ".join(f"{self.section}.{p}" for p in self.phases)
+        if train.max_steps is not None:
+            raise ValueError(f"train.max_steps: a {self.name} run is {steps} long; set those instead")
+        if self.total_steps(params, 0) == 0:
+            raise ValueError(f"{steps}: all 0, nothing to train")
+
+    def total_steps(self, params, steps_per_epoch: int) -> int:
+        return sum(getattr(self.settings(params), p) for p in self.phases)
 
     def sampling_options(self, params) -> dict:
         return {"temperature": self.settings(params).temperature}

@@ -8,8 +8,9 @@ softmax(logits / T) and is scored by:
   real text (components/metrics/text_scorer.py `curve_point`), and the share of empty sentences.
 
 `matched` reads a reference curve (MLE's) at another model's NLL_test: the quality MLE reaches at the same
-diversity by temperature alone. Only the curve's quality side (T ≤ 1, where lowering T sharpens the model) is
-read, in order of the matching metric; a value outside it is clamped to its end and said (`in_range`)."""
+diversity by temperature alone. Only the curve's quality side is read (from the temperature of its least
+NLL_test down, where lowering T sharpens the model), in order of the matching metric; a value outside it is
+clamped to its end and said (`in_range`: a gain read there is not a comparison at equal diversity)."""
 from __future__ import annotations
 
 from typing import NamedTuple, Sequence
@@ -45,10 +46,12 @@ class Matched(NamedTuple):
 
 def matched(reference: list[dict], on: str, value: float, key: str) -> Matched:
     """`key` of the `reference` curve where its `on` equals `value`, linearly interpolated along its quality
-    side (T ≤ 1) sorted by `on`."""
-    side = sorted((r for r in reference if r["temperature"] <= 1.0), key=lambda r: r[on])
-    if not side:
-        raise ValueError("the reference curve has no temperature ≤ 1: add one to evaluate.temperatures")
+    side: the temperatures from the one where `on` is least (≈ 1 for MLE's NLL_test) down, sorted by `on`."""
+    ordered = sorted(reference, key=lambda r: r["temperature"])
+    if not ordered:
+        raise ValueError("the reference curve has no points")
+    best = min(range(len(ordered)), key=lambda i: ordered[i][on])
+    side = sorted(ordered[: best + 1], key=lambda r: r[on])
     x = np.array([r[on] for r in side], float)
     in_range = bool(x[0] <= value <= x[-1])
     v = float(np.clip(value, x[0], x[-1]))

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from components.data.oracle import START, draw
+from components.models.seqgan import Highway
 
 
 class RelationalMemory(nn.Module):
@@ -47,7 +48,8 @@ class RelationalMemory(nn.Module):
         n, rows, _ = m.shape
         qkv = self.qkv_norm(self.qkv(m)).view(n, rows, self.heads, 3 * self.head_size).transpose(1, 2)
         q, k, v = qkv.split(self.head_size, -1)
-        out = F.scaled_dot_product_attention(q, k, v)  # (n, heads, rows, head_size)
+        # scaled by the q, k, v width 3·head_size, as the reference's relational memory (Sonnet's) does
+        out = F.scaled_dot_product_attention(q, k, v, scale=(3 * self.head_size) ** -0.5)  # (n, heads, rows, head_size)
         return out.transpose(1, 2).reshape(n, rows, self.size)
 
     def forward(self, x: torch.Tensor, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -130,19 +132,6 @@ class Generator(nn.Module):
         return torch.stack(out, 1)
 
 
-class Highway(nn.Module):
-    """y = g∘relu(W x) + (1 − g)∘x, transform gate g = σ(W_g x + b_g) started near the identity."""
-
-    def __init__(self, size: int, gate_bias: float = -2.0):
-        super().__init__()
-        self.transform, self.gate = nn.Linear(size, size), nn.Linear(size, size)
-        nn.init.constant_(self.gate.bias, gate_bias)
-
-    def forward(self, x):
-        g = torch.sigmoid(self.gate(x))
-        return g * F.relu(self.transform(x)) + (1 - g) * x
-
-
 class Discriminator(nn.Module):
     """The multiple-representation CNN: the input (ids or soft one-hots, (N, L) or (N, L, V)) is embedded
     (embed units), the embedding split into `reps` representations of embed / reps units each; every
@@ -159,7 +148,7 @@ class Discriminator(nn.Module):
         self.embedding = nn.Parameter(torch.randn(vocab_size, embed) / vocab_size ** 0.5)
         self.convs = nn.ModuleList(nn.Conv1d(self.unit, f, w) for w, f in zip(widths, filters) if w <= seq_len)
         size = sum(c.out_channels for c in self.convs)
-        self.highway, self.dropout = Highway(size), nn.Dropout(dropout)
+        self.highway, self.dropout = Highway(size, gate_bias=0.0), nn.Dropout(dropout)  # the reference's gate bias 0
         self.head = nn.Sequential(nn.Linear(size, hidden), nn.Linear(hidden, 1))
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
