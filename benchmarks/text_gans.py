@@ -185,6 +185,10 @@ def matched_gains(metrics: dict) -> dict:
     for name, (model, reference) in pairs.items():
         at = qd.matched(metrics[reference]["curve"], "nll_test", metrics[model]["nll_test"], key)
         out[name] = {"gain": metrics[model][key] - at.value, "temperature": at.temperature, "in_range": at.in_range}
+        if key == "bleu4":  # real text: also at equal Self-BLEU-4, the diversity Texygen's tables report
+            at = qd.matched(metrics[reference]["curve"], "self_bleu4", metrics[model]["self_bleu4"], key)
+            out[f"{name}_at_self_bleu4"] = {"gain": metrics[model][key] - at.value, "temperature": at.temperature,
+                                           "in_range": at.in_range}
     return out
 
 
@@ -198,7 +202,7 @@ def mean_std(values) -> dict:
 
 def summarise(runs: dict) -> dict:
     first = next(iter(runs.values()))
-    methods = list(first["metrics"])
+    methods = [m for m in NAMES if m in first["metrics"]]  # the table's order (seed files keep keys sorted)
     keys = [k for k, v in first["metrics"]["mle"].items() if isinstance(v, float)]
     table = {m: {k: mean_std([r["metrics"][m][k] for r in runs.values()]) for k in keys} for m in methods}
     gains = [matched_gains(r["metrics"]) for r in runs.values()]  # read again from the curves each seed kept
@@ -221,17 +225,20 @@ def summarise(runs: dict) -> dict:
                                                for r in runs.values()]))}
 
 
-def curves_csv(summary: dict) -> str:
-    """The mean curves, one row per temperature, a column per (method, metric) ("mle nll_test", …): what the
-    benchmarks' DVC plots draw against temperature (benchmarks/dvc.yaml)."""
-    buf = io.StringIO()
-    temps = [p["temperature"] for p in summary["curves"]["mle"]]
-    columns = {f"{m} {k}": [round(p[k]["mean"], 6) for p in curve]
-               for m, curve in summary["curves"].items() for k in curve[0] if k != "temperature"}
-    writer = csv.writer(buf, lineterminator="\n", quoting=csv.QUOTE_MINIMAL)
-    writer.writerow(["temperature", *columns])
-    writer.writerows([t, *(v[i] for v in columns.values())] for i, t in enumerate(temps))
-    return buf.getvalue()
+def curves_csv(summary: dict) -> dict[str, str]:
+    """The mean curves, one CSV per metric (nll_test.csv, nll_oracle.csv or bleu4.csv…): a row per temperature,
+    a column per method, as the benchmarks' DVC plots draw them against temperature (benchmarks/dvc.yaml)."""
+    curves = summary["curves"]
+    temps = [p["temperature"] for p in curves["mle"]]
+    files = {}
+    for metric in (k for k in curves["mle"][0] if k != "temperature"):
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(["temperature", *curves])
+        writer.writerows([t, *(round(curve[i][metric]["mean"], 6) for curve in curves.values())]
+                         for i, t in enumerate(temps))
+        files[f"{metric}.csv"] = buf.getvalue()
+    return files
 
 
 def markdown(summary: dict, meta: dict, runs: dict) -> str:
@@ -249,6 +256,11 @@ def markdown(summary: dict, meta: dict, runs: dict) -> str:
         lines.append(f"| {NAMES[m]} | " + " | ".join(f(m, k) for k in cols) + " | "
                      + (f"{gain['mean']:+.3f} ± {gain['std']:.3f} (MLE at T {gain['temperature']['mean']:.2f}; "
                         f"on its curve in {gain['in_range_seeds']} of {len(runs)} seeds)" if gain else "—") + " |")
+    at_self = {m[: -len("_at_self_bleu4")]: g for m, g in summary["matched_gain"].items() if m.endswith("_at_self_bleu4")}
+    if at_self:
+        lines.append("\nBLEU-4 gain at equal Self-BLEU-4 instead (MLE's curve read where its Self-BLEU-4 is the method's): "
+                     + ", ".join(f"{NAMES.get(m, m)} {g['mean']:+.3f} ± {g['std']:.3f} (T {g['temperature']['mean']:.2f}, "
+                                 f"on the curve in {g['in_range_seeds']} of {len(runs)})" for m, g in at_self.items()) + ".")
     if "relgan_vs_lstm_mle" in summary["matched_gain"]:
         g = summary["matched_gain"]["relgan_vs_lstm_mle"]
         lines.append(f"\nRelGAN against the LSTM's MLE curve instead of its own MLE phase's: {g['mean']:+.3f} ± "
@@ -332,7 +344,8 @@ def main(argv=None) -> None:
     summary = summarise(runs)
     atomic_write(out, json.dumps({"meta": meta, "summary": summary, "runs": runs}, indent=1, sort_keys=True) + "\n")
     atomic_write(out.with_suffix(".md"), markdown(summary, meta, runs))
-    atomic_write(out.with_name(out.stem + "_curves.csv"), curves_csv(summary))
+    for file, text in curves_csv(summary).items():
+        atomic_write(out.with_name(out.stem + "_curves") / file, text)
     print(markdown(summary, meta, runs))
 
 
