@@ -200,6 +200,14 @@ def mean_std(values) -> dict:
     return {"mean": float(np.mean(values)), "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0}
 
 
+PHASES = ("mle", "d_pretrain", "seqgan", "constant", "random_reward", "relgan_mle", "relgan")
+
+
+def ordered(keys) -> list[str]:
+    """Phases in the order they run (seed files keep keys sorted)."""
+    return sorted(keys, key=PHASES.index)
+
+
 def summarise(runs: dict) -> dict:
     first = next(iter(runs.values()))
     methods = [m for m in NAMES if m in first["metrics"]]  # the table's order (seed files keep keys sorted)
@@ -214,12 +222,13 @@ def summarise(runs: dict) -> dict:
             "matched_gain": {m: {**mean_std([g[m]["gain"] for g in gains]),
                                  "temperature": mean_std([g[m]["temperature"] for g in gains]),
                                  "in_range_seeds": sum(g[m]["in_range"] for g in gains)} for m in gains[0]},
-            "d_accuracy": {p: mean_std([r["d_accuracy"][p]["accuracy"] for r in runs.values()]) for p in first["d_accuracy"]},
+            "d_accuracy": {p: mean_std([r["d_accuracy"][p]["accuracy"] for r in runs.values()])
+                           for p in ordered(first["d_accuracy"])},
             "d_train_accuracy": {p: mean_std([r["d_accuracy"][p]["train_accuracy"] for r in runs.values()])
-                                 for p in first["d_accuracy"]},
+                                 for p in ordered(first["d_accuracy"])},
             "phases": {p: {"seconds": float(np.mean([r["phases"][p]["seconds"] for r in runs.values()])),
                            "tokens_per_s": float(np.mean([r["phases"][p]["tokens_per_s"] for r in runs.values()]))}
-                       for p in first["phases"]},
+                       for p in ordered(first["phases"])},
             "seconds_per_seed": float(np.mean([sum(v["seconds"] for v in r["phases"].values())
                                                + sum(m["eval_seconds"] for m in r["metrics"].values())
                                                for r in runs.values()]))}
