@@ -145,7 +145,8 @@ def test_set_by_names_the_layer_that_won_each_key(tmp_path):
     assert resolved["params"]["train"]["lr_d"] == 0.002 and resolved["layers"]["tuned"] == tuned
     # a stage given only some sections shows only those, and their provenance
     evaluate = options.resolve("evaluate", params, options.Layers(str(path), tuple(overrides), tuned))
-    assert set(evaluate["params"]) == {"preset", "tune", "diffusion", "ddgan", "translation", "seqgan", "evaluate"}
+    assert set(evaluate["params"]) == {"preset", "tune", "diffusion", "ddgan", "translation", "seqgan", "relgan",
+                                       "evaluate"}
     assert evaluate["params"]["tune"] == {"enabled": False} and evaluate["set_by"] == {"preset": str(path)}
 
 
