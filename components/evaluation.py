@@ -12,6 +12,7 @@ import json
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
@@ -151,12 +152,13 @@ def _mean_and_spread(per_seed: list[dict]) -> dict:
     return out
 
 
-def measure(g, params, test: TestSplit, scorer: Scorer, classifier_a=None) -> tuple[dict, torch.Tensor]:
+def measure(g, params, test: TestSplit, scorer: Scorer, classifier_a=None,
+            keep_extra: Callable[[torch.Tensor], None] | None = None) -> tuple[dict, torch.Tensor]:
     """What the evaluate stage reports for one generator: every metric averaged over `evaluate.error_seeds`
     sampling seeds (evaluate.seed, +1, …) with its spread as `<metric>_seed_std`, against the real side
     evaluate.reference names, and the real-vs-real floor once (when both splits can carry it). Promote re-scores
     a champion with the same function, so both sides are measured alike. Returns (metrics, the first seed's
-    samples)."""
+    samples). `keep_extra` receives the first seed's extra set (Stacked MNIST's 26,000), when one is drawn."""
     import time
 
     family, ev = params.family, params.evaluate
@@ -170,7 +172,10 @@ def measure(g, params, test: TestSplit, scorer: Scorer, classifier_a=None) -> tu
         m = scorer.score(reference, fake, labels, p)
         m.update(family.extra_metrics(g, p, test, fake, m, classifier_a))
         if extra := scorer.extra_samples(p, len(fake)):  # e.g. modes on PacGAN's 26,000
-            m.update(scorer.set_scores(family.generate(g, p, test, extra)[0]))
+            extra_set = family.generate(g, p, test, extra)[0]
+            m.update(scorer.set_scores(extra_set))
+            if k == 0 and keep_extra is not None:
+                keep_extra(extra_set)
         m["sampling_seconds"] = seconds
         per_seed.append(m)
         first = fake if first is None else first

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from components.registry import check_registered
 from components.section import Section
@@ -22,6 +22,21 @@ class ModelConfig(Section):
     conditioning: Literal["none", "concat", "projection"] = Field(
         "none", description="dcgan: class-conditional GAN. G gets (z, one-hot label); D gets the label as extra "
         "input channels (concat) or through a projection head (Miyato & Koyama 2018)")
+    clusters: int = Field(0, ge=0, le=1000, description="dcgan, label-free: G and D (projection head) are conditioned "
+                          "on k-means clusters of the training images instead of labels, and G draws its cluster "
+                          "from their training proportions with one coordinate of z, so the model samples "
+                          "unconditionally in the data's mode proportions (components/training/clusters.py); 0: off")
+
+    @model_validator(mode="after")
+    def _clusters_label_free(self):
+        if self.clusters == 1:
+            raise ValueError("model.clusters = 1 is one cluster: use 0 (off) or at least 2")
+        if self.clusters and self.conditional:
+            raise ValueError(f"model.clusters = {self.clusters} with model.conditioning = {self.conditioning!r}: "
+                             "clusters replace the labels (set conditioning to none)")
+        if self.clusters and self.latent_dim < 2:
+            raise ValueError("model.clusters needs latent_dim ≥ 2: one coordinate of z picks the cluster")
+        return self
 
     @field_validator("family")
     @classmethod

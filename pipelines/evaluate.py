@@ -21,6 +21,7 @@ from components.evaluation import TestSplit, input_classifier, measure, open_eva
 from components.metrics.catalogue import SEED_STD
 from components.options import OPTIONS_FILE, set_by
 from components.training.checkpoint import load_generator
+from components.training.images import uint8_npz
 from components.tracking.mlflow_store import require_reachable
 from components.tracking.names import REFERENCE_TAG
 from pipelines.links import EVALUATOR_HASH_TAG, read_train_summary
@@ -135,7 +136,11 @@ def run(params: Params, repo_root: Path, layers=None) -> dict:
     info = scorer.info
     test = TestSplit.load(prepared)
     sampling = family.sampling_options(params)
-    metrics, fake = measure(g, params, test, scorer, input_classifier(params, repo_root))
+    keep = None
+    if params.evaluate.mode_samples_file:
+        def keep(samples):  # written at once: the set is large, and the metrics do not need it back
+            atomic_write((repo_root / params.evaluate.mode_samples_file).resolve(), uint8_npz(samples))
+    metrics, fake = measure(g, params, test, scorer, input_classifier(params, repo_root), keep)
     curve = family.quality_diversity(g, params, test, scorer)
     if curve is not None:
         metrics.update(curve_gains(curve, metrics, params.evaluate.curve_reference, repo_root))

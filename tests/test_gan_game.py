@@ -104,6 +104,44 @@ def test_pacgan_packs_consecutive_samples_into_one_d_input():
     assert d(packed).shape == (2,)
 
 
+def test_a_packed_d_takes_m_samples_per_input_through_a_first_layer_m_times_wider():
+    """PacGAN as its authors' code: m samples concatenated along channels into one D input, D's first layer
+    widened to m × channels, and one logit per packed input."""
+    from components.config import ModelConfig
+
+    cfg = ModelConfig(family="dcgan", latent_dim=8, g_channels=8, d_channels=8)
+    for m in (1, 2, 3, 4):
+        g, d = build_gan(cfg, (3, 28, 28), pack=m)
+        first = next(layer for layer in d.modules() if isinstance(layer, torch.nn.Conv2d))
+        assert first.in_channels == 3 * m and g(torch.zeros(2, 8)).shape == (2, 3, 28, 28)  # G is unchanged
+        packed = pack_batch(torch.randn(5 * m, 3, 28, 28), m)
+        assert packed.shape == (5, 3 * m, 28, 28) and d(packed).shape == (5,)
+
+
+@pytest.mark.parametrize("pack", [1, 2, 3])
+def test_a_packed_step_draws_pack_times_batch_samples_from_g_and_from_the_data(run_root, monkeypatch, pack):
+    """D judges batch_size packed inputs: each step takes pack × batch_size real rows and as many fakes, and
+    an epoch (one pass over the data) has pack times fewer steps."""
+    from components.training import gan_step
+    from components.training.loop import plan
+
+    seen = []
+    judge = gan_step.Adversary.judge
+
+    def spy(self, d, x, *args, **kwargs):
+        out = judge(self, d, x, *args, **kwargs)
+        seen.append((x.shape[0], out[0].shape[0]))
+        return out
+
+    monkeypatch.setattr(gan_step.Adversary, "judge", spy)
+    params = tiny_params(run_root, train={"pack": pack, "batch_size": 16, "max_steps": 2})
+    train_in_process(params, run_root)
+    # per step: D's real and fake forwards, then G's: each pack × 16 samples in, 16 packed judgements out
+    assert seen == [(16 * pack, 16)] * 6
+    one = plan(tiny_params(run_root, train={"batch_size": 16}), params.prepared_path(run_root), 1)
+    assert plan(params, params.prepared_path(run_root), 1).steps_per_epoch == one.steps_per_epoch // pack
+
+
 def test_instance_noise_decays_linearly_to_zero_and_reaches_d():
     from components.config import TrainConfig
     from components.training.gan_step import Adversary, instance_noise_std

@@ -176,8 +176,10 @@ def test_label_smoothing_without_targets_is_refused(name):
 @pytest.mark.parametrize("overrides, message", [
     (["train.objective=wasserstein", "train.weight_clip=0.01", "train.gradient_penalty=10"], "weight_clip = 0.01 with gradient_penalty"),
     (["train.objective=wasserstein"], "needs a Lipschitz constraint"),
-    (["train.pack=64", "train.batch_size=32"], "pack = 64 is larger than batch_size = 32"),
-    (["train.pack=3", "train.batch_size=32"], "pack = 3 must divide batch_size = 32"),
+    (["train.pack=2", "model.conditioning=projection"], "PacGAN packing is for unconditional GANs"),
+    (["model.clusters=10", "model.conditioning=projection"], "clusters replace the labels"),
+    (["model.clusters=10", "train.pack=2"], "PacGAN packing is for unconditional GANs"),
+    (["model.clusters=10", "model.family=vae"], "model.clusters = 10 is for the GAN families dcgan and mlp"),
     (["train.d_steps_per_g_step=5", "train.g_steps_per_d_step=2"], "set at most one of them above 1"),
     (["train.objective=softmax_gan"], "unknown objective 'softmax_gan'"),
 ])

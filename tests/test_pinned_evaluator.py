@@ -128,3 +128,28 @@ def test_the_evaluator_stage_depends_on_its_definition_not_on_the_whole_metrics_
     assert not {"components/metrics/scores.py", "components/metrics/catalogue.py",
                 "components/metrics/translation.py"} & deps
     assert "components/metrics/pinned" in deps and "seed" not in stage["params"]
+
+
+def test_the_label_free_preset_is_scored_by_the_default_datasets_pinned_evaluator(tmp_path):
+    """The label-free figures (reports/modes/labelfree.json) come from the pinned mnist5k classifier: the
+    preset prepares the default dataset, whose definition has that pin, and the committed class KL is the
+    KL to uniform of the class histogram that evaluator read."""
+    import math
+
+    from components.config import load_params
+    from components.metrics.uniform_kl import kl_to_uniform
+
+    params = load_params(REPO / "params.yaml", ["preset=labelfree", f"data.prepared_dir={tmp_path}"])
+    assert params.model.clusters > 1 and not params.model.conditional  # no label reaches G or D
+    prepare.run(params)
+    folder = pins.find(_definition(params, tmp_path))
+    assert folder is not None and folder.name.startswith("mnist5k-")
+    pinned_hash = json.loads((folder / feature_nets.INFO).read_text())["hash"]
+    report = json.loads((REPO / "reports/modes/labelfree.json").read_text())
+    assert report["preset"] == "labelfree" and report["evaluator_hash"] == pinned_hash
+    preset_run = report["candidates"]["labelfree"]
+    assert preset_run["evaluator_hash"] == pinned_hash and len(preset_run["class_histogram"]) == 10
+    assert math.isclose(sum(preset_run["class_histogram"]), preset_run["num_samples"], rel_tol=1e-9)
+    # class_kl is the mean over sampling seeds of KL(histogram ‖ uniform); the mean histogram's KL is at most it
+    assert kl_to_uniform(preset_run["class_histogram"]) <= report["class_kl"] + 1e-12
+    assert report["class_kl"] == preset_run["class_kl"] and report["fid"] == preset_run["fid"]

@@ -10,7 +10,7 @@ import torch
 
 from components.config import load_params
 from components.data.source_data import SOURCES
-from components.data.stacked import STACKED_IMAGES, stack_digits
+from components.data.stacked import STACKED_TEST, STACKED_TRAIN, stack_digits
 from components.metrics.stacked import PerChannelClassifier, read_channels, stacked_mode_scores, triples
 from conftest import REPO
 
@@ -95,7 +95,8 @@ def test_the_evaluator_stage_trains_a_digit_reader_on_held_out_digits_and_evalua
 def test_the_source_stacks_three_independent_digits_with_their_triple_as_class():
     params = load_params(REPO / "params.yaml", STACKED)
     data = SOURCES.get("stacked_mnist")(params.data)
-    assert data.samples.shape == (STACKED_IMAGES, 3, 28, 28) and data.samples.dtype == np.uint8
+    assert data.samples.shape == (STACKED_TRAIN + STACKED_TEST, 3, 28, 28) and data.samples.dtype == np.uint8
+    assert STACKED_TRAIN == 128_000 and data.test_rows.tolist() == list(range(STACKED_TRAIN, len(data.samples)))
     assert len(data.class_names) == 1000 and len(np.unique(data.labels)) == 1000  # every mode in the data
     base = SOURCES.get("mnist5k")(params.data)
     images, labels = stack_digits(base.samples, base.labels, 50, seed=7)
@@ -108,3 +109,22 @@ def test_the_source_stacks_three_independent_digits_with_their_triple_as_class()
     assert abs(np.corrcoef(d.T)[0, 1]) < 0.03 and abs(np.corrcoef(d.T)[1, 2]) < 0.03  # drawn independently
     again = SOURCES.get("stacked_mnist")(params.data)
     assert np.array_equal(again.samples, data.samples) and np.array_equal(again.labels, data.labels)
+
+
+def test_the_128k_training_triples_cover_all_1000_modes_with_multinomial_counts():
+    """PacGAN's 128,000 training images: every triple occurs, each as often as the multinomial of the pool's
+    digit frequencies allows (each count within 5 binomial standard deviations, the Pearson χ² of the 1,000
+    counts within 5 of its own standard deviations of its mean), so no triple is over- or under-drawn."""
+    params = load_params(REPO / "params.yaml", STACKED)
+    data = SOURCES.get("stacked_mnist")(params.data)
+    counts = np.bincount(data.labels[:STACKED_TRAIN], minlength=1000)
+    assert counts.sum() == 128_000 and (counts > 0).all()
+    base = SOURCES.get("mnist5k")(params.data)
+    p_digit = np.bincount(base.labels, minlength=10) / len(base.labels)  # the 5,000-digit pool's frequencies
+    p = np.einsum("i,j,k->ijk", p_digit, p_digit, p_digit).ravel()  # triple 100·a + 10·b + c
+    mean, sd = 128_000 * p, np.sqrt(128_000 * p * (1 - p))
+    assert (np.abs(counts - mean) < 5 * sd).all()
+    chi2 = (((counts - mean) ** 2) / mean).sum()
+    assert abs(chi2 - 999) < 5 * math.sqrt(2 * 999)
+    uniform = np.full(1000, 128.0)  # and not the uniform draw: the pool's unequal digit counts show
+    assert (((counts - uniform) ** 2) / uniform).sum() > chi2

@@ -47,6 +47,7 @@ class Family:
     plays_gan_game: ClassVar[bool] = True  # reads the GAN keys of `train` (objective, regularisers, packing…)
     step_ratios: ClassVar[bool] = True  # may update D and G at a ratio other than 1:1
     packing: ClassVar[bool] = True  # PacGAN: D judges several unconditional samples at once
+    clusters: ClassVar[bool] = False  # model.clusters: label-free conditioning on k-means clusters (dcgan, mlp)
     conditioning: ClassVar[bool] = False  # accepts model.conditioning (a class-conditional GAN)
     own_metrics: ClassVar[dict[str, bool]] = {}  # metric → greater is better, beyond its data kind's
     default_metric_name: ClassVar[str | None] = None  # None: its evaluator's default
@@ -84,7 +85,11 @@ class Family:
             raise ValueError(f"model.conditioning = {params.model.conditioning!r} is for family dcgan (a "
                              f"class-conditional GAN); family {family!r} conditions through its own section or "
                              "not at all")
-        if (not self.packing or params.model.conditional) and train.pack != 1:
+        if params.model.clusters and not self.clusters:
+            raise ValueError(f"model.clusters = {params.model.clusters} is for the GAN families dcgan and mlp "
+                             f"(label-free conditioning on k-means clusters); family {family!r} does not use it "
+                             "(set it to 0)")
+        if (not self.packing or params.model.conditional or params.model.clusters) and train.pack != 1:
             raise ValueError(f"train.pack = {train.pack}: PacGAN packing is for unconditional GANs (a "
                              "conditional or translation D judges each sample with its own condition)")
         if train.matching_aware and not params.model.conditional:

@@ -9,7 +9,8 @@ from components.families.base import LABEL_INPUT, SAMPLE_INPUTS, LatentGan
 class Dcgan(LatentGan):
     name = "dcgan"
     conditioning = True
-    presets = ("cgan",)
+    clusters = True
+    presets = ("cgan", "labelfree")
     pyfunc_inputs = {**SAMPLE_INPUTS, **LABEL_INPUT}
 
     def networks(self, model_cfg, sample_shape, d_shape, num_classes):

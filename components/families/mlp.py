@@ -9,6 +9,7 @@ class Mlp(LatentGan):
     name = "mlp"
     data_kinds = ("points",)
     presets = ("ring8", "grid25")
+    clusters = True
 
     def networks(self, model_cfg, sample_shape, d_shape, num_classes):
         from components.models.mlp import build

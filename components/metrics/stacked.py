@@ -106,6 +106,8 @@ def digit_images(images: np.ndarray, labels: np.ndarray, digits: int = 10) -> tu
     n, c, h, w = images.shape
     singles = images.reshape(n * c, 1, h, w)
     tuple_digits = np.stack([(labels // digits ** (c - 1 - k)) % digits for k in range(c)], 1).reshape(-1)
-    _, first = np.unique(singles.reshape(n * c, -1), axis=0, return_index=True)
+    # each image as one opaque byte string: np.unique sorts those by memcmp, ~50× faster than axis=0 rows
+    rows = np.ascontiguousarray(singles.reshape(n * c, -1)).view(np.dtype((np.void, h * w * singles.itemsize)))
+    _, first = np.unique(rows.ravel(), return_index=True)
     first = np.sort(first)
     return np.ascontiguousarray(singles[first]), tuple_digits[first].astype(np.int64)

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from components.models.own_labels import split_latent
+
 
 
 def stages_for(size: int) -> tuple[int, int]:
@@ -33,14 +35,19 @@ def _geometry(image_shape: tuple[int, int, int]) -> tuple[int, int, int]:
 
 
 class Generator(nn.Module):
+    """own_labels (model.clusters): G is conditioned on num_classes clusters but draws its own by the buffer
+    `label_prior` (components/models/own_labels.py); from outside it is unconditional."""
+
     def __init__(self, latent_dim: int, channels: int, image_shape: tuple[int, int, int], num_classes: int = 0,
-                 squash: bool = True):  # squash=False: raw outputs (a VAE decoder's Bernoulli logits)
+                 squash: bool = True, own_labels: bool = False):  # squash=False: a VAE decoder's Bernoulli logits
         super().__init__()
         c, n, base = _geometry(image_shape)
-        self.latent_dim, self.num_classes = latent_dim, num_classes
+        self.latent_dim, self.num_classes, self.own_labels = latent_dim, num_classes, own_labels
+        if own_labels:
+            self.register_buffer("label_prior", torch.full((num_classes,), 1.0 / num_classes))
         widths = [channels * 2 ** (n - 1 - i) for i in range(n)]  # e.g. [128, 64] for 28×28
         self.project = nn.Sequential(
-            nn.Linear(latent_dim + num_classes, widths[0] * base * base, bias=False),
+            nn.Linear(latent_dim - own_labels + num_classes, widths[0] * base * base, bias=False),
             nn.Unflatten(1, (widths[0], base, base)),
             nn.BatchNorm2d(widths[0]),
             nn.ReLU(inplace=True),
@@ -53,10 +60,13 @@ class Generator(nn.Module):
 
     @property
     def conditional(self) -> bool:
-        return self.num_classes > 0
+        """Whether a caller must give labels (a cluster-conditioned G draws its own)."""
+        return self.num_classes > 0 and not self.own_labels
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
-        if self.conditional:
+        if self.own_labels:  # training passes the real batch's clusters; sampling lets G draw them
+            z, labels = split_latent(z, self.label_prior, labels)
+        if self.num_classes:
             z = torch.cat([z, _one_hot(labels, self.num_classes, z)], 1)
         return self.body(self.project(z))
 
@@ -119,12 +129,12 @@ def build(model_cfg, image_shape: tuple[int, int, int], d_shape: tuple[int, int,
           num_classes: int = 0) -> tuple[nn.Module, nn.Module]:
     if len(image_shape) != 3:
         raise ValueError(f"dcgan needs images (C, H, W), got samples of shape {image_shape}; use family mlp for points")
-    k = num_classes if model_cfg.conditional else 0
+    k = num_classes if model_cfg.conditional else model_cfg.clusters
     if model_cfg.conditional and k < 2:
         raise ValueError(f"model.conditioning = {model_cfg.conditioning!r} needs a labelled dataset of ≥ 2 classes, "
                          f"got {num_classes}")
-    g = Generator(model_cfg.latent_dim, model_cfg.g_channels, image_shape, k)
-    d = Discriminator(model_cfg.d_channels, d_shape, k, model_cfg.conditioning)
+    g = Generator(model_cfg.latent_dim, model_cfg.g_channels, image_shape, k, own_labels=bool(model_cfg.clusters))
+    d = Discriminator(model_cfg.d_channels, d_shape, k, "projection" if model_cfg.clusters else model_cfg.conditioning)
     g.apply(init_weights)
     d.apply(init_weights)
     return g, d

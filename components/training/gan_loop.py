@@ -14,7 +14,8 @@ from components.training.ema import EMA
 from components.training.fast import FastPath, double_backprop
 from components.training.gan_step import STATS, GanGame, instance_noise_std
 from components.sampling import balanced_labels
-from components.training.loop import Batch, Worker, ddp, sample, set_learning_rates, spec_meta, stream_seed
+from components.training.loop import (Batch, Worker, ddp, sample, set_learning_rates, spec_meta, stream_seed,
+                                      to_model_space)
 
 
 def start_game(g: torch.nn.Module, d: torch.nn.Module, tc, worker: Worker, resume: dict | None,
@@ -43,14 +44,24 @@ def start_game(g: torch.nn.Module, d: torch.nn.Module, tc, worker: Worker, resum
 
 class GanTask:
     preview_cols = None  # a near-square grid
+    reads_train_split = True  # model.clusters: the k-means fit reads the whole train split
 
-    def __init__(self, params: Params, manifest: dict, worker: Worker, resume: dict | None, distributed: bool):
+    def __init__(self, params: Params, manifest: dict, worker: Worker, resume: dict | None, distributed: bool,
+                 prepared_dir=None):
         tc = params.train
         self.params, self.worker = params, worker
         self.batches_per_step = tc.d_steps_per_g_step
         self.num_classes = len(manifest["class_names"]) if params.model.conditional else 0
         g, d = build_gan(params.model, manifest["image_shape"], pack=tc.pack, spectral_norm=tc.spectral_norm,
                          num_classes=self.num_classes, noise_level=tc.diffusion_d)
+        self.clusters = None
+        if params.model.clusters:  # fitted before G is copied (EMA, DDP): its prior is part of every copy
+            from components.data.shards import read_share
+            from components.training.clusters import Clusters
+
+            train = to_model_space(torch.from_numpy(read_share(prepared_dir, "train")[0]))
+            self.clusters = Clusters(train, params.model.clusters, params.seed)
+            g.label_prior.copy_(self.clusters.prior)
         self.game, self.fast, self.nets, self.optimizers = start_game(g, d, tc, worker, resume, distributed)
         self.ema, self.g = self.game.ema, self.game.g
         self.stats = STATS + (diffusion_d.STATS if tc.diffusion_d else ())
@@ -62,7 +73,9 @@ class GanTask:
 
     def latents(self, stream: int, step: int, i: int) -> torch.Tensor:
         self.noise.manual_seed(stream_seed(self.params.seed, stream, self.worker.rank, step, i))
-        z = torch.randn(self.params.train.batch_size, self.params.model.latent_dim, generator=self.noise)
+        tc = self.params.train
+        # PacGAN: pack × batch_size fakes, as many as the real batch, packed into batch_size D inputs
+        z = torch.randn(tc.batch_size * tc.pack, self.params.model.latent_dim, generator=self.noise)
         return self.fast.to_device(z)
 
     def step(self, step: int, total_steps: int, batch: Batch) -> torch.Tensor:
@@ -75,7 +88,7 @@ class GanTask:
         cond = None
         for i in range(k_d):
             real, labels = batch(i)[:2]
-            cond = labels if self.num_classes else None
+            cond = labels if self.num_classes else (self.clusters.assign(real) if self.clusters else None)
             # The last D step keeps G's graph: the first G step reuses that fake batch.
             with torch.set_grad_enabled(i == k_d - 1), self.fast.autocast():
                 fake = self.generate(self.latents(2, step, i), cond)

@@ -10,10 +10,22 @@ import torch
 from PIL import Image
 
 
+def to_uint8(images: torch.Tensor) -> np.ndarray:
+    """Images in [-1, 1] → uint8 pixels 0..255, the data's own encoding."""
+    return ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
+
+
+def uint8_npz(images: torch.Tensor) -> bytes:
+    """An .npz holding `samples`: the images as uint8 (N, C, H, W), compressed (evaluate.mode_samples_file)."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, samples=to_uint8(images))
+    return buf.getvalue()
+
+
 def grid(images: torch.Tensor, pad: int = 2, cols: int | None = None) -> np.ndarray:
     """N×C×H×W in [-1, 1] → one H'×W'×C uint8 array (C=1 squeezed to H'×W'); `cols` images per row,
     default a near-square layout."""
-    x = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
+    x = to_uint8(images)
     n, c, h, w = x.shape
     cols = cols or math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)

@@ -100,17 +100,24 @@ class Plan:
     rank_rows: tuple[int, ...] = ()  # each rank's train rows (footers read once: on S3 every read is a request)
 
 
+def rows_per_batch(tc) -> int:
+    """Real samples in one batch: batch_size, times train.pack for PacGAN, whose D judges batch_size packed
+    inputs of `pack` samples each (G then draws as many), so that D sees as many inputs as an unpacked D."""
+    return tc.batch_size * tc.pack
+
+
 def plan(params: Params, prepared_dir: Path, world_size: int) -> Plan:
     """A step consumes batches_per_step batches (a GAN: d_steps_per_g_step D updates, each on its own
-    batch). Steps per epoch are equal on every rank (DDP needs the same number of collectives): the
+    batch of rows_per_batch rows). An epoch is one pass over the data, so with train.pack = m it has m
+    times fewer steps: give max_steps to compare packed and unpacked runs at equal updates. Steps per epoch are equal on every rank (DDP needs the same number of collectives): the
     smallest rank share decides. The family decides how many steps a run takes. Raises ValueError if the
     family does not train on this kind of data or a step's data does not fit."""
     params.family.check_data(read_manifest(prepared_dir), str(prepared_dir))
     rows = rank_row_counts(prepared_dir, "train", world_size)
     tc = params.train
-    per_step = tc.batch_size * tc.d_steps_per_g_step
+    per_step = rows_per_batch(tc) * tc.d_steps_per_g_step
     if min(rows) < per_step:
-        what = f"train.batch_size = {tc.batch_size}" + (
+        what = f"train.batch_size = {tc.batch_size}" + (f" × train.pack = {tc.pack}" if tc.pack > 1 else "") + (
             f" × train.d_steps_per_g_step = {tc.d_steps_per_g_step}" if tc.d_steps_per_g_step > 1 else "")
         # Rows are dealt to workers in whole row groups: with enough rows overall, the groups are the cause.
         fix = ("lower data.row_group_rows and rerun prepare (rows go to workers in whole row groups, and this "
@@ -150,14 +157,20 @@ def set_learning_rates(cfg, step: int, total_steps: int, *pairs: tuple[torch.opt
             group["lr"] = base * factor
 
 
-def build_task(params: Params, manifest: dict, worker: Worker, resume: dict | None) -> Task:
+def build_task(params: Params, manifest: dict, worker: Worker, resume: dict | None,
+               prepared_dir: Path | None = None) -> Task:
+    """The family's Task; one whose class sets `reads_train_split` (dcgan with model.clusters) also gets the
+    prepared folder, to fit what it derives from the whole train split."""
     import importlib
 
     seed_all(params.seed)  # identical initial weights on every rank
     distributed = worker.world_size > 1 and dist.is_available() and dist.is_initialized()
     # the family names its Task; imported when used, so a GAN worker never imports diffusers
-    module, cls = params.family.task
-    return getattr(importlib.import_module(module), cls)(params, manifest, worker, resume, distributed)
+    module, name = params.family.task
+    cls = getattr(importlib.import_module(module), name)
+    if getattr(cls, "reads_train_split", False):
+        return cls(params, manifest, worker, resume, distributed, prepared_dir=prepared_dir)
+    return cls(params, manifest, worker, resume, distributed)
 
 
 def ddp(module: torch.nn.Module, device: torch.device, distributed: bool, **kwargs) -> torch.nn.Module:
@@ -187,7 +200,7 @@ def train_model(params: Params, prepared_dir: Path, worker: Worker, callbacks: C
     manifest = read_manifest(prepared_dir)
     steps = plan(params, prepared_dir, worker.world_size)
     dev = worker.device
-    task = build_task(params, manifest, worker, resume)
+    task = build_task(params, manifest, worker, resume, prepared_dir)
     start = int(resume["step"]) if resume is not None else 0
     meta = task.meta
     path = fast.FastPath.resolve(tc, dev)
@@ -196,7 +209,7 @@ def train_model(params: Params, prepared_dir: Path, worker: Worker, callbacks: C
     kind = kind_of(manifest)
     source = batches.pick(params, prepared_dir, manifest, worker, steps.rank_rows[worker.rank],
                           on_device=lambda nbytes: fast.device_data(tc, dev, nbytes), to_device=path.to_device)
-    b, k_b = tc.batch_size, task.batches_per_step
+    b, k_b = rows_per_batch(tc), task.batches_per_step
 
     def state_at(step: int) -> dict | None:
         if worker.rank != 0:

@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
+
 from components.metrics.catalogue import fid_fits
 from components.metrics.evaluators.base import Evaluator, Scorer
 
@@ -63,7 +65,11 @@ class FeatureScorer(Scorer):
             return {}
 
         def features(split):
-            return self.extractor.features(kind_of(self.manifest).to_model_space(load_split(self.prepared, split)[0]))
+            images = load_split(self.prepared, split)[0]
+            if len(images) > ev.floor_samples:  # a seeded subset: the evaluator's seed, never a training seed
+                keep = np.random.default_rng(ev.seed).choice(len(images), ev.floor_samples, replace=False)
+                images = images[np.sort(keep)]
+            return self.extractor.features(kind_of(self.manifest).to_model_space(images))
 
         test, train = (reference[0], features("train")) if ev.reference == "test" else (features("test"), reference[0])
         floor = scores.fid_kid(test, train, kid_subset_size=ev.kid_subset_size, seed=ev.seed)
