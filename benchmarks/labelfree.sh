@@ -13,8 +13,10 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 export PATH="$root/.venv/bin:$PATH"  # genpipe from the project venv
 cd "$root"
 runs=("$@")
-[ ${#runs[@]} -eq 0 ] && runs=("labelfree=preset=labelfree" "clusters10=preset=labelfree model.clusters=10"
-                               "dcgan_dd=preset=null train.diffusion_d=true")
+# the preset (200 clusters, 62 epochs), and the candidates it was chosen from at the default's 74 epochs
+[ ${#runs[@]} -eq 0 ] && runs=("labelfree=preset=labelfree" "clusters30=preset=labelfree model.clusters=30 train.epochs=74"
+                               "clusters100=preset=labelfree model.clusters=100 train.epochs=74"
+                               "clusters200=preset=labelfree model.clusters=200 train.epochs=74")
 for run in "${runs[@]}"; do
   # shellcheck disable=SC2086  # the overrides are space-separated key=value words
   bash benchmarks/train_and_evaluate.sh reports/modes/labelfree "${run%%=*}" ${run#*=}

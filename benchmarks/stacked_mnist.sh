@@ -13,7 +13,8 @@
 # - cut: STEPS updates (default 2,000: one of the reference's 50 epochs of 2,000), and genpipe's DCGAN at its
 #   default widths (D 32-64 channels, 4×4 kernels, two stages on 28×28) for the reference's 64-512, 5×5, four.
 #   bash benchmarks/stacked_mnist.sh                     # the table's runs, seeds 0 1 2
-#   SEEDS=0 STEPS=500 bash benchmarks/stacked_mnist.sh "dcgan=train.max_steps=500"   # one run, any overrides
+#   SEEDS=0 ONLY="dcgan pacgan2" bash benchmarks/stacked_mnist.sh   # some of the table's runs, by name
+#   SEEDS=0 bash benchmarks/stacked_mnist.sh "dcgan=train.max_steps=500"   # a run of your own overrides
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 export PATH="$root/.venv/bin:$PATH"  # genpipe from the project venv
@@ -35,6 +36,9 @@ runs=("$@")
 [ ${#runs[@]} -eq 0 ] && runs=("dcgan=$gan" "pacgan2=$gan train.pack=2" "pacgan3=$gan train.pack=3"
                                "pacgan4=$gan train.pack=4" "dcgan_dd=$gan train.diffusion_d=true"
                                "ddgan=preset=ddgan ddgan.class_conditional=false train.max_steps=720 evaluate.error_seeds=1")
+if [ -n "${ONLY:-}" ]; then  # ONLY="pacgan2 dcgan_dd": just these of the runs, by name
+  kept=(); for run in "${runs[@]}"; do [[ " $ONLY " == *" ${run%%=*} "* ]] && kept+=("$run"); done; runs=("${kept[@]}")
+fi
 mkdir -p data/stacked/samples
 for seed in ${SEEDS:-0 1 2}; do
   for run in "${runs[@]}"; do
