@@ -39,8 +39,10 @@ def load_candidate(params: Params, repo_root: Path, origin: dict[str, str] | Non
     model_dir = (Path(repo_root) / params.train.output_dir).resolve()
     spec = json.loads((model_dir / "generator.json").read_text())
     configured = params.model.model_dump(mode="json")
-    differ = {f"model.{k}": (spec["model"].get(k), configured.get(k))
-              for k in sorted({*spec["model"], *configured}) if spec["model"].get(k) != configured.get(k)}
+    # a key the spec lacks came later (model.clusters): the model was trained at that key's default
+    trained = {**type(params.model)().model_dump(mode="json"), **spec["model"]}
+    differ = {f"model.{k}": (trained.get(k), configured.get(k))
+              for k in sorted({*trained, *configured}) if trained.get(k) != configured.get(k)}
     differ.update(params.family.trained_differences(spec, params))  # sampling keys may differ
     if differ:
         configured_from = {} if origin is None else {k: origin.get(k, "default") for k in differ}

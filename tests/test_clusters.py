@@ -52,3 +52,24 @@ def test_a_cluster_conditioned_run_exports_an_unconditional_g_with_the_data_prop
     out, labels = params.family.generate(g, params, None, 64)
     assert labels is None and out.shape == (64, 1, 8, 8)
     assert len(np.unique(drawn_labels(torch.randn(64, 16), g.label_prior).numpy())) > 1
+
+
+def test_a_model_exported_before_clusters_existed_is_evaluated_as_trained_without_them(run_root, tmp_path):
+    """A spec without model.clusters (every model exported before the key) was trained at its default, 0:
+    evaluate takes it as such, and refuses it only for a configured cluster count."""
+    import json
+
+    from pipelines.evaluate import EvaluateError, load_candidate
+
+    params = tiny_params(run_root, train={"output_dir": str(tmp_path / "model")})
+    rec, _ = train_in_process(params, run_root)
+    (tmp_path / "model").mkdir()
+    ckpt.write_generator(rec.states[-1], tmp_path / "model")
+    spec_file = tmp_path / "model" / "generator.json"
+    spec = json.loads(spec_file.read_text())
+    del spec["model"]["clusters"]
+    spec_file.write_text(json.dumps(spec))
+    g, _ = load_candidate(params, run_root)
+    assert not g.conditional
+    with pytest.raises(EvaluateError, match="model.clusters trained with 0 but configured 4"):
+        load_candidate(params.with_overrides({"model.clusters": 4}), run_root)
