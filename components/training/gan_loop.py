@@ -14,8 +14,8 @@ from components.training.ema import EMA
 from components.training.fast import FastPath, double_backprop
 from components.training.gan_step import STATS, GanGame, instance_noise_std
 from components.sampling import balanced_labels
-from components.training.loop import (Batch, Worker, ddp, sample, set_learning_rates, spec_meta, stream_seed,
-                                      to_model_space)
+from components.training.loop import (Batch, Worker, ddp, rows_per_batch, sample, set_learning_rates, spec_meta,
+                                      stream_seed, to_model_space)
 
 
 def start_game(g: torch.nn.Module, d: torch.nn.Module, tc, worker: Worker, resume: dict | None,
@@ -73,9 +73,8 @@ class GanTask:
 
     def latents(self, stream: int, step: int, i: int) -> torch.Tensor:
         self.noise.manual_seed(stream_seed(self.params.seed, stream, self.worker.rank, step, i))
-        tc = self.params.train
-        # PacGAN: pack × batch_size fakes, as many as the real batch, packed into batch_size D inputs
-        z = torch.randn(tc.batch_size * tc.pack, self.params.model.latent_dim, generator=self.noise)
+        # as many fakes as the real batch holds rows (PacGAN: pack × batch_size, packed into batch_size D inputs)
+        z = torch.randn(rows_per_batch(self.params.train), self.params.model.latent_dim, generator=self.noise)
         return self.fast.to_device(z)
 
     def step(self, step: int, total_steps: int, batch: Batch) -> torch.Tensor:
