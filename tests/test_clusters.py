@@ -42,6 +42,29 @@ def test_the_fit_is_deterministic_and_assigns_the_train_images_to_their_clusters
         Clusters(x[:100], 5000, seed=0)
 
 
+def test_clusters_on_principal_components_find_blobs_that_differ_in_a_few_directions():
+    """model.cluster_dims: k-means on the first principal components (as wide images need) separates clusters
+    that differ in a few directions of a wide space, assigns new samples through the same projection, and is
+    deterministic."""
+    gen = torch.Generator().manual_seed(0)
+    centres = torch.zeros(4, 500)
+    centres[:, :2] = torch.tensor([[8.0, 0], [-8, 0], [0, 8], [0, -8]])
+    truth = torch.arange(4).repeat_interleave(300)
+    x = centres[truth] + torch.randn(1200, 500, generator=gen)
+    a, b = Clusters(x, 4, seed=0, dims=2), Clusters(x, 4, seed=0, dims=2)
+    assert a.centroids.shape == (4, 2) and torch.equal(a.centroids, b.centroids)
+    assert torch.allclose(a.components.T @ a.components, torch.eye(2), atol=1e-4)  # an orthonormal projection
+    found = a.assign(x)
+    assert all(len(torch.unique(found[truth == t])) == 1 for t in range(4))  # each blob is one cluster
+    assert len(torch.unique(found)) == 4 and torch.allclose(a.prior, torch.full((4,), 0.25))
+    fresh = centres[truth[:40]] + torch.randn(40, 500, generator=gen)
+    assert torch.equal(a.assign(fresh), found[:40])  # a new sample joins its blob's cluster
+    with pytest.raises(ValueError, match="model.cluster_dims = 500 is not fewer than the 500 values"):
+        Clusters(x, 4, seed=0, dims=500)
+    with pytest.raises(ValueError, match="model.cluster_dims = 8 shapes the k-means fit of model.clusters"):
+        ModelConfig(cluster_dims=8)
+
+
 def test_a_cluster_conditioned_run_exports_an_unconditional_g_with_the_data_proportions(run_root, tmp_path):
     params = tiny_params(run_root, model={"clusters": 4})
     rec, _ = train_in_process(params, run_root)

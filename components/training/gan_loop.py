@@ -60,7 +60,7 @@ class GanTask:
             from components.training.clusters import Clusters
 
             train = to_model_space(torch.from_numpy(read_share(prepared_dir, "train")[0]))
-            self.clusters = Clusters(train, params.model.clusters, params.seed)
+            self.clusters = Clusters(train, params.model.clusters, params.seed, params.model.cluster_dims)
             g.label_prior.copy_(self.clusters.prior)
         self.game, self.fast, self.nets, self.optimizers = start_game(g, d, tc, worker, resume, distributed)
         self.ema, self.g = self.game.ema, self.game.g
