@@ -11,7 +11,7 @@ import torch
 from components.config import load_params
 from components.data.source_data import SOURCES
 from components.data.stacked import STACKED_TEST, STACKED_TRAIN, stack_digits
-from components.metrics.stacked import PerChannelClassifier, read_channels, stacked_mode_scores, triples
+from components.metrics.stacked import PerChannelClassifier, channel_kls, read_channels, stacked_mode_scores, triples
 from conftest import REPO
 
 PINNED_MNIST = REPO / "components" / "metrics" / "pinned" / "mnist5k-00f535826d6e"
@@ -28,6 +28,19 @@ def test_the_counter_scores_every_triple_equally_often_as_1000_modes_and_one_tri
     assert half["modes"] == 500 and half["reverse_kl"] == pytest.approx(math.log(2))
     with pytest.raises(ValueError, match="expected \\(N, 3\\) digits in 0..9"):
         triples(np.array([[1, 2, 10]]))
+
+
+def test_the_triples_kl_splits_into_each_channels_kl_plus_their_dependence():
+    """channel_kls: uneven digits on a channel show in that channel's KL; digits paired across channels show
+    only in the triples' KL (the rest, the total correlation)."""
+    rng = np.random.default_rng(0)
+    uneven = rng.choice(10, size=(26_000, 3), p=[0.28] + [0.08] * 9)  # every channel draws too many 0s
+    kls, total = channel_kls(triples(uneven)), stacked_mode_scores(uneven)["reverse_kl"]
+    expected = float(0.28 * np.log(2.8) + 0.72 * np.log(0.8))
+    assert kls == pytest.approx([expected] * 3, abs=0.012) and total == pytest.approx(sum(kls), abs=0.03)
+    copied = np.repeat(rng.integers(0, 10, size=(26_000, 1)), 3, axis=1)  # all three channels the same digit
+    kls, total = channel_kls(triples(copied)), stacked_mode_scores(copied)["reverse_kl"]
+    assert max(kls) < 0.001 and total == pytest.approx(np.log(100), abs=0.002)  # 10 of 1,000 triples
 
 
 def test_the_counter_reads_real_stacked_digits_with_the_pinned_mnist_classifier():

@@ -42,6 +42,15 @@ def mode_scores(modes: np.ndarray, num_modes: int = NUM_MODES) -> dict:
             "max_reverse_kl": math.log(num_modes)}
 
 
+def channel_kls(modes: np.ndarray, digits: int = 10, channels: int = 3) -> list[float]:
+    """KL(p_c ‖ uniform) of each channel's digit histogram, from mode indices (N,). The triples' reverse KL
+    is exactly their sum plus the channels' total correlation (≥ 0), so this splits a model's KL into digits
+    drawn unevenly on each channel and digits paired unevenly across channels."""
+    modes = np.asarray(modes, dtype=np.int64)
+    return [kl_to_uniform(np.bincount(modes // digits ** (channels - 1 - c) % digits, minlength=digits))
+            for c in range(channels)]
+
+
 def stacked_mode_scores(channel_digits: np.ndarray) -> dict:
     """mode_scores of (N, 3) digits per channel."""
     return mode_scores(triples(channel_digits))
