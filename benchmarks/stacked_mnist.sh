@@ -36,12 +36,14 @@ runs=("$@")
 # labelfree preset itself (the default pipeline's DCGAN, noised D, one G update per D update, z of 64) with
 # those 1,000 clusters, batch 64, LABELFREE_STEPS steps (default 5,000, the default pipeline's ~5,000).
 # ddgan keeps its preset's schedule at 720 steps (4 NFE per sample, so 26,000 samples cost minutes), scored on
-# one sampling seed. DDPM is not in the table: 26,000 samples at 100 UNet passes each take ~3 h on this CPU.
+# one sampling seed. ddpm: its preset's UNet and schedule for 1,000 steps, unconditional, sampled by
+# deterministic DDIM in 10 steps (26,000 samples at the preset's 100 passes each would take ~3 h on 2 cores).
 [ ${#runs[@]} -eq 0 ] && runs=("dcgan=$gan" "pacgan2=$gan train.pack=2" "pacgan3=$gan train.pack=3"
                                "pacgan4=$gan train.pack=4" "dcgan_dd=$gan train.diffusion_d=true"
                                "dcgan_clusters=$gan model.clusters=1000 model.cluster_dims=32"
                                "labelfree=preset=labelfree model.clusters=1000 model.cluster_dims=32 train.batch_size=64 train.max_steps=${LABELFREE_STEPS:-5000}"
-                               "ddgan=preset=ddgan ddgan.class_conditional=false train.max_steps=720 evaluate.error_seeds=1")
+                               "ddgan=preset=ddgan ddgan.class_conditional=false train.max_steps=720 evaluate.error_seeds=1"
+                               "ddpm=preset=ddpm diffusion.class_conditional=false diffusion.guidance=1.0 train.max_steps=1000 diffusion.sampler=ddim diffusion.sample_steps=10 diffusion.eta=0.0 evaluate.error_seeds=1")
 if [ -n "${ONLY:-}" ]; then  # ONLY="pacgan2 dcgan_dd": just these of the runs, by name
   kept=(); for run in "${runs[@]}"; do [[ " $ONLY " == *" ${run%%=*} "* ]] && kept+=("$run"); done; runs=("${kept[@]}")
 fi
