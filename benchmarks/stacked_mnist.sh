@@ -35,7 +35,7 @@ runs=("$@")
 # components (model.clusters, as the labelfree preset on mnist5k), on the reference schedule; labelfree: the
 # labelfree preset itself (the default pipeline's DCGAN, noised D, one G update per D update, z of 64) with
 # those 1,000 clusters and batch 64, for 5,000 steps (the default pipeline's ~5,000), with an EMA of G, and
-# for 10,000 steps.
+# for 10,000 steps, and with a G twice as wide (three unrelated digits share G's last feature maps).
 labelfree="preset=labelfree model.clusters=1000 model.cluster_dims=32 train.batch_size=64"
 # ddgan keeps its preset's schedule at 720 steps (4 NFE per sample, so 26,000 samples cost minutes), scored on
 # one sampling seed. ddpm: its preset's UNet and schedule for 1,000 steps, unconditional, sampled by
@@ -44,7 +44,7 @@ labelfree="preset=labelfree model.clusters=1000 model.cluster_dims=32 train.batc
                                "pacgan4=$gan train.pack=4" "dcgan_dd=$gan train.diffusion_d=true"
                                "dcgan_clusters=$gan model.clusters=1000 model.cluster_dims=32"
                                "labelfree=$labelfree train.max_steps=5000" "labelfree_ema=$labelfree train.max_steps=5000 train.ema_decay=0.999"
-                               "labelfree_10k=$labelfree train.max_steps=10000"
+                               "labelfree_10k=$labelfree train.max_steps=10000" "labelfree_wide=$labelfree train.max_steps=5000 model.g_channels=64"
                                "ddgan=preset=ddgan ddgan.class_conditional=false train.max_steps=720 evaluate.error_seeds=1"
                                "ddpm=preset=ddpm diffusion.class_conditional=false diffusion.guidance=1.0 train.max_steps=1000 diffusion.sampler=ddim diffusion.sample_steps=10 diffusion.eta=0.0 evaluate.error_seeds=1")
 if [ -n "${ONLY:-}" ]; then  # ONLY="pacgan2 dcgan_dd": just these of the runs, by name
