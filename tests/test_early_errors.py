@@ -193,4 +193,7 @@ def test_ctrl_c_during_training_says_what_was_saved_and_how_to_resume(tmp_path, 
         except Exception:  # noqa: BLE001 - one cut off mid-write is not a saved step
             pass
     assert int(m[1]) == max(steps), (line, steps)  # nothing was saved after the step it names
-    assert "Traceback" not in err and err.strip().endswith("genpipe train: interrupted"), err[-3000:]
+    # Ray Train logs a resource request that timed out on a loaded machine with its traceback, as a warning
+    # it calls safe to ignore (autoscaling_coordinator_client); genpipe's own exit must print none
+    ours = re.sub(r"Failed to send resource request.*?GetTimeoutError[^\n]*\n", "", err, flags=re.S)
+    assert "Traceback" not in ours and err.strip().endswith("genpipe train: interrupted"), err[-3000:]
