@@ -31,6 +31,8 @@ sets=(); for kv in "${data[@]}"; do sets+=(--set "$kv"); done
 genpipe prepare "${sets[@]}"
 genpipe evaluator "${sets[@]}"
 runs=("$@")
+# dcgan_d8 / pacgan2_d8: D at a quarter of its width (8-16 channels), the reduced-D regime in which the
+# Unrolled GAN paper's DCGAN drops modes on Stacked MNIST: where packing has a collapse to repair.
 # dcgan_clusters: label-free conditioning on 1,000 k-means clusters of the images' first 32 principal
 # components (model.clusters, as the labelfree preset on mnist5k), on the reference schedule; labelfree: the
 # labelfree preset itself (the default pipeline's DCGAN, noised D, one G update per D update, z of 64) with
@@ -42,6 +44,7 @@ labelfree="preset=labelfree model.clusters=1000 model.cluster_dims=32 train.batc
 # deterministic DDIM in 10 steps (26,000 samples at the preset's 100 passes each would take ~3 h on 2 cores).
 [ ${#runs[@]} -eq 0 ] && runs=("dcgan=$gan" "pacgan2=$gan train.pack=2" "pacgan3=$gan train.pack=3"
                                "pacgan4=$gan train.pack=4" "dcgan_dd=$gan train.diffusion_d=true"
+                               "dcgan_d8=$gan model.d_channels=8" "pacgan2_d8=$gan model.d_channels=8 train.pack=2"
                                "dcgan_clusters=$gan model.clusters=1000 model.cluster_dims=32"
                                "labelfree=$labelfree train.max_steps=5000" "labelfree_ema=$labelfree train.max_steps=5000 train.ema_decay=0.999"
                                "labelfree_10k=$labelfree train.max_steps=10000" "labelfree_wide=$labelfree train.max_steps=5000 model.g_channels=64"

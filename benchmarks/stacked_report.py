@@ -7,9 +7,11 @@ Rows are comparable only under one evaluator hash, which the table states.
 The recount: each run's kept samples (data/stacked/samples/<run>.npz, the first sampling seed's 26,000) are
 read again by the pinned reader and their KL split into the three channels' digit KLs and the rest (the
 channels' dependence), and a `data` row reads 26,000 training triples: the KL a perfect model would score
-on that many samples."""
+on that many samples. A run whose samples file (by SHA-256) and reader are those of the committed summary
+keeps its committed recount, so adding a run reads only the new samples."""
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections import defaultdict
@@ -17,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from components.atomic import atomic_write
 from fusion_report import _row
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,14 +41,15 @@ def mean_std(summary: dict, key: str, fmt: str) -> str:
     return f"{summary[key]:{fmt}}" + (f" ± {std:{fmt}}" if std else "")
 
 
-def recount(hashes: list[str]) -> tuple[dict, dict]:
+def recount(hashes: list[str], before: dict) -> tuple[dict, dict]:
     """({run: its kept samples' scores}, the data row's scores) under the pinned reader, which must be the one
-    the runs were scored with."""
+    the runs were scored with; `before` is the committed summary, whose recounts are reused where they fit."""
     import torch
 
     from components.data.shards import read_share
     from components.metrics.feature_nets import load_evaluator
     from components.metrics.stacked import PAPER_SAMPLES, channel_kls, mode_scores
+    from components.training.loop import to_model_space
 
     reader, info = load_evaluator(EVALUATOR)
     if hashes != [info["hash"]]:
@@ -54,13 +58,20 @@ def recount(hashes: list[str]) -> tuple[dict, dict]:
 
     def scores(u8: np.ndarray) -> dict:
         with torch.no_grad():
-            modes = np.concatenate([reader.embed(torch.from_numpy(u8[i:i + 2000]).float() / 127.5 - 1)[1]
+            modes = np.concatenate([reader.embed(to_model_space(torch.from_numpy(u8[i:i + 2000])))[1]
                                     .argmax(1).numpy() for i in range(0, len(u8), 2000)])
         out, kls = mode_scores(modes), channel_kls(modes)
         return {"modes": out["modes"], "reverse_kl": out["reverse_kl"], "channel_kl": sum(kls),
                 "channel_kls": kls, "dependence_kl": out["reverse_kl"] - sum(kls), "samples": len(modes)}
 
-    runs = {f.stem: scores(np.load(f)["samples"]) for f in sorted(SAMPLES.glob("*.npz"))}
+    def run_scores(path: Path) -> dict:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        kept = before.get("recount", {}).get(path.stem, {})
+        if before.get("evaluator_hashes") == hashes and kept.get("sha256") == digest:
+            return kept
+        return {**scores(np.load(path)["samples"]), "sha256": digest}
+
+    runs = {f.stem: run_scores(f) for f in sorted(SAMPLES.glob("*.npz"))}
     train = read_share(PREPARED, "train")[0]
     pick = np.sort(np.random.default_rng(0).choice(len(train), PAPER_SAMPLES, replace=False))
     return runs, scores(train[pick])
@@ -87,16 +98,16 @@ def main() -> None:
                 summary[config][key] = float(values.mean())
                 summary[config][key + "_std"] = float(values.std(ddof=1)) if len(values) > 1 else None
     hashes = sorted({r["evaluator_hash"] for rows in runs.values() for r in rows})
-    recounted, data = recount(hashes)
+    summary_file = OUT / "summary.json"
+    recounted, data = recount(hashes, json.loads(summary_file.read_text()) if summary_file.exists() else {})
     for config, rows in runs.items():
-        mine = [recounted[f"{config}-s{r['seed']}"] for r in rows if f"{config}-s{r['seed']}" in recounted]
+        mine = [m for m in (recounted.get(f"{config}-s{r['seed']}") for r in rows) if m]
         for key in ("channel_kl", "dependence_kl"):
             if mine:
                 summary[config][key] = float(np.mean([m[key] for m in mine]))
-    (OUT / "summary.json").write_text(json.dumps({"evaluator_hashes": hashes, "configs": summary,
-                                                  "runs": [r for rows in runs.values() for r in rows],
-                                                  "recount": recounted, "data": data,
-                                                  "anchors": ANCHORS}, indent=2) + "\n")
+    atomic_write(summary_file, json.dumps({"evaluator_hashes": hashes, "configs": summary,
+                                           "runs": [r for rows in runs.values() for r in rows],
+                                           "recount": recounted, "data": data, "anchors": ANCHORS}, indent=2) + "\n")
     lines = [f"Evaluator {', '.join(h[:12] for h in hashes)} (per_channel); 2-core CPU; `bash benchmarks/stacked_mnist.sh`. "
              "Mean ± std over training seeds. Reverse KL = the channels' digit KL + their dependence "
              "(recounted from each run's kept 26,000 samples).", "",
@@ -113,7 +124,7 @@ def main() -> None:
                  f"{data['channel_kl']:.3f} | {data['dependence_kl']:.3f} | — | — | — | — |")
     for name, (modes, kl) in ANCHORS.items():
         lines.append(f"| {name} (published) | — | {modes} | {kl} | — | — | — | — | — | — |")
-    (OUT / "summary.md").write_text("\n".join(lines) + "\n")
+    atomic_write(OUT / "summary.md", "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 
