@@ -269,12 +269,18 @@ def test_interrupted_sweep_resumes_without_rerunning_finished_trials(tmp_path):
                             start_new_session=True, text=True)
     exp_root = tmp_path / "tune_runs"
     deadline = time.time() + 240
-    statuses: list[str] = []
-    # killed once the saved state holds the first trial finished and the second one running
-    while time.time() < deadline and proc.poll() is None and statuses != ["RUNNING", "TERMINATED"]:
+    statuses, finished, running_saved = [], [], False
+    # killed once the saved state holds the first trial finished and the second one running, the first
+    # trial's last progress row is on disk and the second has saved a checkpoint (Tune writes the state,
+    # the progress file and the checkpoints at different moments: waiting on the state alone once killed
+    # the sweep before the finished trial's last row was flushed)
+    while time.time() < deadline and proc.poll() is None and not (
+            statuses == ["RUNNING", "TERMINATED"] and len(finished) == 1 and running_saved):
         time.sleep(0.1)
         statuses = _saved_statuses(exp_root)
-    finished = [p for p in exp_root.glob("tune-*/run_trial_*/progress.csv") if len(p.read_text().splitlines()) == 9]
+        progress = list(exp_root.glob("tune-*/run_trial_*/progress.csv"))
+        finished = [p for p in progress if len(p.read_text().splitlines()) == 9]
+        running_saved = any(any(p.parent.glob("checkpoint_*")) for p in progress if p not in finished)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     assert statuses == ["RUNNING", "TERMINATED"] and len(finished) == 1, (statuses, finished)
