@@ -7,7 +7,7 @@
 # data/stacked/samples/<name>-s<seed>.npz (a DVC output), and writes reports/stacked/summary.{json,md}.
 # Run it alone: it reports timings.
 #
-# The papers' schedule, scaled to 2 CPU cores (reports/stacked/README.md says what each cut costs):
+# The papers' schedule, scaled to 2 CPU cores (docs/gan-game.md "Stacked MNIST" says what each cut costs):
 # - kept: batch 64 (PacGAN-m: D judges 64 packed inputs, 64·m samples from G and from the data), Adam 2e-4
 #   with β1 = 0.5, z of 100 dimensions, two G updates per D update (the reference code's), nonsaturating loss;
 # - cut: STEPS updates (default 2,000: one of the reference's 50 epochs of 2,000), and genpipe's DCGAN at its
@@ -41,15 +41,20 @@ runs=("$@")
 labelfree="preset=labelfree model.clusters=1000 model.cluster_dims=32 train.batch_size=64"
 # ddgan keeps its preset's schedule at 720 steps (4 NFE per sample, so 26,000 samples cost minutes), scored on
 # one sampling seed. ddpm: its preset's UNet and schedule for 1,000 steps, unconditional, sampled by
-# deterministic DDIM in 10 steps (26,000 samples at the preset's 100 passes each would take ~3 h on 2 cores).
+# deterministic DDIM in 10 steps (26,000 samples at the preset's 100 passes each would take ~3 h on 2 cores);
+# ddpm_3k: the same for 3,000 steps (is 1,000 too few?). labelfree_wide_2k5: labelfree_wide at half its steps
+# (how its KL falls with training).
+ddpm="preset=ddpm diffusion.class_conditional=false diffusion.guidance=1.0 diffusion.sampler=ddim diffusion.sample_steps=10
+      diffusion.eta=0.0 evaluate.error_seeds=1"
 [ ${#runs[@]} -eq 0 ] && runs=("dcgan=$gan" "pacgan2=$gan train.pack=2" "pacgan3=$gan train.pack=3"
                                "pacgan4=$gan train.pack=4" "dcgan_dd=$gan train.diffusion_d=true"
                                "dcgan_d8=$gan model.d_channels=8" "pacgan2_d8=$gan model.d_channels=8 train.pack=2"
                                "dcgan_clusters=$gan model.clusters=1000 model.cluster_dims=32"
                                "labelfree=$labelfree train.max_steps=5000" "labelfree_ema=$labelfree train.max_steps=5000 train.ema_decay=0.999"
                                "labelfree_10k=$labelfree train.max_steps=10000" "labelfree_wide=$labelfree train.max_steps=5000 model.g_channels=64"
+                               "labelfree_wide_2k5=$labelfree train.max_steps=2500 model.g_channels=64"
                                "ddgan=preset=ddgan ddgan.class_conditional=false train.max_steps=720 evaluate.error_seeds=1"
-                               "ddpm=preset=ddpm diffusion.class_conditional=false diffusion.guidance=1.0 train.max_steps=1000 diffusion.sampler=ddim diffusion.sample_steps=10 diffusion.eta=0.0 evaluate.error_seeds=1")
+                               "ddpm=$ddpm train.max_steps=1000" "ddpm_3k=$ddpm train.max_steps=3000")
 if [ -n "${ONLY:-}" ]; then  # ONLY="pacgan2 dcgan_dd": just these of the runs, by name
   kept=(); for run in "${runs[@]}"; do [[ " $ONLY " == *" ${run%%=*} "* ]] && kept+=("$run"); done; runs=("${kept[@]}")
 fi

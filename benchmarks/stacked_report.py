@@ -42,6 +42,17 @@ def mean_std(summary: dict, key: str, fmt: str) -> str:
     return f"{summary[key]:{fmt}}" + (f" ± {std:{fmt}}" if std else "")
 
 
+def kept_or_counted(path: Path, before: dict, hashes: list[str], count) -> dict:
+    """A run's recount: the committed one (`before`, the committed summary) when its samples file has the same
+    SHA-256 and the same readers scored it, else `count(samples)` with the file's digest beside it."""
+    raw = path.read_bytes()  # read once: hashed, and loaded only when the committed recount does not fit
+    digest = hashlib.sha256(raw).hexdigest()
+    kept = before.get("recount", {}).get(path.stem, {})
+    if before.get("evaluator_hashes") == hashes and kept.get("sha256") == digest:
+        return kept
+    return {**count(np.load(io.BytesIO(raw))["samples"]), "sha256": digest}
+
+
 def recount(hashes: list[str], before: dict) -> tuple[dict, dict]:
     """({run: its kept samples' scores}, the data row's scores) under the pinned reader, which must be the one
     the runs were scored with; `before` is the committed summary, whose recounts are reused where they fit."""
@@ -65,15 +76,7 @@ def recount(hashes: list[str], before: dict) -> tuple[dict, dict]:
         return {"modes": out["modes"], "reverse_kl": out["reverse_kl"], "channel_kl": sum(kls),
                 "channel_kls": kls, "dependence_kl": out["reverse_kl"] - sum(kls), "samples": len(modes)}
 
-    def run_scores(path: Path) -> dict:
-        raw = path.read_bytes()  # read once: hashed, and loaded only when the committed recount does not fit
-        digest = hashlib.sha256(raw).hexdigest()
-        kept = before.get("recount", {}).get(path.stem, {})
-        if before.get("evaluator_hashes") == hashes and kept.get("sha256") == digest:
-            return kept
-        return {**scores(np.load(io.BytesIO(raw))["samples"]), "sha256": digest}
-
-    runs = {f.stem: run_scores(f) for f in sorted(SAMPLES.glob("*.npz"))}
+    runs = {f.stem: kept_or_counted(f, before, hashes, scores) for f in sorted(SAMPLES.glob("*.npz"))}
     train = read_share(PREPARED, "train")[0]
     pick = np.sort(np.random.default_rng(0).choice(len(train), PAPER_SAMPLES, replace=False))
     return runs, scores(train[pick])

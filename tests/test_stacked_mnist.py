@@ -141,3 +141,39 @@ def test_the_128k_training_triples_cover_all_1000_modes_with_multinomial_counts(
     assert abs(chi2 - 999) < 5 * math.sqrt(2 * 999)
     uniform = np.full(1000, 128.0)  # and not the uniform draw: the pool's unequal digit counts show
     assert (((counts - uniform) ** 2) / uniform).sum() > chi2
+
+
+def test_the_report_reuses_a_committed_recount_only_for_the_same_samples_under_the_same_reader(tmp_path):
+    """benchmarks/stacked_report.py recounts only what changed: a run's committed recount is kept when its
+    samples file has the committed SHA-256 and the reader is the one it was counted with; any other file or
+    reader is counted afresh."""
+    import hashlib
+    import importlib.util
+    import sys
+
+    sys.path.insert(0, str(REPO / "benchmarks"))  # the script imports its sibling fusion_report
+    try:
+        spec = importlib.util.spec_from_file_location("stacked_report", REPO / "benchmarks" / "stacked_report.py")
+        report = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(report)
+    finally:
+        sys.path.remove(str(REPO / "benchmarks"))
+    samples = np.arange(2 * 3 * 4 * 4, dtype=np.uint8).reshape(2, 3, 4, 4)
+    path = tmp_path / "dcgan-s0.npz"
+    np.savez(path, samples=samples)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    counted = []
+
+    def count(u8):
+        counted.append(u8.copy())
+        return {"modes": 7}
+
+    kept = {"modes": 1000, "sha256": digest}
+    before = {"evaluator_hashes": ["reader-a"], "recount": {"dcgan-s0": kept}}
+    assert report.kept_or_counted(path, before, ["reader-a"], count) == kept and not counted
+    assert report.kept_or_counted(path, before, ["reader-b"], count) == {"modes": 7, "sha256": digest}
+    assert np.array_equal(counted[-1], samples)  # the file's own samples were counted
+    np.savez(path, samples=samples[::-1])  # new samples under the same name
+    again = report.kept_or_counted(path, before, ["reader-a"], count)
+    assert again["modes"] == 7 and again["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest() != digest
+    assert np.array_equal(counted[-1], samples[::-1]) and len(counted) == 2

@@ -180,17 +180,16 @@ def test_an_in_process_trial_trains_the_weights_of_a_one_worker_train_run(tmp_pa
 
 def test_asha_stops_a_clearly_bad_trial_and_its_workers_exit(tmp_path):
     """Two-worker trials: each starts a Ray Train run (DDP) inside its Tune trial; a stopped one ends it."""
-    # one trial at a time, the good learning rates first: each bad one meets a full rung and stops at it
+    # one trial at a time, the good learning rate first: the bad one meets a full rung and stops at it
     raw = _digits(tmp_path, search="grid", scheduler="asha", max_concurrent_trials=1, register_best=False, num_workers=2,
                   asha={"grace_period": 20, "reduction_factor": 2},
-                  space={"train": {"grid": [{"lr_g": 2e-3, "lr_d": 2e-3},
-                                            {"lr_g": 1e-8, "lr_d": 1e-8}, {"lr_g": 2e-8, "lr_d": 2e-8}]}})
+                  space={"train": {"grid": [{"lr_g": 2e-3, "lr_d": 2e-3}, {"lr_g": 1e-8, "lr_d": 1e-8}]}})
     params = _setup(tmp_path, raw=raw)
     report = tune.run(params, tmp_path)
     rows = {float(r["train.lr_g"]): r for r in _rows(params)}
-    assert report["metric"] == "fid" and report["trials_stopped_early"] >= 1
-    assert rows[1e-8]["status"] == rows[2e-8]["status"] == "stopped"
-    assert int(rows[1e-8]["step"]) == int(rows[2e-8]["step"]) == 20 and rows[2e-3]["status"] == "completed"
+    assert report["metric"] == "fid" and report["trials_stopped_early"] == 1
+    assert rows[1e-8]["status"] == "stopped" and int(rows[1e-8]["step"]) == 20
+    assert rows[2e-3]["status"] == "completed" and int(rows[2e-3]["step"]) == params.tune.trial_steps > 20
     assert report["best_config"]["train.lr_g"] == 2e-3 and not report["in_process_trials"]
     for progress in (tmp_path / "tune_runs").glob("tune-*/run_trial_*/progress.csv"):  # each trial had a Train run
         assert "placement_group" in progress.read_text().splitlines()[0].split(",")
