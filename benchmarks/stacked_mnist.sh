@@ -42,8 +42,8 @@ labelfree="preset=labelfree model.clusters=1000 model.cluster_dims=32 train.batc
 # ddgan keeps its preset's schedule at 720 steps (4 NFE per sample, so 26,000 samples cost minutes), scored on
 # one sampling seed. ddpm: its preset's UNet and schedule for 1,000 steps, unconditional, sampled by
 # deterministic DDIM in 10 steps (26,000 samples at the preset's 100 passes each would take ~3 h on 2 cores);
-# ddpm_3k: the same for 3,000 steps (is 1,000 too few?). labelfree_wide_2k5: labelfree_wide at half its steps
-# (how its KL falls with training).
+# ddpm_3k: the same for 3,000 steps (is 1,000 too few?). labelfree_wide_2k5 / _10k: labelfree_wide at half and
+# twice its steps (how its KL falls with training).
 ddpm="preset=ddpm diffusion.class_conditional=false diffusion.guidance=1.0 diffusion.sampler=ddim diffusion.sample_steps=10
       diffusion.eta=0.0 evaluate.error_seeds=1"
 [ ${#runs[@]} -eq 0 ] && runs=("dcgan=$gan" "pacgan2=$gan train.pack=2" "pacgan3=$gan train.pack=3"
@@ -53,6 +53,7 @@ ddpm="preset=ddpm diffusion.class_conditional=false diffusion.guidance=1.0 diffu
                                "labelfree=$labelfree train.max_steps=5000" "labelfree_ema=$labelfree train.max_steps=5000 train.ema_decay=0.999"
                                "labelfree_10k=$labelfree train.max_steps=10000" "labelfree_wide=$labelfree train.max_steps=5000 model.g_channels=64"
                                "labelfree_wide_2k5=$labelfree train.max_steps=2500 model.g_channels=64"
+                               "labelfree_wide_10k=$labelfree train.max_steps=10000 model.g_channels=64"
                                "ddgan=preset=ddgan ddgan.class_conditional=false train.max_steps=720 evaluate.error_seeds=1"
                                "ddpm=$ddpm train.max_steps=1000" "ddpm_3k=$ddpm train.max_steps=3000")
 if [ -n "${ONLY:-}" ]; then  # ONLY="pacgan2 dcgan_dd": just these of the runs, by name
