@@ -42,7 +42,11 @@ def discriminator_features(run_dir: Path, images: torch.Tensor) -> torch.Tensor:
     """The trained D's features before its head, for clean images (a noised D gets noise level 0)."""
     from components.models.dcgan import Discriminator
 
-    (newest, *_) = sorted(run_dir.glob("checkpoints/*/checkpoint_*/state.pt"), reverse=True)
+    found = sorted(run_dir.glob("checkpoints/*/checkpoint_*/state.pt"))
+    if not found:
+        raise SystemExit(f"--discriminator {run_dir}: no checkpoints/*/checkpoint_*/state.pt there (a benchmark "
+                         "run's data folder, e.g. data/stacked/dcgan-s0, after it trained)")
+    newest = found[-1]
     state = torch.load(newest, weights_only=True, map_location="cpu")["discriminator"]
     c_in, width = state["body.0.weight"].shape[1], state["body.0.weight"].shape[0]
     d = Discriminator(width, (c_in, *images.shape[2:])).eval()
